@@ -1,0 +1,309 @@
+// Loads tula.yaml into a TulaConfig, refusing any bad config with "<file>:<line>: <reason>".
+import Foundation
+import Yams
+
+/// Reads and validates the appliance's YAML config (schema: DESIGN.md, README).
+///
+/// The loader walks Yams' composed node tree itself, so every refusal carries the line of the
+/// offending node: YAML syntax errors, unknown or duplicate keys, wrong value types, values out
+/// of range, and semantic mistakes (duplicate VIPs or names, VIPs without backends, an l2 backend
+/// without a MAC, an l3 VIP on a port without gateway, a non-prime Maglev table size, ...).
+/// `flows_per_worker` is rounded up to a power of two.
+public enum ConfigLoader {
+    /// Reads the file at `path` and parses it; errors name `path` as given.
+    public static func load(path: String) throws(ConfigError) -> TulaConfig {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw ConfigError(file: path, line: 1, reason: "cannot read file: \(readFailure(path: path))")
+        }
+        return try parse(yaml: text, file: path)
+    }
+
+    /// Parses and validates YAML text; `file` is only used in error messages.
+    public static func parse(yaml: String, file: String) throws(ConfigError) -> TulaConfig {
+        let root = try composeRoot(yaml: yaml, file: file)
+        return try decodeConfig(root)
+    }
+
+    // MARK: - YAML
+
+    private static func composeRoot(yaml: String, file: String) throws(ConfigError) -> ConfigNode {
+        let composed: Node?
+        do {
+            composed = try Yams.compose(yaml: yaml)
+        } catch {
+            throw syntaxError(error, yaml: yaml, file: file)
+        }
+        guard let composed else { throw ConfigError(file: file, line: 1, reason: "the config is empty") }
+        return ConfigNode(root: composed, file: file)
+    }
+
+    /// Turns a Yams parse failure into a ConfigError at the line libyaml reported.
+    private static func syntaxError(_ error: any Error, yaml: String, file: String) -> ConfigError {
+        guard let yamlError = error as? YamlError else {
+            return ConfigError(file: file, line: 1, reason: "invalid YAML: \(error)")
+        }
+        switch yamlError {
+        case let .scanner(context, problem, mark, _), let .parser(context, problem, mark, _),
+             let .composer(context, problem, mark, _):
+            var reason = "invalid YAML: \(problem)"
+            if let context { reason += " (\(context.text) on line \(context.mark.line))" }
+            if context?.text.contains("alias") == true {
+                reason += "; a bare * starts a YAML alias: quote a wildcard port as port: \"*\""
+            }
+            return ConfigError(file: file, line: mark.line, reason: reason)
+        case let .reader(problem, offset, _, _):
+            let line = offset.map { lineNumber(atCharacterOffset: $0, in: yaml) } ?? 1
+            return ConfigError(file: file, line: line, reason: "invalid YAML: \(problem)")
+        default:
+            return ConfigError(file: file, line: 1, reason: "invalid YAML: \(yamlError)")
+        }
+    }
+
+    private static func lineNumber(atCharacterOffset offset: Int, in text: String) -> Int {
+        1 + text.prefix(offset).filter { $0 == "\n" || $0 == "\r\n" }.count
+    }
+
+    private static func readFailure(path: String) -> String {
+        var isDirectory: ObjCBool = false
+        if !FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) { return "no such file" }
+        if isDirectory.boolValue { return "it is a directory" }
+        if !FileManager.default.isReadableFile(atPath: path) { return "permission denied" }
+        return "not valid UTF-8 text"
+    }
+
+    // MARK: - Top level
+
+    private enum Key {
+        static let top = ["ports", "workers", "flows_per_worker", "flow_idle_timeout", "stats_socket", "vips"]
+        static let port = ["name", "device", "address", "mac", "gateway", "gateway_mac", "mtu"]
+        static let vip = ["name", "address", "port", "protocol", "mode", "maglev_table_size", "backends"]
+        static let backend = ["address", "mac", "weight"]
+    }
+
+    private static func decodeConfig(_ root: ConfigNode) throws(ConfigError) -> TulaConfig {
+        let fields = try root.mapping(allowed: Key.top)
+        let ports = try decodePorts(fields.required("ports"))
+        let workers = try fields.optional("workers").map(decodeWorkers) ?? .count(1)
+        let flows = try fields.optional("flows_per_worker")?.int(in: TulaConfig.flowsPerWorkerRange)
+            ?? TulaConfig.defaultFlowsPerWorker
+        let idleTimeout = try fields.optional("flow_idle_timeout")?.int(in: TulaConfig.flowIdleTimeoutRange)
+            ?? TulaConfig.defaultFlowIdleTimeoutSeconds
+        let statsSocket = try fields.optional("stats_socket").map(decodeSocketPath) ?? TulaConfig.defaultStatsSocket
+        let vips = try decodeVIPs(fields.required("vips"), ports: ports)
+        return TulaConfig(ports: ports, workers: workers, flowsPerWorker: roundUpToPowerOfTwo(flows),
+                          flowIdleTimeoutSeconds: idleTimeout, statsSocket: statsSocket, vips: vips)
+    }
+
+    /// `workers: 2` (a count) or `workers: [1, 2]` (lcore ids).
+    private static func decodeWorkers(_ node: ConfigNode) throws(ConfigError) -> WorkerSpec {
+        let maxWorkers = 64
+        if node.isInteger { return .count(try node.int(in: 1...maxWorkers)) }
+        guard case .sequence = node.node else {
+            throw node.error("expected a worker count (1...\(maxWorkers)) or a list of lcore ids, "
+                + "got \(node.kindDescription)\(node.quotedNumberHint)")
+        }
+        let items = try node.sequence()
+        guard !items.isEmpty else { throw node.error("the lcore list must not be empty") }
+        guard items.count <= maxWorkers else { throw node.error("at most \(maxWorkers) workers, got \(items.count)") }
+        var lcores: [Int] = []
+        for item in items {
+            let lcore = try item.int(in: 0...1023)
+            guard !lcores.contains(lcore) else { throw item.error("lcore \(lcore) is listed twice") }
+            lcores.append(lcore)
+        }
+        return .lcores(lcores)
+    }
+
+    private static func decodeSocketPath(_ node: ConfigNode) throws(ConfigError) -> String {
+        let path = try node.nonEmptyString()
+        guard path.hasPrefix("/") else { throw node.error("must be an absolute path, got \"\(path)\"") }
+        return path
+    }
+
+    /// The smallest power of two >= `value` (for value >= 1).
+    static func roundUpToPowerOfTwo(_ value: Int) -> Int {
+        value <= 1 ? 1 : 1 << (Int.bitWidth - (value - 1).leadingZeroBitCount)
+    }
+
+    // MARK: - Ports
+
+    private static func decodePorts(_ node: ConfigNode) throws(ConfigError) -> [PortConfig] {
+        let items = try node.sequence()
+        guard !items.isEmpty else { throw node.error("at least one port is needed") }
+        var ports: [PortConfig] = []
+        for item in items { ports.append(try decodePort(item, previous: ports)) }
+        return ports
+    }
+
+    private static func decodePort(_ node: ConfigNode, previous: [PortConfig]) throws(ConfigError) -> PortConfig {
+        let fields = try node.mapping(allowed: Key.port)
+        let nameNode = try fields.required("name")
+        let name = try nameNode.nonEmptyString()
+        guard name.allSatisfy(isPortNameCharacter) else {
+            throw nameNode.error("invalid port name \"\(name)\" (use letters, digits, _ and -)")
+        }
+        if let index = previous.firstIndex(where: { $0.name == name }) {
+            throw nameNode.error("duplicate port name \"\(name)\" (already used by ports[\(index)])")
+        }
+        return PortConfig(
+            name: name,
+            device: try fields.required("device").nonEmptyString(),
+            address: try fields.required("address").ipv4(),
+            mac: try fields.optional("mac")?.mac(),
+            gateway: try fields.optional("gateway")?.ipv4(),
+            gatewayMAC: try fields.optional("gateway_mac")?.mac(),
+            mtu: try fields.optional("mtu")?.int(in: 68...9216) ?? 1500,
+            line: node.line)
+    }
+
+    private static func isPortNameCharacter(_ c: Character) -> Bool {
+        c.isASCII && (c.isLetter || c.isNumber || c == "_" || c == "-")
+    }
+
+    // MARK: - VIPs
+
+    private static func decodeVIPs(_ node: ConfigNode, ports: [PortConfig]) throws(ConfigError) -> [VIPConfig] {
+        var vips: [VIPConfig] = []
+        for item in try node.sequence() { vips.append(try decodeVIP(item, ports: ports, previous: vips)) }
+        return vips
+    }
+
+    private static func decodeVIP(_ node: ConfigNode, ports: [PortConfig],
+                                  previous: [VIPConfig]) throws(ConfigError) -> VIPConfig {
+        let fields = try node.mapping(allowed: Key.vip)
+
+        let nameNode = try fields.required("name")
+        let name = try nameNode.nonEmptyString()
+        if let index = previous.firstIndex(where: { $0.name == name }) {
+            throw nameNode.error("duplicate VIP name \"\(name)\" (already used by vips[\(index)])")
+        }
+
+        let addressNode = try fields.required("address")
+        let address = try addressNode.ipv4()
+        if let port = ports.first(where: { $0.address == address }) {
+            throw addressNode.error(
+                "\(address) is the own address of port \"\(port.name)\"; a VIP needs an address of its own")
+        }
+
+        let port = try decodeVIPPort(fields.required("port"))
+        let proto: L4Protocol = try fields.required("protocol").choice(what: "protocol")
+        if let index = previous.firstIndex(where: { $0.address == address && $0.port == port && $0.proto == proto }) {
+            throw node.error("duplicate VIP \(endpoint(address, port, proto)), "
+                + "already defined by vips[\(index)] \"\(previous[index].name)\"")
+        }
+
+        let modeNode = try fields.required("mode")
+        let mode: DSRMode = try modeNode.choice(what: "mode")
+        if mode == .l3 { try checkPortsCanRoute(ports, modeNode: modeNode) }
+
+        let tableSizeNode = fields.optional("maglev_table_size")
+        let tableSize = try tableSizeNode.map(decodeTableSize) ?? VIPConfig.defaultTableSize
+
+        guard let backendsNode = fields.optional("backends") else {
+            throw node.error("VIP \"\(name)\" has no backends")
+        }
+        let backends = try decodeBackends(backendsNode, mode: mode, vipName: name)
+        try checkTableSize(tableSize, fits: backends.count, tableSizeNode: tableSizeNode, backendsNode: backendsNode)
+        return VIPConfig(name: name, address: address, port: port, proto: proto, mode: mode,
+                         tableSize: tableSize, backends: backends, line: node.line)
+    }
+
+    /// A port number 1...65535, or `"*"` for every port (nil).
+    private static func decodeVIPPort(_ node: ConfigNode) throws(ConfigError) -> UInt16? {
+        if node.isInteger { return UInt16(try node.int(in: 1...65535)) }
+        if case .scalar(let scalar) = node.node, scalar.string == "*" { return nil }
+        throw node.error(
+            "expected a port number (1...65535) or \"*\", got \(node.kindDescription)\(node.quotedNumberHint)")
+    }
+
+    /// l3 sends through each port's gateway, so every port needs one, with its MAC (no ARP yet).
+    private static func checkPortsCanRoute(_ ports: [PortConfig], modeNode: ConfigNode) throws(ConfigError) {
+        if let port = ports.first(where: { $0.gateway == nil }) {
+            throw modeNode.error("l3 needs a gateway on every port, but port \"\(port.name)\" has none")
+        }
+        if let port = ports.first(where: { $0.gatewayMAC == nil }) {
+            throw modeNode.error("l3 needs a gateway_mac on every port, but port \"\(port.name)\" has none "
+                + "(ARP resolution of the gateway is not supported yet)")
+        }
+    }
+
+    private static func decodeTableSize(_ node: ConfigNode) throws(ConfigError) -> Int {
+        let size = try node.int(in: VIPConfig.tableSizeRange)
+        guard isPrime(size) else {
+            throw node.error("\(size) is not prime (Maglev needs a prime table size, e.g. \(nextPrime(atLeast: size)))")
+        }
+        return size
+    }
+
+    /// Maglev spreads well only with at least 100 table slots per backend.
+    private static func checkTableSize(_ tableSize: Int, fits backendCount: Int, tableSizeNode: ConfigNode?,
+                                       backendsNode: ConfigNode) throws(ConfigError) {
+        let minimumSize = 100 * backendCount
+        guard tableSize < minimumSize else { return }
+        let advice = "a prime >= \(minimumSize), e.g. \(nextPrime(atLeast: minimumSize))"
+        if let tableSizeNode {
+            throw tableSizeNode.error("\(tableSize) is too small for \(backendCount) backends (needs \(advice))")
+        }
+        throw backendsNode.error("\(backendCount) backends are too many for the default "
+            + "maglev_table_size \(tableSize); set maglev_table_size to \(advice)")
+    }
+
+    private static func endpoint(_ address: IPv4Address, _ port: UInt16?, _ proto: L4Protocol) -> String {
+        "\(address):\(port.map(String.init) ?? "*")/\(proto)"
+    }
+
+    // MARK: - Backends
+
+    private static func decodeBackends(_ node: ConfigNode, mode: DSRMode,
+                                       vipName: String) throws(ConfigError) -> [BackendConfig] {
+        let items = try node.sequence()
+        guard !items.isEmpty else { throw node.error("VIP \"\(vipName)\" has no backends") }
+        var backends: [BackendConfig] = []
+        for item in items { backends.append(try decodeBackend(item, mode: mode, previous: backends)) }
+        return backends
+    }
+
+    private static func decodeBackend(_ node: ConfigNode, mode: DSRMode,
+                                      previous: [BackendConfig]) throws(ConfigError) -> BackendConfig {
+        let fields = try node.mapping(allowed: Key.backend)
+        let addressNode = try fields.required("address")
+        let address = try addressNode.ipv4()
+        if let index = previous.firstIndex(where: { $0.address == address }) {
+            throw addressNode.error("duplicate backend \(address) (already backends[\(index)])")
+        }
+        let mac = try fields.optional("mac")?.mac()
+        if mode == .l2 && mac == nil {
+            throw node.error("l2 backend needs a mac (ARP resolution of backends is not supported yet)")
+        }
+        let weight = try fields.optional("weight").map(decodeWeight) ?? 1
+        return BackendConfig(address: address, mac: mac, weight: weight, line: node.line)
+    }
+
+    private static func decodeWeight(_ node: ConfigNode) throws(ConfigError) -> Int {
+        if node.isInteger, let weight = node.node.int, weight < 0 {
+            throw node.error("must not be negative, got \(weight) (0 drains the backend)")
+        }
+        return try node.int(in: BackendConfig.weightRange)
+    }
+
+    // MARK: - Primes
+
+    static func isPrime(_ n: Int) -> Bool {
+        guard n >= 2 else { return false }
+        var divisor = 2
+        while divisor * divisor <= n {
+            if n % divisor == 0 { return false }
+            divisor += 1
+        }
+        return true
+    }
+
+    static func nextPrime(atLeast n: Int) -> Int {
+        var candidate = max(n, 2)
+        while !isPrime(candidate) { candidate += 1 }
+        return candidate
+    }
+}

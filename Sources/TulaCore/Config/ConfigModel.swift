@@ -1,0 +1,170 @@
+// The validated appliance configuration (ports, workers, VIPs, backends) as loaded from tula.yaml.
+
+/// The whole appliance configuration, as produced by `ConfigLoader` after validation.
+///
+/// Every value here has passed the loader's checks: addresses parse, ranges hold, names are
+/// unique, and each VIP can actually be served in its mode (see `ConfigLoader`).
+public struct TulaConfig: Sendable, Equatable {
+    /// Default for `flows_per_worker`.
+    public static let defaultFlowsPerWorker = 1_048_576
+    /// Accepted range of `flows_per_worker`, before rounding up to a power of two.
+    public static let flowsPerWorkerRange = 1024...67_108_864
+    /// Default for `flow_idle_timeout`, in seconds.
+    public static let defaultFlowIdleTimeoutSeconds = 300
+    /// Accepted range of `flow_idle_timeout`, in seconds.
+    public static let flowIdleTimeoutRange = 1...86_400
+    /// Default for `stats_socket`.
+    public static let defaultStatsSocket = "/run/tula/tula.sock"
+
+    /// The DPDK ports (key `ports`); never empty.
+    public var ports: [PortConfig]
+    /// How many worker lcores run, or exactly which ones (key `workers`).
+    public var workers: WorkerSpec
+    /// Flow-table capacity of each worker (key `flows_per_worker`).
+    ///
+    /// The file may give any value in `flowsPerWorkerRange`; the loader rounds it **up** to the
+    /// next power of two (100000 becomes 131072), so the flow table can index with a mask.
+    public var flowsPerWorker: Int
+    /// Seconds after which an idle flow is forgotten (key `flow_idle_timeout`).
+    public var flowIdleTimeoutSeconds: Int
+    /// Absolute path of the stats Unix socket (key `stats_socket`).
+    public var statsSocket: String
+    /// The virtual services (key `vips`); may be empty.
+    public var vips: [VIPConfig]
+
+    /// Builds a configuration; unspecified values take the same defaults as the YAML loader.
+    public init(ports: [PortConfig], workers: WorkerSpec = .count(1),
+                flowsPerWorker: Int = TulaConfig.defaultFlowsPerWorker,
+                flowIdleTimeoutSeconds: Int = TulaConfig.defaultFlowIdleTimeoutSeconds,
+                statsSocket: String = TulaConfig.defaultStatsSocket, vips: [VIPConfig]) {
+        self.ports = ports
+        self.workers = workers
+        self.flowsPerWorker = flowsPerWorker
+        self.flowIdleTimeoutSeconds = flowIdleTimeoutSeconds
+        self.statsSocket = statsSocket
+        self.vips = vips
+    }
+}
+
+/// Which worker lcores to run: `workers: 2` (a count) or `workers: [1, 2]` (explicit lcore ids).
+public enum WorkerSpec: Sendable, Equatable {
+    /// Run this many workers (1...64) on lcores chosen by the appliance.
+    case count(Int)
+    /// Run one worker on each of these lcore ids (unique, 0...1023, non-empty).
+    case lcores([Int])
+}
+
+/// One DPDK port and the appliance's own identity on its segment (an entry of `ports`).
+public struct PortConfig: Sendable, Equatable {
+    /// Unique name, `[A-Za-z0-9_-]+`.
+    public var name: String
+    /// A PCI address (`0000:3b:00.0`) or a DPDK vdev string (`net_pcap0,rx_pcap=in.pcap`).
+    public var device: String
+    /// The appliance's own IPv4 address on this segment.
+    public var address: IPv4Address
+    /// The MAC to send from; nil means the port's own hardware MAC.
+    public var mac: MACAddress?
+    /// Next-hop router, needed by l3 VIPs.
+    public var gateway: IPv4Address?
+    /// The gateway's MAC (key `gateway_mac`), needed by l3 VIPs until ARP is supported.
+    public var gatewayMAC: MACAddress?
+    /// MTU, 68...9216 (default 1500).
+    public var mtu: Int
+    /// Line of this port's entry in the config file, for later error messages (0 if not from a file).
+    public var line: Int
+
+    /// Builds a port entry; unspecified values take the loader's defaults.
+    public init(name: String, device: String, address: IPv4Address, mac: MACAddress? = nil,
+                gateway: IPv4Address? = nil, gatewayMAC: MACAddress? = nil, mtu: Int = 1500, line: Int = 0) {
+        self.name = name
+        self.device = device
+        self.address = address
+        self.mac = mac
+        self.gateway = gateway
+        self.gatewayMAC = gatewayMAC
+        self.mtu = mtu
+        self.line = line
+    }
+}
+
+/// One virtual service: address, port (or every port), protocol and its backends (an entry of `vips`).
+public struct VIPConfig: Sendable, Equatable {
+    /// Default Maglev lookup-table size (a prime).
+    public static let defaultTableSize = 65_537
+    /// Accepted range of `maglev_table_size` (it must also be prime and >= 100 per backend).
+    public static let tableSizeRange = 251...1_000_003
+
+    /// Unique name.
+    public var name: String
+    /// The virtual IPv4 address clients connect to.
+    public var address: IPv4Address
+    /// Destination port 1...65535, or nil for every port (`port: "*"`).
+    public var port: UInt16?
+    /// Key `protocol`: tcp or udp.
+    public var proto: L4Protocol
+    /// Key `mode`: l2 (MAC rewrite) or l3 (IP-in-IP).
+    public var mode: DSRMode
+    /// Key `maglev_table_size`: a prime, at least 100 × the number of backends (default 65537).
+    public var tableSize: Int
+    /// The real servers; never empty.
+    public var backends: [BackendConfig]
+    /// Line of this VIP's entry in the config file (0 if not from a file).
+    public var line: Int
+
+    /// Builds a VIP; unspecified values take the loader's defaults.
+    public init(name: String, address: IPv4Address, port: UInt16?, proto: L4Protocol, mode: DSRMode,
+                tableSize: Int = VIPConfig.defaultTableSize, backends: [BackendConfig], line: Int = 0) {
+        self.name = name
+        self.address = address
+        self.port = port
+        self.proto = proto
+        self.mode = mode
+        self.tableSize = tableSize
+        self.backends = backends
+        self.line = line
+    }
+}
+
+/// One real server behind a VIP (an entry of a VIP's `backends`).
+public struct BackendConfig: Sendable, Equatable {
+    /// Accepted range of `weight`; 0 drains the backend.
+    public static let weightRange = 0...1000
+
+    /// The backend's IPv4 address (for l3, the outer destination of the IP-in-IP packet).
+    public var address: IPv4Address
+    /// The backend's MAC; required for l2 VIPs until ARP is supported, unused by l3.
+    public var mac: MACAddress?
+    /// Relative share of new flows, 0...1000 (default 1; 0 = drain).
+    public var weight: Int
+    /// Line of this backend's entry in the config file (0 if not from a file).
+    public var line: Int
+
+    /// Builds a backend entry; unspecified values take the loader's defaults.
+    public init(address: IPv4Address, mac: MACAddress? = nil, weight: Int = 1, line: Int = 0) {
+        self.address = address
+        self.mac = mac
+        self.weight = weight
+        self.line = line
+    }
+}
+
+/// A refused configuration: where (file and 1-based line) and why.
+///
+/// `description` is `<file>:<line>: <reason>`, for example
+/// `tula.yaml:14: vips[1].mode: unknown mode "l4" (expected l2 or l3)`.
+public struct ConfigError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The config file's path as given to the loader.
+    public var file: String
+    /// 1-based line of the offending node.
+    public var line: Int
+    /// What is wrong, starting with the offending key path when there is one.
+    public var reason: String
+
+    public init(file: String, line: Int, reason: String) {
+        self.file = file
+        self.line = line
+        self.reason = reason
+    }
+
+    public var description: String { "\(file):\(line): \(reason)" }
+}

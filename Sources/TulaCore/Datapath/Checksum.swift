@@ -1,0 +1,28 @@
+// The Internet checksum (RFC 1071) over raw bytes, as used for IPv4 headers.
+
+/// Ones'-complement sum of `length` bytes at `p` (big-endian 16-bit words), folded to 16 bits, not inverted.
+@inline(__always)
+public func onesComplementSum(_ p: UnsafeRawPointer, _ length: Int, initial: UInt32 = 0) -> UInt16 {
+    var sum = UInt64(initial)
+    var i = 0
+    while i + 4 <= length {
+        sum &+= UInt64(UInt32(bigEndian: p.loadUnaligned(fromByteOffset: i, as: UInt32.self)))
+        i += 4
+    }
+    if i + 2 <= length {
+        sum &+= UInt64(UInt16(bigEndian: p.loadUnaligned(fromByteOffset: i, as: UInt16.self)))
+        i += 2
+    }
+    if i < length { sum &+= UInt64(p.load(fromByteOffset: i, as: UInt8.self)) << 8 }
+    sum = (sum & 0xFFFF_FFFF) &+ (sum >> 32)
+    sum = (sum & 0xFFFF) &+ (sum >> 16)
+    sum = (sum & 0xFFFF) &+ (sum >> 16)
+    sum = (sum & 0xFFFF) &+ (sum >> 16)
+    return UInt16(truncatingIfNeeded: sum)
+}
+
+/// The value to store in a checksum field (zeroed while summing) so the header verifies.
+@inline(__always)
+public func internetChecksum(_ p: UnsafeRawPointer, _ length: Int) -> UInt16 {
+    ~onesComplementSum(p, length)
+}

@@ -1,0 +1,32 @@
+// Where each counter lives in a worker's flat block of UInt64 counters.
+
+/// Offsets into one lcore's counter block: per port (rx/tx and one counter per verdict), per VIP,
+/// per backend, and the flow table's. Every lcore has a block with this layout; readers sum them.
+public struct CounterLayout: Sendable, Equatable {
+    public let portCount: Int
+    public let vipCount: Int
+    public let backendCount: Int
+
+    public static let rxPackets = 0, rxBytes = 1, txPackets = 2, txBytes = 3, firstVerdict = 4
+    public static let perPort = firstVerdict + Verdict.count
+    /// Per VIP and per backend: packets, bytes, new flows.
+    public static let packets = 0, bytes = 1, newFlows = 2, perTarget = 3
+    /// Flow table: slots in use, insertions, evictions of live flows, reuses of expired slots.
+    public static let flowsInUse = 0, flowInsertions = 1, flowEvictions = 2, flowExpiries = 3, perFlowTable = 4
+
+    public init(ports: Int, vips: Int, backends: Int) {
+        portCount = ports; vipCount = vips; backendCount = backends
+    }
+
+    @inline(__always) public func port(_ p: Int) -> Int { p &* CounterLayout.perPort }
+    @inline(__always) public func verdict(_ p: Int, _ v: Verdict) -> Int {
+        p &* CounterLayout.perPort &+ CounterLayout.firstVerdict &+ Int(v.rawValue)
+    }
+    @inline(__always) public var vipBase: Int { portCount &* CounterLayout.perPort }
+    @inline(__always) public func vip(_ v: Int) -> Int { vipBase &+ v &* CounterLayout.perTarget }
+    @inline(__always) public var backendBase: Int { vipBase &+ vipCount &* CounterLayout.perTarget }
+    @inline(__always) public func backend(_ b: Int) -> Int { backendBase &+ b &* CounterLayout.perTarget }
+    @inline(__always) public var flowTable: Int { backendBase &+ backendCount &* CounterLayout.perTarget }
+    /// Number of UInt64 counters in a block.
+    public var count: Int { flowTable + CounterLayout.perFlowTable }
+}

@@ -1,0 +1,162 @@
+// The immutable snapshot workers read: ports, VIP index, Maglev tables and backends in flat raw memory.
+
+/// Per-port facts the data path needs. MACs are kept as the raw words a frame holds, for one-load compares.
+public struct PortTables: Sendable {
+    public var macWord0: UInt32
+    public var macWord1: UInt16
+    public var gatewayWord0: UInt32
+    public var gatewayWord1: UInt16
+    /// The port's own IPv4 address, host order (also the L3 tunnel source).
+    public var address: UInt32
+    /// Largest IPv4 packet (total length, bytes) that may leave the port.
+    public var mtuBytes: UInt32
+}
+
+/// One VIP: where its Maglev table and backends are.
+public struct VIPEntry: @unchecked Sendable {
+    public var address: UInt32
+    public var port: UInt16
+    public var proto: UInt8
+    public var mode: DSRMode
+    public var tableSize: UInt32
+    public var table: UnsafeMutablePointer<UInt16>
+    /// Index of the VIP's first backend in `DataplaneTables.backends`.
+    public var backendBase: UInt32
+    public var backendCount: UInt32
+}
+
+/// One backend of one VIP.
+public struct BackendEntry: Sendable {
+    /// IPv4 address, host order (the L3 outer destination).
+    public var address: UInt32
+    public var macWord0: UInt32
+    public var macWord1: UInt16
+}
+
+/// A slot of the open-addressed VIP index.
+public struct VIPSlot: Sendable {
+    public var key: UInt64
+    public var vip: UInt32
+}
+
+/// Everything a worker reads, reached through one pointer. Built off the packet path by `build(config:)`;
+/// never mutated once published; freed with `destroy()` after every worker has stopped using it.
+public struct DataplaneTables: @unchecked Sendable {
+    public var ports: UnsafeMutablePointer<PortTables>
+    public var portCount: Int
+    public var vips: UnsafeMutablePointer<VIPEntry>
+    public var vipCount: Int
+    public var backends: UnsafeMutablePointer<BackendEntry>
+    public var backendCount: Int
+    public var vipIndex: UnsafeMutablePointer<VIPSlot>
+    public var vipIndexMask: Int
+    /// Distinct VIP addresses, for ARP.
+    public var vipAddresses: UnsafeMutablePointer<UInt32>
+    public var vipAddressCount: Int
+    public var layout: CounterLayout
+
+    /// Reads the six bytes of a MAC as the (native-order) words a frame load returns.
+    public static func macWords(_ mac: MACAddress) -> (UInt32, UInt16) {
+        var raw = (UInt32(0), UInt16(0))
+        withUnsafeMutableBytes(of: &raw) { buffer in
+            let b = mac.array
+            for i in 0..<4 { buffer[i] = b[i] }
+            for i in 0..<2 { buffer[4 + i] = b[4 + i] }
+        }
+        return raw
+    }
+
+    @inline(__always)
+    static func vipKey(_ address: UInt32, _ proto: UInt8, _ port: UInt16) -> UInt64 {
+        UInt64(address) << 24 | UInt64(proto) << 16 | UInt64(port)
+    }
+
+    /// Builds the tables for a validated config. `macs[i]` is the MAC in use on port i (the configured
+    /// one or the device's own).
+    public static func build(config: TulaConfig, portMACs macs: [MACAddress]) -> UnsafeMutablePointer<DataplaneTables> {
+        let ports = UnsafeMutablePointer<PortTables>.allocate(capacity: max(1, config.ports.count))
+        for (i, p) in config.ports.enumerated() {
+            let mac = macWords(macs[i])
+            let gw = macWords(p.gatewayMAC ?? .zero)
+            ports[i] = PortTables(macWord0: mac.0, macWord1: mac.1, gatewayWord0: gw.0, gatewayWord1: gw.1,
+                                  address: p.address.value, mtuBytes: UInt32(p.mtu))
+        }
+        let totalBackends = config.vips.reduce(0) { $0 + $1.backends.count }
+        let backends = UnsafeMutablePointer<BackendEntry>.allocate(capacity: max(1, totalBackends))
+        let vips = UnsafeMutablePointer<VIPEntry>.allocate(capacity: max(1, config.vips.count))
+        var base = 0
+        for (v, vip) in config.vips.enumerated() {
+            for (j, b) in vip.backends.enumerated() {
+                let mac = macWords(b.mac ?? .zero)
+                backends[base + j] = BackendEntry(address: b.address.value, macWord0: mac.0, macWord1: mac.1)
+            }
+            let table = Maglev.build(keys: vip.backends.map { $0.address.description },
+                                     weights: vip.backends.map { $0.weight }, size: vip.tableSize)
+            let tablePointer = UnsafeMutablePointer<UInt16>.allocate(capacity: table.count)
+            tablePointer.initialize(from: table, count: table.count)
+            vips[v] = VIPEntry(address: vip.address.value, port: vip.port ?? 0, proto: vip.proto.rawValue,
+                               mode: vip.mode, tableSize: UInt32(vip.tableSize), table: tablePointer,
+                               backendBase: UInt32(base), backendCount: UInt32(vip.backends.count))
+            base += vip.backends.count
+        }
+        var capacity = 16
+        while capacity < config.vips.count * 4 { capacity *= 2 }
+        let index = UnsafeMutablePointer<VIPSlot>.allocate(capacity: capacity)
+        index.initialize(repeating: VIPSlot(key: 0, vip: 0), count: capacity)
+        for v in 0..<config.vips.count {
+            var i = Int(truncatingIfNeeded: mix64(vipKey(vips[v].address, vips[v].proto, vips[v].port))) & (capacity - 1)
+            while index[i].key != 0 { i = (i + 1) & (capacity - 1) }
+            index[i] = VIPSlot(key: vipKey(vips[v].address, vips[v].proto, vips[v].port), vip: UInt32(v))
+        }
+        let distinct = Array(Set(config.vips.map { $0.address.value })).sorted()
+        let addresses = UnsafeMutablePointer<UInt32>.allocate(capacity: max(1, distinct.count))
+        addresses.initialize(from: distinct, count: distinct.count)
+        let tables = UnsafeMutablePointer<DataplaneTables>.allocate(capacity: 1)
+        tables.initialize(to: DataplaneTables(
+            ports: ports, portCount: config.ports.count, vips: vips, vipCount: config.vips.count,
+            backends: backends, backendCount: totalBackends, vipIndex: index, vipIndexMask: capacity - 1,
+            vipAddresses: addresses, vipAddressCount: distinct.count,
+            layout: CounterLayout(ports: config.ports.count, vips: config.vips.count, backends: totalBackends)))
+        return tables
+    }
+
+    /// Frees everything `build` allocated, including `tables` itself.
+    public static func destroy(_ tables: UnsafeMutablePointer<DataplaneTables>) {
+        let t = tables.pointee
+        for v in 0..<t.vipCount { t.vips[v].table.deallocate() }
+        t.ports.deallocate(); t.vips.deallocate(); t.backends.deallocate()
+        t.vipIndex.deallocate(); t.vipAddresses.deallocate()
+        tables.deinitialize(count: 1)
+        tables.deallocate()
+    }
+
+    /// The VIP for (address, protocol, port): an exact port wins over `*`. Returns -1 when there is none.
+    @inline(__always)
+    public func findVIP(address: UInt32, proto: UInt8, port: UInt16) -> Int {
+        let exact = probe(DataplaneTables.vipKey(address, proto, port))
+        if exact >= 0 { return exact }
+        return probe(DataplaneTables.vipKey(address, proto, 0))
+    }
+
+    @inline(__always)
+    func probe(_ key: UInt64) -> Int {
+        var i = Int(truncatingIfNeeded: mix64(key)) & vipIndexMask
+        while true {
+            let slot = vipIndex[i]
+            if slot.key == key { return Int(slot.vip) }
+            if slot.key == 0 { return -1 }
+            i = (i + 1) & vipIndexMask
+        }
+    }
+
+    /// Whether `address` (host order) is the address of some VIP.
+    @inline(__always)
+    public func isVIPAddress(_ address: UInt32) -> Bool {
+        var i = 0
+        while i < vipAddressCount {
+            if vipAddresses[i] == address { return true }
+            i += 1
+        }
+        return false
+    }
+}

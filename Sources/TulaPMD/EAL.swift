@@ -1,0 +1,101 @@
+// Building the EAL argument list from a config, and starting/stopping the EAL (rte_eal_init/cleanup).
+
+import CDPDK
+import Foundation
+import TulaCore
+
+/// How EAL gets its memory.
+public enum MemoryMode: Equatable, Sendable, CustomStringConvertible {
+    case hugepages
+    case noHuge(megabytes: Int)
+    public var description: String {
+        switch self {
+        case .hugepages: "hugepages"
+        case .noHuge(let mb): "no hugepages (--no-huge -m \(mb))"
+        }
+    }
+}
+
+public enum EAL {
+    /// Whether a device string names a PCI device (`0000:3b:00.0` or `3b:00.0`) rather than a vdev.
+    public static func isPCI(_ device: String) -> Bool {
+        let name = device.split(separator: ",").first.map(String.init) ?? device
+        return name.range(of: #"^([0-9a-fA-F]{4}:)?[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$"#, options: .regularExpression) != nil
+    }
+
+    /// The ethdev name DPDK gives the device (the part before the first comma).
+    public static func deviceName(_ device: String) -> String {
+        String(device.split(separator: ",", maxSplits: 1).first ?? Substring(device))
+    }
+
+    /// Memory the appliance needs from EAL, MiB: mbufs, flow tables, and slack for EAL and drivers.
+    public static func requiredMegabytes(config: TulaConfig, mbufs: Int) -> Int {
+        let mbufBytes = mbufs * (Int(tula_default_buf_size()) + 256)
+        let flowBytes = config.workerCount * FlowTable.bytes(capacity: config.flowsPerWorker)
+        return (mbufBytes + flowBytes) / (1 << 20) + 96
+    }
+
+    /// Free 2 MiB hugepages, and whether a hugetlbfs is mounted.
+    public static func hugepagesAvailableMegabytes() -> Int {
+        guard let meminfo = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8),
+              let mounts = try? String(contentsOfFile: "/proc/mounts", encoding: .utf8),
+              mounts.contains("hugetlbfs") else { return 0 }
+        var free = 0, size = 0
+        for line in meminfo.split(separator: "\n") {
+            let parts = line.split(whereSeparator: { $0 == " " || $0 == ":" })
+            if parts.first == "HugePages_Free", parts.count > 1 { free = Int(parts[1]) ?? 0 }
+            if parts.first == "Hugepagesize", parts.count > 1 { size = (Int(parts[1]) ?? 0) / 1024 }
+        }
+        return free * size
+    }
+
+    /// Hugepages when enough are free, `--no-huge` otherwise.
+    public static func chooseMemory(required: Int) -> MemoryMode {
+        hugepagesAvailableMegabytes() >= required ? .hugepages : .noHuge(megabytes: required)
+    }
+
+    /// The EAL arguments for `config`: lcores (main + workers), devices, memory, file prefix, then `extra`.
+    public static func arguments(config: TulaConfig, workerLcores: [LcoreID], mainLcore: LcoreID, memory: MemoryMode,
+                                 inMemory: Bool, extra: [String]) -> [String] {
+        var args = ["tula-appliance"]
+        let cpus = max(1, ProcessInfo.processInfo.activeProcessorCount)
+        let lcores = ([mainLcore] + workerLcores).map { "\($0.raw)@\(Int($0.raw) % cpus)" }
+        args += ["--lcores", lcores.joined(separator: ","), "--main-lcore", "\(mainLcore.raw)"]
+        for port in config.ports {
+            if isPCI(port.device) { args += ["-a", port.device] } else { args += ["--vdev", port.device] }
+        }
+        if !config.ports.contains(where: { isPCI($0.device) }) { args.append("--no-pci") }
+        switch memory {
+        case .hugepages: break
+        case .noHuge(let mb): args += ["--no-huge", "-m", "\(mb)"]
+        }
+        // --in-memory keeps runs independent, but EAL refuses it with --no-huge (legacy memory):
+        // then a per-process file prefix does the same job.
+        if !extra.contains(where: { $0.hasPrefix("--file-prefix") || $0 == "--in-memory" }) {
+            switch (inMemory, memory) {
+            case (true, .hugepages): args.append("--in-memory")
+            case (true, .noHuge): args += ["--file-prefix", "tula-\(getpid())"]
+            case (false, _): args += ["--file-prefix", "tula"]
+            }
+        }
+        if !extra.contains(where: { $0.hasPrefix("--log-level") }) { args.append("--log-level=lib.eal:warning") }
+        return args + extra
+    }
+
+    /// `rte_eal_init`: succeeds once per process.
+    public static func initialize(_ args: [String]) throws {
+        var cArgs = args.map { strdup($0) }
+        let rc = cArgs.withUnsafeMutableBufferPointer { buffer in
+            rte_eal_init(Int32(buffer.count), buffer.baseAddress)
+        }
+        // EAL keeps pointers into argv: the strings are deliberately not freed.
+        guard rc >= 0 else {
+            throw DPDKError("rte_eal_init", -tula_errno(), detail: String(cString: rte_strerror(tula_errno())))
+        }
+        _ = cArgs.count
+        cArgs.removeAll()
+    }
+
+    /// `rte_eal_cleanup`.
+    public static func cleanup() { _ = rte_eal_cleanup() }
+}

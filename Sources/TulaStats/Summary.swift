@@ -1,0 +1,124 @@
+// The end-of-run summary: counters summed over lcores and named after the config, as text or JSON.
+
+import Foundation
+import TulaCore
+
+/// Named totals for one run, built from summed counters and the config that produced them.
+public struct Summary: Sendable {
+    public struct Port: Sendable {
+        public var name: String
+        public var rxPackets, rxBytes, txPackets, txBytes: UInt64
+        public var verdicts: [Verdict: UInt64]
+        public var forwarded: UInt64 { (verdicts[.forwardedL2] ?? 0) + (verdicts[.forwardedL3] ?? 0) }
+        public var replied: UInt64 { verdicts[.arpReply] ?? 0 }
+        public var dropped: UInt64 { verdicts.filter { $0.key.isDrop }.values.reduce(0, +) }
+    }
+    public struct Backend: Sendable {
+        public var address: String
+        public var packets, bytes, newFlows: UInt64
+    }
+    public struct VIP: Sendable {
+        public var name, address, port, proto, mode: String
+        public var packets, bytes, newFlows: UInt64
+        public var backends: [Backend]
+    }
+
+    public var ports: [Port]
+    public var vips: [VIP]
+    public var elapsedSeconds: Double
+    public var flowsInUse, flowInsertions, flowEvictions, flowExpiries: UInt64
+    /// Extra facts about the run (memory mode, workers, ...), printed as is.
+    public var notes: [(String, String)]
+
+    public init(config: TulaConfig, counters c: [UInt64], layout: CounterLayout, elapsedSeconds: Double,
+                notes: [(String, String)] = []) {
+        ports = config.ports.enumerated().map { p, port in
+            let base = layout.port(p)
+            var verdicts: [Verdict: UInt64] = [:]
+            for v in Verdict.allCases { verdicts[v] = c[layout.verdict(p, v)] }
+            return Port(name: port.name, rxPackets: c[base + CounterLayout.rxPackets], rxBytes: c[base + CounterLayout.rxBytes],
+                        txPackets: c[base + CounterLayout.txPackets], txBytes: c[base + CounterLayout.txBytes],
+                        verdicts: verdicts)
+        }
+        var backendIndex = 0
+        vips = config.vips.enumerated().map { v, vip in
+            let vb = layout.vip(v)
+            let backends = vip.backends.map { b -> Backend in
+                let bb = layout.backend(backendIndex)
+                backendIndex += 1
+                return Backend(address: b.address.description, packets: c[bb + CounterLayout.packets],
+                               bytes: c[bb + CounterLayout.bytes], newFlows: c[bb + CounterLayout.newFlows])
+            }
+            return VIP(name: vip.name, address: vip.address.description, port: vip.port.map(String.init) ?? "*",
+                       proto: vip.proto.description, mode: vip.mode.description, packets: c[vb + CounterLayout.packets],
+                       bytes: c[vb + CounterLayout.bytes], newFlows: c[vb + CounterLayout.newFlows], backends: backends)
+        }
+        let f = layout.flowTable
+        flowsInUse = c[f + CounterLayout.flowsInUse]
+        flowInsertions = c[f + CounterLayout.flowInsertions]
+        flowEvictions = c[f + CounterLayout.flowEvictions]
+        flowExpiries = c[f + CounterLayout.flowExpiries]
+        self.elapsedSeconds = elapsedSeconds
+        self.notes = notes
+    }
+
+    public var rxPackets: UInt64 { ports.reduce(0) { $0 + $1.rxPackets } }
+    public var txPackets: UInt64 { ports.reduce(0) { $0 + $1.txPackets } }
+    public func total(_ v: Verdict) -> UInt64 { ports.reduce(0) { $0 + ($1.verdicts[v] ?? 0) } }
+
+    /// One JSON object: rx/tx totals, elapsed time, verdicts and drops by name, ports, VIPs with backends.
+    public func json() -> String {
+        var verdicts: [String: UInt64] = [:]
+        var drops: [String: UInt64] = [:]
+        for v in Verdict.allCases {
+            verdicts[v.name] = total(v)
+            if v.isDrop { drops[v.name] = total(v) }
+        }
+        let object: [String: Any] = [
+            "rx_packets": rxPackets,
+            "tx_packets": txPackets,
+            "elapsed_seconds": (elapsedSeconds * 1e6).rounded() / 1e6,
+            "verdicts": verdicts,
+            "drops": drops,
+            "flows": ["in_use": flowsInUse, "insertions": flowInsertions, "evictions": flowEvictions, "expiries": flowExpiries],
+            "ports": ports.map { p -> [String: Any] in
+                ["name": p.name, "rx_packets": p.rxPackets, "rx_bytes": p.rxBytes, "tx_packets": p.txPackets,
+                 "tx_bytes": p.txBytes, "forwarded": p.forwarded, "replied": p.replied, "dropped": p.dropped]
+            },
+            "vips": vips.map { v -> [String: Any] in
+                ["name": v.name, "address": v.address, "port": v.port, "protocol": v.proto, "mode": v.mode,
+                 "packets": v.packets, "bytes": v.bytes, "new_flows": v.newFlows,
+                 "backends": v.backends.map { b -> [String: Any] in
+                     ["address": b.address, "packets": b.packets, "bytes": b.bytes, "new_flows": b.newFlows]
+                 }]
+            },
+            "notes": Dictionary(notes, uniquingKeysWith: { _, last in last }),
+        ]
+        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    /// A table for people.
+    public func text() -> String {
+        var out = ""
+        let rate = elapsedSeconds > 0 ? Double(rxPackets) / elapsedSeconds : 0
+        out += String(format: "tula: %llu packets in, %llu out in %.3f s (%.0f pps)\n", rxPackets, txPackets, elapsedSeconds, rate)
+        for (k, v) in notes { out += "  \(k): \(v)\n" }
+        out += "ports:\n"
+        for p in ports {
+            out += "  \(p.name): rx \(p.rxPackets) (\(p.rxBytes) B), tx \(p.txPackets) (\(p.txBytes) B), "
+            out += "forwarded \(p.forwarded), replied \(p.replied), dropped \(p.dropped)\n"
+        }
+        out += "vips:\n"
+        for v in vips {
+            out += "  \(v.name) \(v.address):\(v.port)/\(v.proto) \(v.mode): \(v.packets) packets, \(v.newFlows) new flows\n"
+            for b in v.backends {
+                out += "    -> \(b.address): \(b.packets) packets, \(b.bytes) bytes, \(b.newFlows) new flows\n"
+            }
+        }
+        out += "verdicts:\n"
+        for v in Verdict.allCases where total(v) > 0 { out += "  \(v.name): \(total(v))\n" }
+        out += "flows: \(flowsInUse) in use, \(flowInsertions) inserted, \(flowEvictions) evicted, \(flowExpiries) expired\n"
+        return out
+    }
+}

@@ -1,0 +1,65 @@
+// Shared pieces of the subcommands: config loading with clear errors, signals, summary printing.
+
+import ArgumentParser
+import Foundation
+import TulaCore
+import TulaPMD
+import TulaStats
+
+/// Exit status for a config that is refused before any packet moves.
+let exitConfigError: Int32 = 2
+/// Exit status for a failure while bringing up or running the data path.
+let exitRuntimeError: Int32 = 1
+
+func printError(_ message: String) {
+    FileHandle.standardError.write(Data("tula-appliance: error: \(message)\n".utf8))
+}
+
+/// Loads and validates the config, or exits with status 2 and `file:line: reason`.
+func loadConfigOrExit(_ path: String) throws -> TulaConfig {
+    do {
+        return try ConfigLoader.load(path: path)
+    } catch {
+        printError("\(error)")
+        throw ExitCode(exitConfigError)
+    }
+}
+
+/// Blocks SIGINT, SIGTERM and SIGHUP in this thread and every thread started later (EAL's lcores),
+/// so that `waitForSignal` receives them synchronously.
+func blockStopSignals() {
+    var set = sigset_t()
+    sigemptyset(&set)
+    for s in [SIGINT, SIGTERM, SIGHUP] { sigaddset(&set, s) }
+    pthread_sigmask(SIG_BLOCK, &set, nil)
+}
+
+/// Waits up to `milliseconds` for a blocked stop signal; returns it, or nil on timeout.
+func waitForSignal(milliseconds: Int) -> Int32? {
+    var set = sigset_t()
+    sigemptyset(&set)
+    for s in [SIGINT, SIGTERM] { sigaddset(&set, s) }
+    var timeout = timespec(tv_sec: milliseconds / 1000, tv_nsec: (milliseconds % 1000) * 1_000_000)
+    let s = sigtimedwait(&set, nil, &timeout)
+    return s > 0 ? s : nil
+}
+
+/// Options every data-path subcommand takes.
+struct OutputOptions: ParsableArguments {
+    @Flag(name: .long, help: "Print the final summary as one JSON object on stdout.")
+    var json = false
+}
+
+func printSummary(_ summary: Summary, json: Bool) {
+    print(json ? summary.json() : summary.text(), terminator: json ? "\n" : "")
+}
+
+/// Brings the appliance up, or stops what started and exits with status 1 and the reason.
+func startOrExit(_ appliance: Appliance, inMemory: Bool, extraEAL: [String]) throws {
+    do {
+        try appliance.start(inMemory: inMemory, extraEAL: extraEAL)
+    } catch {
+        printError("\(error)")
+        throw ExitCode(exitRuntimeError)
+    }
+}

@@ -1,0 +1,12 @@
+// The tula-appliance command line: subcommands run, replay and check-config.
+
+import ArgumentParser
+
+@main
+struct TulaAppliance: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tula-appliance",
+        abstract: "Tula: a Direct Server Return L4 load balancer on DPDK.",
+        subcommands: [RunCommand.self, ReplayCommand.self, CheckConfigCommand.self]
+    )
+}
