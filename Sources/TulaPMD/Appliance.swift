@@ -31,10 +31,12 @@ public final class Appliance {
 
     deinit { stopFlag.destroy() }
 
-    /// Number of mbufs: every RX and TX descriptor of every queue, plus bursts and per-lcore caches in flight.
+    /// Number of mbufs: every RX and TX descriptor of every queue, bursts and per-lcore caches in flight,
+    /// and every frame of a `net_pcap` `infinite_rx=1` capture (the driver keeps them all in mbufs).
     var mbufCount: Int {
         let perQueue = 2 * 1024
         let needed = config.ports.count * config.workerCount * perQueue + config.workerCount * (2 * burstSize + 512) + 2048
+            + config.ports.reduce(0) { $0 + EthPort.preloadedFrames(device: $1.device) }
         var n = 1024
         while n < needed { n *= 2 }
         return n - 1

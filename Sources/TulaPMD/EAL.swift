@@ -73,8 +73,8 @@ public enum EAL {
         // then a per-process file prefix does the same job.
         if !extra.contains(where: { $0.hasPrefix("--file-prefix") || $0 == "--in-memory" }) {
             switch (inMemory, memory) {
-            case (true, .hugepages): args.append("--in-memory")
-            case (true, .noHuge): args += ["--file-prefix", "tula-\(getpid())"]
+            case (true, .hugepages): args += ["--in-memory", "--no-telemetry"]
+            case (true, .noHuge): args += ["--file-prefix", "tula-\(getpid())", "--no-telemetry"]
             case (false, _): args += ["--file-prefix", "tula"]
             }
         }

@@ -64,6 +64,14 @@ public struct EthPort: Sendable {
         return EthPort(id: id, name: name, mac: mac, checksumOffload: checksumOffload, queues: queues)
     }
 
+    /// Frames a `net_pcap` device with `infinite_rx=1` loads into mbufs at start (0 for other devices).
+    public static func preloadedFrames(device: String) -> Int {
+        let args = device.split(separator: ",").map(String.init)
+        guard EAL.deviceName(device).hasPrefix("net_pcap"), args.contains("infinite_rx=1") else { return 0 }
+        return args.filter { $0.hasPrefix("rx_pcap=") }
+            .reduce(0) { $0 + ((try? Pcap.count(path: String($1.dropFirst("rx_pcap=".count)))) ?? 0) }
+    }
+
     /// `rte_eth_dev_stop` then `rte_eth_dev_close` (the pcap driver completes its tx file here).
     public func close() {
         _ = rte_eth_dev_stop(id.raw)

@@ -26,7 +26,7 @@ private let baseConfig = """
 // 6 gateway_mac   7 vips:   8 - name: web   9 address   10 port   11 protocol   12 mode
 // 13 backends:   14 - address: 10.0.1.11   15 mac   (16 is the first line after the end)
 
-/// baseConfig with each `(old, new)` text replaced once; `old` must occur in it.
+/// baseConfig with each `(old, new)` edit applied; every `old` must occur in it.
 private func variant(_ edits: (String, String)...) -> String {
     edits.reduce(baseConfig) { text, edit in
         precondition(text.contains(edit.0), "test bug: \(edit.0) is not in the config")
@@ -40,14 +40,16 @@ private let portsOnly = baseConfig.components(separatedBy: "vips:")[0]
 /// baseConfig with `lines` appended (starting at line 16).
 private func appended(_ lines: String) -> String { baseConfig + lines }
 
+/// The first backend's two lines (14-15).
+private let firstBackend = "      - address: 10.0.1.11\n        mac: 02:00:00:00:01:11\n"
+
 /// A second VIP to append at line 16.
-private func secondVIP(name: String = "web2", address: String = "10.0.1.100", port: String = "443",
-                       proto: String = "tcp") -> String {
+private func secondVIP(name: String = "web2", port: String = "443") -> String {
     """
       - name: \(name)
-        address: \(address)
+        address: 10.0.1.100
         port: \(port)
-        protocol: \(proto)
+        protocol: tcp
         mode: l2
         backends:
           - address: 10.0.1.12
@@ -104,17 +106,18 @@ private let mistakes: [Mistake] = [
             yaml: appended("      - address: 10.0.1.11\n        mac: 02:00:00:00:01:12\n"),
             line: 16, reason: "vips[0].backends[1].address: duplicate backend 10.0.1.11 (already backends[0])"),
     Mistake(what: "VIP without backends key", yaml: variant(("    backends:\n", "    # backends: none\n"),
-                                                          ("      - address: 10.0.1.11\n        mac: 02:00:00:00:01:11\n", "")),
+                                                          (firstBackend, "")),
             line: 8, reason: "vips[0]: VIP \"web\" has no backends"),
     Mistake(what: "VIP with empty backends", yaml: variant(("    backends:\n", "    backends: []\n"),
-                                                         ("      - address: 10.0.1.11\n        mac: 02:00:00:00:01:11\n", "")),
+                                                         (firstBackend, "")),
             line: 13, reason: "vips[0].backends: VIP \"web\" has no backends"),
     Mistake(what: "negative weight", yaml: appended("        weight: -1\n"),
             line: 16, reason: "vips[0].backends[0].weight: must not be negative"),
     Mistake(what: "weight too large", yaml: appended("        weight: 1001\n"),
             line: 16, reason: "weight: 1001 is out of range (expected 0...1000)"),
     Mistake(what: "l2 backend without MAC", yaml: variant(("mac: 02:00:00:00:01:11", "weight: 3")),
-            line: 14, reason: "vips[0].backends[0]: l2 backend needs a mac (ARP resolution of backends is not supported yet)"),
+            line: 14,
+            reason: "vips[0].backends[0]: l2 backend needs a mac (ARP resolution of backends is not supported yet)"),
     Mistake(what: "l3 VIP without gateway",
             yaml: variant(("gateway: 10.0.1.1", "# no gateway"), ("mode: l2", "mode: l3")),
             line: 12, reason: "vips[0].mode: l3 needs a gateway on every port, but port \"wan\" has none"),
@@ -129,7 +132,8 @@ private let mistakes: [Mistake] = [
             yaml: variant(("    mode: l2\n", "    mode: l2\n    maglev_table_size: 257\n"))
                 + "      - address: 10.0.1.12\n        mac: 02:00:00:00:01:12\n"
                 + "      - address: 10.0.1.13\n        mac: 02:00:00:00:01:13\n",
-            line: 13, reason: "vips[0].maglev_table_size: 257 is too small for 3 backends (needs a prime >= 300, e.g. 307)"),
+            line: 13,
+            reason: "vips[0].maglev_table_size: 257 is too small for 3 backends (needs a prime >= 300, e.g. 307)"),
     Mistake(what: "YAML syntax error", yaml: variant(("    port: 443", "     port: 443")),
             line: 10, reason: "invalid YAML: mapping values are not allowed in this context"),
     Mistake(what: "wrong type for workers", yaml: appended("workers: \"two\"\n"),
@@ -162,7 +166,8 @@ private let mistakes: [Mistake] = [
     Mistake(what: "duplicate lcore", yaml: appended("workers:\n  - 1\n  - 1\n"),
             line: 18, reason: "workers[1]: lcore 1 is listed twice"),
     Mistake(what: "empty document", yaml: "# nothing here\n", line: 1, reason: "the config is empty"),
-    Mistake(what: "top level is a list", yaml: "- ports\n", line: 1, reason: "expected a mapping of settings, got a list"),
+    Mistake(what: "top level is a list", yaml: "- ports\n",
+            line: 1, reason: "expected a mapping of settings, got a list"),
 ]
 
 @Suite struct ConfigTests {
@@ -195,9 +200,10 @@ private let mistakes: [Mistake] = [
         #expect(streaming.tableSize == 65537)
         #expect(streaming.line == 14)
         #expect(streaming.backends == [
-            BackendConfig(address: IPv4Address(10, 0, 1, 11), mac: MACAddress(2, 0, 0, 0, 1, 0x11), weight: 1, line: 20),
-            BackendConfig(address: IPv4Address(10, 0, 1, 12), mac: MACAddress(2, 0, 0, 0, 1, 0x12), weight: 1, line: 23),
-            BackendConfig(address: IPv4Address(10, 0, 1, 13), mac: MACAddress(2, 0, 0, 0, 1, 0x13), weight: 2, line: 26),
+            BackendConfig(address: IPv4Address(10, 0, 1, 11), mac: MACAddress(2, 0, 0, 0, 1, 0x11), line: 20),
+            BackendConfig(address: IPv4Address(10, 0, 1, 12), mac: MACAddress(2, 0, 0, 0, 1, 0x12), line: 23),
+            BackendConfig(address: IPv4Address(10, 0, 1, 13), mac: MACAddress(2, 0, 0, 0, 1, 0x13), weight: 2,
+                          line: 26),
         ])
 
         let video = try #require(config.vips.last)
@@ -278,7 +284,8 @@ private let mistakes: [Mistake] = [
     }
 
     @Test func errorDescriptionIsFileLineReason() {
-        let error = ConfigError(file: "tula.yaml", line: 14, reason: "vips[1].mode: unknown mode \"l4\" (expected l2 or l3)")
+        let error = ConfigError(file: "tula.yaml", line: 14,
+                                reason: "vips[1].mode: unknown mode \"l4\" (expected l2 or l3)")
         #expect(error.description == "tula.yaml:14: vips[1].mode: unknown mode \"l4\" (expected l2 or l3)")
     }
 

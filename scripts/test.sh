@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The README's test command: installs dependencies, reserves hugepages when possible, builds, runs every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/install-deps.sh
+scripts/hugepages.sh reserve 1024
+trap 'scripts/hugepages.sh release' EXIT
+
+swift build --build-tests
+swift test --skip-build "$@"
