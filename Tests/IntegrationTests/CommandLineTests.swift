@@ -1,0 +1,57 @@
+// The command line's contract: refused configs exit 2 with file:line, run stops cleanly on SIGINT.
+
+import Foundation
+import Testing
+import TulaCore
+
+extension Integration {
+    @Suite struct CommandLine {
+        let golden = packageRoot.appendingPathComponent("pcaps/golden").path
+
+        @Test func invalidConfigIsRefusedBeforeEALWithFileAndLine() throws {
+            let scratch = try Scratch()
+            defer { scratch.cleanup() }
+            let text = try String(contentsOfFile: "\(golden)/golden.yaml", encoding: .utf8)
+                .replacingOccurrences(of: "mode: l3", with: "mode: l4")
+            let config = try scratch.write("bad.yaml", text)
+            let line = text.split(separator: "\n", omittingEmptySubsequences: false).firstIndex { $0.contains("mode: l4") }! + 1
+            for command in [["replay", "--in", "\(golden)/l2.in.pcap", "--out", scratch.file("o.pcap")], ["run"], ["check-config"]] {
+                let result = try Appliance.run([command[0], "--config", config] + command.dropFirst())
+                #expect(result.status == 2)
+                #expect(result.stderr.contains("\(config):\(line): "), "\(result.stderr)")
+                #expect(!result.stderr.contains("EAL"), "EAL must not start for a refused config")
+            }
+            #expect(!FileManager.default.fileExists(atPath: scratch.file("o.pcap")))
+        }
+
+        @Test func missingCaptureIsAClearError() throws {
+            let result = try Appliance.run(["replay", "--config", "\(golden)/golden.yaml", "--in", "/nonexistent.pcap", "--out", "/tmp/x.pcap"])
+            #expect(result.status == 1)
+            #expect(result.stderr.contains("/nonexistent.pcap: cannot read"))
+        }
+
+        @Test func dryRunShowsTheEALArguments() throws {
+            let result = try Appliance.run(["run", "--config", "\(golden)/golden.yaml", "--dry-run", "--", "--file-prefix", "x"])
+            #expect(result.status == 0)
+            #expect(result.stdout.contains("--lcores 0@0,1@1 --main-lcore 0 --vdev net_pcap0 --no-pci"), "\(result.stdout)")
+            #expect(result.stdout.hasSuffix("--file-prefix x\n"))
+        }
+
+        @Test func runForwardsUntilSIGINTAndCompletesTheOutput() throws {
+            let scratch = try Scratch()
+            defer { scratch.cleanup() }
+            let out = scratch.file("run.out.pcap")
+            let text = try String(contentsOfFile: "\(golden)/golden.yaml", encoding: .utf8)
+                .replacingOccurrences(of: "device: \"net_pcap0\"", with: "device: \"net_pcap0,rx_pcap=\(golden)/l3.in.pcap,tx_pcap=\(out)\"")
+            let config = try scratch.write("run.yaml", text)
+            let result = try Appliance.run(["run", "--config", config, "--json", "--", "--file-prefix", "tula-test-\(getpid())"],
+                                           interruptAfter: 2)
+            #expect(result.status == 0, "\(result.stderr)")
+            let json = try #require(result.json)
+            #expect(json["rx_packets"] as? Int == 14)
+            #expect(json["tx_packets"] as? Int == 12)
+            let expected = try Pcap.read(path: "\(golden)/l3.expected.pcap").map(\.data)
+            #expect(try Pcap.read(path: out).map(\.data) == expected)
+        }
+    }
+}
