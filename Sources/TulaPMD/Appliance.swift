@@ -66,7 +66,7 @@ public final class Appliance {
         let layout = counters.layout
         let hz = max(1, rte_get_tsc_hz())
         let startTSC = tula_rdtsc()
-        for (w, lcore) in workerLcores.enumerated() {
+        for w in workerLcores.indices {
             let flowBytes = FlowTable.bytes(capacity: config.flowsPerWorker)
             guard let flowMemory = rte_zmalloc_socket("tula_flows", flowBytes, 64, socket) else {
                 throw DPDKError(message: "cannot allocate \(flowBytes >> 20) MiB for the flow table of worker \(w) (flows_per_worker: \(config.flowsPerWorker))")
