@@ -6,14 +6,23 @@ import Foundation
 import TulaCore
 import TulaStats
 
-/// A running appliance. `start` brings up EAL, ports and workers; `stop` halts the workers, closes the
-/// ports (completing pcap output files) and returns the summary. One per process (EAL starts once).
-public final class Appliance {
-    public let config: TulaConfig
+/// A running appliance. `start` brings up EAL, ports and workers; `apply`, `edit` and `reload` change
+/// VIPs and backends live (a new snapshot, published without stopping the workers); `stop` halts the
+/// workers and closes the ports (completing pcap output files). One per process (EAL starts once).
+/// Control methods may be called from any thread; they are serialized by a lock that workers never take.
+public final class Appliance: @unchecked Sendable {
+    /// The config in force (changes with every successful `apply`).
+    public private(set) var config: TulaConfig
+    /// Where `reload` reads the config from.
+    public let configPath: String?
+    private let control = NSLock()
+    private var slots = CounterSlots()
+    /// Counters of slots that were handed to a new owner, subtracted from what readers see.
+    private var baseline: [UInt64]
+    private var publisher: SnapshotPublisher?
     public private(set) var memory: MemoryMode = .hugepages
     public private(set) var ports: [EthPort] = []
     public private(set) var counters: CounterBlocks
-    private var tables: UnsafeMutablePointer<DataplaneTables>?
     private var contexts: [UnsafeMutablePointer<WorkerContext>] = []
     private let stopFlag = UnsafeAtomic<Bool>.create(false)
     private var workerLcores: [LcoreID]
@@ -21,12 +30,12 @@ public final class Appliance {
     private var stopTime: Date?
     private var mbufPool: OpaquePointer?
 
-    public init(config: TulaConfig) {
+    public init(config: TulaConfig, configPath: String? = nil) {
         self.config = config
+        self.configPath = configPath
         workerLcores = config.workerLcoreIDs.map { LcoreID(UInt32($0)) }
-        let backends = config.vips.reduce(0) { $0 + $1.backends.count }
-        counters = CounterBlocks(layout: CounterLayout(ports: config.ports.count, vips: config.vips.count, backends: backends),
-                                 workers: config.workerCount)
+        counters = CounterBlocks(layout: CounterLayout(ports: config.ports.count), workers: config.workerCount)
+        baseline = [UInt64](repeating: 0, count: counters.layout.count)
     }
 
     deinit { stopFlag.destroy() }
@@ -61,8 +70,10 @@ public final class Appliance {
         for port in config.ports {
             ports.append(try EthPort.open(config: port, queues: config.workerCount, pool: pool))
         }
-        let tables = DataplaneTables.build(config: config, portMACs: ports.map(\.mac))
-        self.tables = tables
+        do { try slots.assign(config) } catch { throw DPDKError(message: error.description) }
+        let publisher = SnapshotPublisher(initial: DataplaneTables.build(config: config, portMACs: ports.map(\.mac), slots: slots),
+                                          workers: workerLcores.count)
+        self.publisher = publisher
         let layout = counters.layout
         let hz = max(1, rte_get_tsc_hz())
         let startTSC = tula_rdtsc()
@@ -81,9 +92,9 @@ public final class Appliance {
             privateCounters.initialize(repeating: 0, count: layout.count)
             let context = UnsafeMutablePointer<WorkerContext>.allocate(capacity: 1)
             context.initialize(to: WorkerContext(
-                queue: UInt16(w), portIDs: portIDs, checksumOffload: offload, portCount: ports.count, tables: tables,
-                flows: flows, counters: privateCounters, published: counters.block(w), counterCount: layout.count,
-                stop: stopFlag, tscHz: hz, startTSC: startTSC,
+                queue: UInt16(w), portIDs: portIDs, checksumOffload: offload, portCount: ports.count,
+                snapshot: publisher.current, quiescent: publisher.quiescentCounter(w),
+                flows: flows, counters: privateCounters, published: counters.block(w), stop: stopFlag, tscHz: hz, startTSC: startTSC,
                 rx: .allocate(capacity: burstSize), tx: .allocate(capacity: burstSize),
                 txVerdictCounter: .allocate(capacity: burstSize), drop: .allocate(capacity: burstSize)))
             contexts.append(context)
@@ -103,6 +114,8 @@ public final class Appliance {
 
     /// Stops the workers (`rte_eal_mp_wait_lcore`), closes the ports and frees per-worker memory.
     public func stop() {
+        control.lock()
+        defer { control.unlock() }
         guard stopTime == nil else { return }
         stopFlag.store(true, ordering: .relaxed)
         rte_eal_mp_wait_lcore()
@@ -116,8 +129,7 @@ public final class Appliance {
             context.deallocate()
         }
         contexts = []
-        if let tables { DataplaneTables.destroy(tables) }
-        tables = nil
+        publisher = nil
         if let mbufPool { rte_mempool_free(mbufPool) }
         mbufPool = nil
     }
@@ -127,7 +139,63 @@ public final class Appliance {
 
     /// Totals so far (final after `stop`).
     public func summary(notes: [(String, String)] = []) -> Summary {
-        Summary(config: config, counters: counters.sum(), layout: counters.layout, elapsedSeconds: elapsedSeconds,
-                notes: [("memory", memory.description), ("workers", "\(config.workerCount)")] + notes)
+        control.lock()
+        defer { control.unlock() }
+        let inUse = mbufPool.map { UInt64(tula_mempool_in_use($0)) }
+        return Summary(config: config, counters: currentCounters(), layout: counters.layout, slots: slots,
+                       elapsedSeconds: elapsedSeconds, mbufsInUse: inUse,
+                       notes: [("memory", memory.description), ("workers", "\(config.workerCount)")] + notes)
     }
+
+    /// Summed counters less the baselines of reused slots (call with `control` held).
+    private func currentCounters() -> [UInt64] {
+        zip(counters.sum(), baseline).map { $0 &- $1 }
+    }
+
+    /// Makes `next` the running config: new VIPs and backends, weights, Maglev tables, published to the
+    /// workers as a new snapshot. Refused (nothing changes) when `next` needs a restart.
+    public func apply(_ next: TulaConfig) throws(ControlError) {
+        control.lock()
+        defer { control.unlock() }
+        try applyLocked(next)
+    }
+
+    private func applyLocked(_ next: TulaConfig) throws(ControlError) {
+        if let reason = config.restartRequired(for: next) { throw ControlError(reason) }
+        guard let publisher, stopTime == nil else { throw ControlError("the appliance is not running") }
+        var nextSlots = slots
+        let reused: (vips: [Int], backends: [Int])
+        do { reused = try nextSlots.assign(next) } catch { throw ControlError(error.description) }
+        if !reused.vips.isEmpty || !reused.backends.isEmpty {
+            let now = counters.sum()
+            let layout = counters.layout
+            for slot in reused.vips { for i in 0..<CounterLayout.perTarget { baseline[layout.vip(slot) + i] = now[layout.vip(slot) + i] } }
+            for slot in reused.backends {
+                for i in 0..<CounterLayout.perTarget { baseline[layout.backend(slot) + i] = now[layout.backend(slot) + i] }
+            }
+        }
+        let tables = DataplaneTables.build(config: next, portMACs: ports.map(\.mac), slots: nextSlots)
+        publisher.replace(with: tables, workersRunning: true)
+        slots = nextSlots
+        config = next
+    }
+
+    /// Adds or removes a backend or sets a weight, live.
+    public func edit(_ change: ConfigEdit) throws(ControlError) {
+        control.lock()
+        defer { control.unlock() }
+        try applyLocked(try change.applied(to: config))
+    }
+
+    /// Reads the config file again and applies it; an invalid file changes nothing.
+    public func reload() throws(ControlError) {
+        guard let configPath else { throw ControlError("the appliance was not started from a config file") }
+        let next: TulaConfig
+        do { next = try ConfigLoader.load(path: configPath) } catch { throw ControlError("reload refused: \(error)") }
+        try apply(next)
+    }
+}
+
+extension Appliance: ControlTarget {
+    public func statsSummary() -> Summary { summary() }
 }

@@ -26,12 +26,18 @@ public final class CounterBlocks: @unchecked Sendable {
     /// The published block of worker `w`, to hand to that worker.
     public func block(_ w: Int) -> UnsafeMutablePointer<CounterCell> { storage + w * layout.count }
 
-    /// Copies a private block into a published one (called by the owning worker only).
+    /// Copies counters `[0, prefix)` and `[from, end)` of a private block into a published one (called by
+    /// the owning worker only).
     @inline(__always)
     public static func publish(_ source: UnsafePointer<UInt64>, to block: UnsafeMutablePointer<CounterCell>,
-                               count: Int) {
+                               prefix: Int, from: Int, end: Int) {
         var i = 0
-        while i < count {
+        while i < prefix {
+            UnsafeAtomic<UInt64>(at: block + i).store(source[i], ordering: .relaxed)
+            i &+= 1
+        }
+        i = from
+        while i < end {
             UnsafeAtomic<UInt64>(at: block + i).store(source[i], ordering: .relaxed)
             i &+= 1
         }

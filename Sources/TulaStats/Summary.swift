@@ -15,6 +15,7 @@ public struct Summary: Sendable {
     }
     public struct Backend: Sendable {
         public var address: String
+        public var weight: Int
         public var packets, bytes, newFlows: UInt64
     }
     public struct VIP: Sendable {
@@ -27,11 +28,15 @@ public struct Summary: Sendable {
     public var vips: [VIP]
     public var elapsedSeconds: Double
     public var flowsInUse, flowInsertions, flowEvictions, flowExpiries: UInt64
+    /// Mbufs taken from the pool (in queues, in flight, in per-lcore caches), when known.
+    public var mbufsInUse: UInt64?
     /// Extra facts about the run (memory mode, workers, ...), printed as is.
     public var notes: [(String, String)]
 
-    public init(config: TulaConfig, counters c: [UInt64], layout: CounterLayout, elapsedSeconds: Double,
-                notes: [(String, String)] = []) {
+    /// Names the counters `c` (summed over lcores) after `config`, whose VIPs and backends have the
+    /// counter slots in `slots`.
+    public init(config: TulaConfig, counters c: [UInt64], layout: CounterLayout, slots: CounterSlots,
+                elapsedSeconds: Double, mbufsInUse: UInt64? = nil, notes: [(String, String)] = []) {
         ports = config.ports.enumerated().map { p, port in
             let base = layout.port(p)
             var verdicts: [Verdict: UInt64] = [:]
@@ -40,19 +45,21 @@ public struct Summary: Sendable {
                         txPackets: c[base + CounterLayout.txPackets], txBytes: c[base + CounterLayout.txBytes],
                         verdicts: verdicts)
         }
-        var backendIndex = 0
-        vips = config.vips.enumerated().map { v, vip in
-            let vb = layout.vip(v)
+        vips = config.vips.map { vip in
+            let vb = slots.slot(vip: vip.name).map(layout.vip)
             let backends = vip.backends.map { b -> Backend in
-                let bb = layout.backend(backendIndex)
-                backendIndex += 1
-                return Backend(address: b.address.description, packets: c[bb + CounterLayout.packets],
-                               bytes: c[bb + CounterLayout.bytes], newFlows: c[bb + CounterLayout.newFlows])
+                let bb = slots.slot(backend: BackendKey(vip: vip.name, address: b.address)).map(layout.backend)
+                return Backend(address: b.address.description, weight: b.weight,
+                               packets: bb.map { c[$0 + CounterLayout.packets] } ?? 0,
+                               bytes: bb.map { c[$0 + CounterLayout.bytes] } ?? 0,
+                               newFlows: bb.map { c[$0 + CounterLayout.newFlows] } ?? 0)
             }
             return VIP(name: vip.name, address: vip.address.description, port: vip.port.map(String.init) ?? "*",
-                       proto: vip.proto.description, mode: vip.mode.description, packets: c[vb + CounterLayout.packets],
-                       bytes: c[vb + CounterLayout.bytes], newFlows: c[vb + CounterLayout.newFlows], backends: backends)
+                       proto: vip.proto.description, mode: vip.mode.description,
+                       packets: vb.map { c[$0 + CounterLayout.packets] } ?? 0, bytes: vb.map { c[$0 + CounterLayout.bytes] } ?? 0,
+                       newFlows: vb.map { c[$0 + CounterLayout.newFlows] } ?? 0, backends: backends)
         }
+        self.mbufsInUse = mbufsInUse
         let f = layout.flowTable
         flowsInUse = c[f + CounterLayout.flowsInUse]
         flowInsertions = c[f + CounterLayout.flowInsertions]
@@ -74,7 +81,7 @@ public struct Summary: Sendable {
             verdicts[v.name] = total(v)
             if v.isDrop { drops[v.name] = total(v) }
         }
-        let object: [String: Any] = [
+        var object: [String: Any] = [
             "rx_packets": rxPackets,
             "tx_packets": txPackets,
             "elapsed_seconds": (elapsedSeconds * 1e6).rounded() / 1e6,
@@ -89,11 +96,12 @@ public struct Summary: Sendable {
                 ["name": v.name, "address": v.address, "port": v.port, "protocol": v.proto, "mode": v.mode,
                  "packets": v.packets, "bytes": v.bytes, "new_flows": v.newFlows,
                  "backends": v.backends.map { b -> [String: Any] in
-                     ["address": b.address, "packets": b.packets, "bytes": b.bytes, "new_flows": b.newFlows]
+                     ["address": b.address, "weight": b.weight, "packets": b.packets, "bytes": b.bytes, "new_flows": b.newFlows]
                  }]
             },
             "notes": Dictionary(notes, uniquingKeysWith: { _, last in last }),
         ]
+        if let mbufsInUse { object["mbufs_in_use"] = mbufsInUse }
         let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
         return String(decoding: data, as: UTF8.self)
     }
@@ -113,7 +121,7 @@ public struct Summary: Sendable {
         for v in vips {
             out += "  \(v.name) \(v.address):\(v.port)/\(v.proto) \(v.mode): \(v.packets) packets, \(v.newFlows) new flows\n"
             for b in v.backends {
-                out += "    -> \(b.address): \(b.packets) packets, \(b.bytes) bytes, \(b.newFlows) new flows\n"
+                out += "    -> \(b.address) (weight \(b.weight)): \(b.packets) packets, \(b.bytes) bytes, \(b.newFlows) new flows\n"
             }
         }
         out += "verdicts:\n"

@@ -15,6 +15,10 @@ func printError(_ message: String) {
     FileHandle.standardError.write(Data("tula-appliance: error: \(message)\n".utf8))
 }
 
+func printNotice(_ message: String) {
+    FileHandle.standardError.write(Data("tula-appliance: \(message)\n".utf8))
+}
+
 /// Loads and validates the config, or exits with status 2 and `file:line: reason`.
 func loadConfigOrExit(_ path: String) throws -> TulaConfig {
     do {
@@ -34,11 +38,12 @@ func blockStopSignals() {
     pthread_sigmask(SIG_BLOCK, &set, nil)
 }
 
-/// Waits up to `milliseconds` for a blocked stop signal; returns it, or nil on timeout.
+/// Waits up to `milliseconds` for SIGINT, SIGTERM or SIGHUP (blocked by `blockStopSignals`); returns it,
+/// or nil on timeout.
 func waitForSignal(milliseconds: Int) -> Int32? {
     var set = sigset_t()
     sigemptyset(&set)
-    for s in [SIGINT, SIGTERM] { sigaddset(&set, s) }
+    for s in [SIGINT, SIGTERM, SIGHUP] { sigaddset(&set, s) }
     var timeout = timespec(tv_sec: milliseconds / 1000, tv_nsec: (milliseconds % 1000) * 1_000_000)
     let s = sigtimedwait(&set, nil, &timeout)
     return s > 0 ? s : nil

@@ -64,7 +64,7 @@ struct ReplayCommand: ParsableCommand {
         var lastProgress = Date()
         var complete = true
         while appliance.receivedPackets < UInt64(records.count) {
-            if waitForSignal(milliseconds: 5) != nil { complete = false; break }
+            if let signal = waitForSignal(milliseconds: 5), signal != SIGHUP { complete = false; break }
             let now = appliance.receivedPackets
             if now != last { last = now; lastProgress = Date() }
             if Date().timeIntervalSince(lastProgress) > stallTimeout {

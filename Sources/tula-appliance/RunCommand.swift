@@ -22,14 +22,23 @@ struct RunCommand: ParsableCommand {
 
     func run() throws {
         let cfg = try loadConfigOrExit(config)
-        let appliance = Appliance(config: cfg)
+        let appliance = Appliance(config: cfg, configPath: config)
         if dryRun {
             print(appliance.ealArguments(inMemory: false, extra: eal).joined(separator: " "))
             return
         }
         blockStopSignals()
         try startOrExit(appliance, inMemory: false, extraEAL: eal)
-        while waitForSignal(milliseconds: 500) == nil {}
+        while true {
+            guard let signal = waitForSignal(milliseconds: 500) else { continue }
+            guard signal == SIGHUP else { break }
+            do {
+                try appliance.reload()
+                printNotice("SIGHUP: reloaded \(config)")
+            } catch {
+                printError("SIGHUP: \(error); the running config stays")
+            }
+        }
         appliance.stop()
         printSummary(appliance.summary(), json: output.json)
         EAL.cleanup()

@@ -1,7 +1,8 @@
 // Where each counter lives in a worker's flat block of UInt64 counters.
 
-/// Offsets into one lcore's counter block: per port (rx/tx and one counter per verdict), per VIP,
-/// per backend, and the flow table's. Every lcore has a block with this layout; readers sum them.
+/// Offsets into one lcore's counter block: per port (rx/tx and one counter per verdict), the flow table's,
+/// then per VIP slot and per backend slot (see `CounterSlots`). Every lcore has a block with this layout;
+/// readers sum them. Only slots below the high-water marks are ever non-zero.
 public struct CounterLayout: Sendable, Equatable {
     public let portCount: Int
     public let vipCount: Int
@@ -9,12 +10,12 @@ public struct CounterLayout: Sendable, Equatable {
 
     public static let rxPackets = 0, rxBytes = 1, txPackets = 2, txBytes = 3, firstVerdict = 4
     public static let perPort = firstVerdict + Verdict.count
-    /// Per VIP and per backend: packets, bytes, new flows.
-    public static let packets = 0, bytes = 1, newFlows = 2, perTarget = 3
     /// Flow table: slots in use, insertions, evictions of live flows, reuses of expired slots.
     public static let flowsInUse = 0, flowInsertions = 1, flowEvictions = 2, flowExpiries = 3, perFlowTable = 4
+    /// Per VIP and per backend: packets, bytes, new flows.
+    public static let packets = 0, bytes = 1, newFlows = 2, perTarget = 3
 
-    public init(ports: Int, vips: Int, backends: Int) {
+    public init(ports: Int, vips: Int = CounterSlots.maxVIPs, backends: Int = CounterSlots.maxBackends) {
         portCount = ports; vipCount = vips; backendCount = backends
     }
 
@@ -22,11 +23,11 @@ public struct CounterLayout: Sendable, Equatable {
     @inline(__always) public func verdict(_ p: Int, _ v: Verdict) -> Int {
         p &* CounterLayout.perPort &+ CounterLayout.firstVerdict &+ Int(v.rawValue)
     }
-    @inline(__always) public var vipBase: Int { portCount &* CounterLayout.perPort }
-    @inline(__always) public func vip(_ v: Int) -> Int { vipBase &+ v &* CounterLayout.perTarget }
+    @inline(__always) public var flowTable: Int { portCount &* CounterLayout.perPort }
+    @inline(__always) public var vipBase: Int { flowTable &+ CounterLayout.perFlowTable }
+    @inline(__always) public func vip(_ slot: Int) -> Int { vipBase &+ slot &* CounterLayout.perTarget }
     @inline(__always) public var backendBase: Int { vipBase &+ vipCount &* CounterLayout.perTarget }
-    @inline(__always) public func backend(_ b: Int) -> Int { backendBase &+ b &* CounterLayout.perTarget }
-    @inline(__always) public var flowTable: Int { backendBase &+ backendCount &* CounterLayout.perTarget }
+    @inline(__always) public func backend(_ slot: Int) -> Int { backendBase &+ slot &* CounterLayout.perTarget }
     /// Number of UInt64 counters in a block.
-    public var count: Int { flowTable + CounterLayout.perFlowTable }
+    public var count: Int { backend(backendCount) }
 }

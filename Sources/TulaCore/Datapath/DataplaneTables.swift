@@ -12,25 +12,28 @@ public struct PortTables: Sendable {
     public var mtuBytes: UInt32
 }
 
-/// One VIP: where its Maglev table and backends are.
+/// One VIP: its Maglev table (of backend slots) and its counter slot.
 public struct VIPEntry: @unchecked Sendable {
     public var address: UInt32
     public var port: UInt16
     public var proto: UInt8
     public var mode: DSRMode
+    /// The VIP's counter slot (`CounterSlots`).
+    public var slot: UInt32
     public var tableSize: UInt32
+    /// Backend slots, or `Maglev.none`.
     public var table: UnsafeMutablePointer<UInt16>
-    /// Index of the VIP's first backend in `DataplaneTables.backends`.
-    public var backendBase: UInt32
-    public var backendCount: UInt32
 }
 
-/// One backend of one VIP.
+/// One backend, at its slot in `DataplaneTables.backends`.
 public struct BackendEntry: Sendable {
+    /// Slot of the VIP it serves, or `BackendEntry.absent` when the slot holds no backend.
+    public var vipSlot: UInt32
     /// IPv4 address, host order (the L3 outer destination).
     public var address: UInt32
     public var macWord0: UInt32
     public var macWord1: UInt16
+    public static let absent: UInt32 = 0xFFFF_FFFF
 }
 
 /// A slot of the open-addressed VIP index.
@@ -46,14 +49,17 @@ public struct DataplaneTables: @unchecked Sendable {
     public var portCount: Int
     public var vips: UnsafeMutablePointer<VIPEntry>
     public var vipCount: Int
+    /// Indexed by backend slot (`CounterSlots.maxBackends` entries).
     public var backends: UnsafeMutablePointer<BackendEntry>
-    public var backendCount: Int
     public var vipIndex: UnsafeMutablePointer<VIPSlot>
     public var vipIndexMask: Int
     /// Distinct VIP addresses, for ARP.
     public var vipAddresses: UnsafeMutablePointer<UInt32>
     public var vipAddressCount: Int
     public var layout: CounterLayout
+    /// Counters a worker publishes: `[0, publishedPrefix)` and `[layout.backendBase, publishedEnd)`.
+    public var publishedPrefix: Int
+    public var publishedEnd: Int
 
     /// Reads the six bytes of a MAC as the (native-order) words a frame load returns.
     public static func macWords(_ mac: MACAddress) -> (UInt32, UInt16) {
@@ -72,8 +78,8 @@ public struct DataplaneTables: @unchecked Sendable {
     }
 
     /// Builds the tables for a validated config. `macs[i]` is the MAC in use on port i (the configured
-    /// one or the device's own).
-    public static func build(config: TulaConfig, portMACs macs: [MACAddress]) -> UnsafeMutablePointer<DataplaneTables> {
+    /// one or the device's own); `slots` must have been assigned for `config`.
+    public static func build(config: TulaConfig, portMACs macs: [MACAddress], slots: CounterSlots) -> UnsafeMutablePointer<DataplaneTables> {
         let ports = UnsafeMutablePointer<PortTables>.allocate(capacity: max(1, config.ports.count))
         for (i, p) in config.ports.enumerated() {
             let mac = macWords(macs[i])
@@ -81,23 +87,24 @@ public struct DataplaneTables: @unchecked Sendable {
             ports[i] = PortTables(macWord0: mac.0, macWord1: mac.1, gatewayWord0: gw.0, gatewayWord1: gw.1,
                                   address: p.address.value, mtuBytes: UInt32(p.mtu))
         }
-        let totalBackends = config.vips.reduce(0) { $0 + $1.backends.count }
-        let backends = UnsafeMutablePointer<BackendEntry>.allocate(capacity: max(1, totalBackends))
+        let backends = UnsafeMutablePointer<BackendEntry>.allocate(capacity: CounterSlots.maxBackends)
+        backends.initialize(repeating: BackendEntry(vipSlot: BackendEntry.absent, address: 0, macWord0: 0, macWord1: 0),
+                            count: CounterSlots.maxBackends)
         let vips = UnsafeMutablePointer<VIPEntry>.allocate(capacity: max(1, config.vips.count))
-        var base = 0
         for (v, vip) in config.vips.enumerated() {
-            for (j, b) in vip.backends.enumerated() {
+            let vipSlot = slots.slot(vip: vip.name)!
+            let backendSlots = vip.backends.map { slots.slot(backend: BackendKey(vip: vip.name, address: $0.address))! }
+            for (b, slot) in zip(vip.backends, backendSlots) {
                 let mac = macWords(b.mac ?? .zero)
-                backends[base + j] = BackendEntry(address: b.address.value, macWord0: mac.0, macWord1: mac.1)
+                backends[slot] = BackendEntry(vipSlot: UInt32(vipSlot), address: b.address.value, macWord0: mac.0, macWord1: mac.1)
             }
             let table = Maglev.build(keys: vip.backends.map { $0.address.description },
                                      weights: vip.backends.map { $0.weight }, size: vip.tableSize)
             let tablePointer = UnsafeMutablePointer<UInt16>.allocate(capacity: table.count)
-            tablePointer.initialize(from: table, count: table.count)
+            tablePointer.initialize(from: table.map { $0 == Maglev.none ? Maglev.none : UInt16(backendSlots[Int($0)]) },
+                                    count: table.count)
             vips[v] = VIPEntry(address: vip.address.value, port: vip.port ?? 0, proto: vip.proto.rawValue,
-                               mode: vip.mode, tableSize: UInt32(vip.tableSize), table: tablePointer,
-                               backendBase: UInt32(base), backendCount: UInt32(vip.backends.count))
-            base += vip.backends.count
+                               mode: vip.mode, slot: UInt32(vipSlot), tableSize: UInt32(vip.tableSize), table: tablePointer)
         }
         var capacity = 16
         while capacity < config.vips.count * 4 { capacity *= 2 }
@@ -111,13 +118,22 @@ public struct DataplaneTables: @unchecked Sendable {
         let distinct = Array(Set(config.vips.map { $0.address.value })).sorted()
         let addresses = UnsafeMutablePointer<UInt32>.allocate(capacity: max(1, distinct.count))
         addresses.initialize(from: distinct, count: distinct.count)
+        let layout = CounterLayout(ports: config.ports.count)
         let tables = UnsafeMutablePointer<DataplaneTables>.allocate(capacity: 1)
         tables.initialize(to: DataplaneTables(
             ports: ports, portCount: config.ports.count, vips: vips, vipCount: config.vips.count,
-            backends: backends, backendCount: totalBackends, vipIndex: index, vipIndexMask: capacity - 1,
-            vipAddresses: addresses, vipAddressCount: distinct.count,
-            layout: CounterLayout(ports: config.ports.count, vips: config.vips.count, backends: totalBackends)))
+            backends: backends, vipIndex: index, vipIndexMask: capacity - 1,
+            vipAddresses: addresses, vipAddressCount: distinct.count, layout: layout,
+            publishedPrefix: layout.vip(slots.vipHighWater), publishedEnd: layout.backend(slots.backendHighWater)))
         return tables
+    }
+
+    /// Builds the tables with slots numbered afresh (for tools and tests; the appliance keeps its
+    /// `CounterSlots` across reloads). The config must be within the `CounterSlots` limits.
+    public static func build(config: TulaConfig, portMACs macs: [MACAddress]) -> UnsafeMutablePointer<DataplaneTables> {
+        var slots = CounterSlots()
+        _ = try? slots.assign(config)
+        return build(config: config, portMACs: macs, slots: slots)
     }
 
     /// Frees everything `build` allocated, including `tables` itself.

@@ -116,13 +116,14 @@ func classifyAndRewrite(_ p: UnsafeMutableRawPointer, length: Int, headroom: Int
     }
     let hash = flowHash(src: src, dst: dst, srcPort: UInt16(truncatingIfNeeded: ports >> 16), dstPort: dstPort, proto: proto)
     let (entry, found) = flows.pointee.find(hash: hash, src: src, dst: dst, ports: ports, proto: proto, now: now)
-    let base = vip.pointee.backendBase
+    let vipSlot = vip.pointee.slot
     var backend = entry.pointee.backend
     let layout = t.layout
-    if found != .hit || backend &- base >= vip.pointee.backendCount {
+    // A pinned flow keeps its backend while that backend still serves this VIP (even at weight 0).
+    if found != .hit || t.backends[Int(backend)].vipSlot != vipSlot {
         let slot = vip.pointee.table[Int(reduce(hash, vip.pointee.tableSize))]
         guard slot != Maglev.none else { return FrameOutcome(.noBackend) }
-        backend = base &+ UInt32(slot)
+        backend = UInt32(slot)
         FlowTable.store(entry, src: src, dst: dst, ports: ports, proto: proto, backend: backend, now: now)
         let f = layout.flowTable
         counters[f &+ CounterLayout.flowInsertions] &+= 1
@@ -131,11 +132,11 @@ func classifyAndRewrite(_ p: UnsafeMutableRawPointer, length: Int, headroom: Int
         case .insertedEvicted: counters[f &+ CounterLayout.flowEvictions] &+= 1
         case .insertedExpired, .hit: counters[f &+ CounterLayout.flowExpiries] &+= 1
         }
-        counters[layout.vip(vipIndex) &+ CounterLayout.newFlows] &+= 1
+        counters[layout.vip(Int(vipSlot)) &+ CounterLayout.newFlows] &+= 1
         counters[layout.backend(Int(backend)) &+ CounterLayout.newFlows] &+= 1
     }
     let frameLength = l2 &+ total
-    let vc = layout.vip(vipIndex), bc = layout.backend(Int(backend))
+    let vc = layout.vip(Int(vipSlot)), bc = layout.backend(Int(backend))
     counters[vc &+ CounterLayout.packets] &+= 1
     counters[vc &+ CounterLayout.bytes] &+= UInt64(frameLength)
     counters[bc &+ CounterLayout.packets] &+= 1

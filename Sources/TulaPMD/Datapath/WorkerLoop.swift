@@ -17,12 +17,14 @@ public struct WorkerContext: @unchecked Sendable {
     /// Per port: the device checks IPv4 checksums (trust the mbuf flags).
     public var checksumOffload: UnsafeMutablePointer<Bool>
     public var portCount: Int
-    public var tables: UnsafeMutablePointer<DataplaneTables>
+    /// The current tables (replaced by the control plane); loaded once per loop iteration.
+    public var snapshot: UnsafeAtomic<UnsafeMutablePointer<DataplaneTables>>
+    /// Bumped at the end of every loop iteration: the worker holds no tables pointer then.
+    public var quiescent: UnsafeAtomic<UInt64>
     public var flows: UnsafeMutablePointer<FlowTable>
     /// The worker's own counters (single writer); `published` is the copy readers see.
     public var counters: UnsafeMutablePointer<UInt64>
     public var published: UnsafeMutablePointer<CounterCell>
-    public var counterCount: Int
     public var stop: UnsafeAtomic<Bool>
     public var tscHz: UInt64
     public var startTSC: UInt64
@@ -44,32 +46,41 @@ public let workerEntry: @convention(c) (UnsafeMutableRawPointer?) -> Int32 = { a
 @inline(never)
 public func runWorker(_ ctx: UnsafeMutablePointer<WorkerContext>) {
     var bursts = 0
+    var iterations: UInt64 = 0
     while !ctx.pointee.stop.load(ordering: .relaxed) {
+        let tables = ctx.pointee.snapshot.load(ordering: .acquiring)
         var received = 0
         var p = 0
         while p < ctx.pointee.portCount {
-            received &+= pollPort(ctx, p)
+            received &+= pollPort(ctx, p, UnsafePointer(tables))
             p &+= 1
         }
         if received > 0 { bursts &+= 1 }
         if bursts >= burstsPerPublish || (received == 0 && bursts > 0) {
-            CounterBlocks.publish(ctx.pointee.counters, to: ctx.pointee.published, count: ctx.pointee.counterCount)
+            publishCounters(ctx, tables)
             bursts = 0
         }
+        iterations &+= 1
+        ctx.pointee.quiescent.store(iterations, ordering: .releasing)
     }
-    CounterBlocks.publish(ctx.pointee.counters, to: ctx.pointee.published, count: ctx.pointee.counterCount)
+    publishCounters(ctx, ctx.pointee.snapshot.load(ordering: .acquiring))
+}
+
+@inline(__always)
+func publishCounters(_ ctx: UnsafeMutablePointer<WorkerContext>, _ tables: UnsafeMutablePointer<DataplaneTables>) {
+    CounterBlocks.publish(ctx.pointee.counters, to: ctx.pointee.published, prefix: tables.pointee.publishedPrefix,
+                          from: tables.pointee.layout.backendBase, end: tables.pointee.publishedEnd)
 }
 
 /// One RX burst on port index `p`, processed and transmitted. Returns the number of frames received.
 @inline(__always)
-func pollPort(_ ctx: UnsafeMutablePointer<WorkerContext>, _ p: Int) -> Int {
+func pollPort(_ ctx: UnsafeMutablePointer<WorkerContext>, _ p: Int, _ tables: UnsafePointer<DataplaneTables>) -> Int {
     let c = ctx.pointee
     let portID = c.portIDs[p]
     let n = Int(tula_rx_burst(portID, c.queue, c.rx, UInt16(burstSize)))
     if n == 0 { return 0 }
     let now = UInt32(truncatingIfNeeded: (tula_rdtsc() &- c.startTSC) / c.tscHz)
-    let tables = UnsafePointer(c.tables)
-    let layout = c.tables.pointee.layout
+    let layout = tables.pointee.layout
     let offload = c.checksumOffload[p]
     let counters = c.counters
     var txCount = 0, dropCount = 0
