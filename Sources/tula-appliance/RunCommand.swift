@@ -1,6 +1,7 @@
 // `tula-appliance run`: the appliance on the ports of the config until SIGINT or SIGTERM.
 
 import ArgumentParser
+import Foundation
 import TulaCore
 import TulaPMD
 
