@@ -115,15 +115,17 @@ private let mistakes: [Mistake] = [
             line: 16, reason: "vips[0].backends[0].weight: must not be negative"),
     Mistake(what: "weight too large", yaml: appended("        weight: 1001\n"),
             line: 16, reason: "weight: 1001 is out of range (expected 0...1000)"),
-    Mistake(what: "l2 backend without MAC", yaml: variant(("mac: 02:00:00:00:01:11", "weight: 3")),
-            line: 14,
-            reason: "vips[0].backends[0]: l2 backend needs a mac (ARP resolution of backends is not supported yet)"),
+    Mistake(what: "backend vlan out of range", yaml: appended("        vlan: 4095\n"),
+            line: 16, reason: "vips[0].backends[0].vlan: 4095 is out of range (expected 1...4094)"),
+    Mistake(what: "unknown hash mode", yaml: variant(("    mode: l2\n", "    mode: l2\n    hash: 4tuple\n")),
+            line: 13, reason: "vips[0].hash: unknown hash \"4tuple\" (expected one of 5tuple, 3tuple, src)"),
+    Mistake(what: "icmp_echo not a boolean", yaml: variant(("    mode: l2\n", "    mode: l2\n    icmp_echo: yes please\n")),
+            line: 13, reason: "vips[0].icmp_echo: expected true or false"),
     Mistake(what: "l3 VIP without gateway",
             yaml: variant(("gateway: 10.0.1.1", "# no gateway"), ("mode: l2", "mode: l3")),
             line: 12, reason: "vips[0].mode: l3 needs a gateway on every port, but port \"wan\" has none"),
-    Mistake(what: "l3 VIP without gateway_mac",
-            yaml: variant(("gateway_mac: 02:00:00:00:00:fe", "# no gateway_mac"), ("mode: l2", "mode: l3")),
-            line: 12, reason: "l3 needs a gateway_mac on every port, but port \"wan\" has none (ARP resolution"),
+    Mistake(what: "port vlan out of range", yaml: variant(("gateway_mac: 02:00:00:00:00:fe", "gateway_mac: 02:00:00:00:00:fe\n    vlan: 0")),
+            line: 7, reason: "ports[0].vlan: 0 is out of range (expected 1...4094)"),
     Mistake(what: "VIP address is the port's own", yaml: variant(("address: 10.0.1.100", "address: 10.0.1.2")),
             line: 9, reason: "vips[0].address: 10.0.1.2 is the own address of port \"wan\""),
     Mistake(what: "maglev table size not prime", yaml: appended("    maglev_table_size: 65536\n"),
@@ -294,5 +296,29 @@ private let mistakes: [Mistake] = [
         #expect(throws: ConfigError(file: path, line: 1, reason: "cannot read file: no such file")) {
             _ = try ConfigLoader.load(path: path)
         }
+    }
+}
+
+@Suite struct ConfigNetworkOptionTests {
+    @Test func macsMayBeLeftToARPAndNetworkOptionsAreRead() throws {
+        let yaml = variant(("gateway_mac: 02:00:00:00:00:fe", "vlan: 100"), ("    mode: l2\n", "    mode: l2\n    hash: src\n    icmp_echo: false\n"),
+                           ("        mac: 02:00:00:00:01:11\n", "        vlan: 200\n"))
+            + "gratuitous_arp: true\n"
+        let config = try ConfigLoader.parse(yaml: yaml, file: "t.yaml")
+        #expect(config.ports[0].gatewayMAC == nil)
+        #expect(config.ports[0].vlan == 100)
+        #expect(config.vips[0].hash == .source)
+        #expect(config.vips[0].icmpEcho == false)
+        #expect(config.vips[0].backends[0].mac == nil)
+        #expect(config.vips[0].backends[0].vlan == 200)
+        #expect(config.gratuitousARP)
+    }
+
+    @Test func defaultsOfNetworkOptions() throws {
+        let config = try ConfigLoader.parse(yaml: baseConfig, file: "t.yaml")
+        #expect(config.vips[0].hash == .fiveTuple)
+        #expect(config.vips[0].icmpEcho)
+        #expect(config.ports[0].vlan == nil)
+        #expect(!config.gratuitousARP)
     }
 }

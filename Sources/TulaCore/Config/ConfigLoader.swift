@@ -77,10 +77,10 @@ public enum ConfigLoader {
     // MARK: - Top level
 
     private enum Key {
-        static let top = ["ports", "workers", "flows_per_worker", "flow_idle_timeout", "stats_socket", "vips"]
-        static let port = ["name", "device", "address", "mac", "gateway", "gateway_mac", "mtu"]
-        static let vip = ["name", "address", "port", "protocol", "mode", "maglev_table_size", "backends"]
-        static let backend = ["address", "mac", "weight"]
+        static let top = ["ports", "workers", "flows_per_worker", "flow_idle_timeout", "stats_socket", "gratuitous_arp", "vips"]
+        static let port = ["name", "device", "address", "mac", "gateway", "gateway_mac", "mtu", "vlan"]
+        static let vip = ["name", "address", "port", "protocol", "mode", "hash", "icmp_echo", "maglev_table_size", "backends"]
+        static let backend = ["address", "mac", "weight", "vlan"]
     }
 
     private static func decodeConfig(_ root: ConfigNode) throws(ConfigError) -> TulaConfig {
@@ -92,9 +92,17 @@ public enum ConfigLoader {
         let idleTimeout = try fields.optional("flow_idle_timeout")?.int(in: TulaConfig.flowIdleTimeoutRange)
             ?? TulaConfig.defaultFlowIdleTimeoutSeconds
         let statsSocket = try fields.optional("stats_socket").map(decodeSocketPath) ?? TulaConfig.defaultStatsSocket
-        let vips = try decodeVIPs(fields.required("vips"), ports: ports)
-        return TulaConfig(ports: ports, workers: workers, flowsPerWorker: roundUpToPowerOfTwo(flows),
-                          flowIdleTimeoutSeconds: idleTimeout, statsSocket: statsSocket, vips: vips)
+        let vipsNode = try fields.required("vips")
+        let vips = try decodeVIPs(vipsNode, ports: ports)
+        guard vips.count <= CounterSlots.maxVIPs else { throw vipsNode.error("at most \(CounterSlots.maxVIPs) VIPs, got \(vips.count)") }
+        let backendCount = vips.reduce(0) { $0 + $1.backends.count }
+        guard backendCount <= CounterSlots.maxBackends else {
+            throw vipsNode.error("at most \(CounterSlots.maxBackends) backends in all, got \(backendCount)")
+        }
+        var config = TulaConfig(ports: ports, workers: workers, flowsPerWorker: roundUpToPowerOfTwo(flows),
+                                flowIdleTimeoutSeconds: idleTimeout, statsSocket: statsSocket, vips: vips)
+        config.gratuitousARP = try fields.optional("gratuitous_arp")?.bool() ?? false
+        return config
     }
 
     /// `workers: 2` (a count) or `workers: [1, 2]` (lcore ids).
@@ -148,7 +156,7 @@ public enum ConfigLoader {
         if let index = previous.firstIndex(where: { $0.name == name }) {
             throw nameNode.error("duplicate port name \"\(name)\" (already used by ports[\(index)])")
         }
-        return PortConfig(
+        var port = PortConfig(
             name: name,
             device: try fields.required("device").nonEmptyString(),
             address: try fields.required("address").ipv4(),
@@ -157,6 +165,8 @@ public enum ConfigLoader {
             gatewayMAC: try fields.optional("gateway_mac")?.mac(),
             mtu: try fields.optional("mtu")?.int(in: 68...9216) ?? 1500,
             line: node.line)
+        port.vlan = try fields.optional("vlan").map(decodeVLAN)
+        return port
     }
 
     private static func isPortNameCharacter(_ c: Character) -> Bool {
@@ -207,8 +217,11 @@ public enum ConfigLoader {
         }
         let backends = try decodeBackends(backendsNode, mode: mode, vipName: name)
         try checkTableSize(tableSize, fits: backends.count, tableSizeNode: tableSizeNode, backendsNode: backendsNode)
-        return VIPConfig(name: name, address: address, port: port, proto: proto, mode: mode,
-                         tableSize: tableSize, backends: backends, line: node.line)
+        var vip = VIPConfig(name: name, address: address, port: port, proto: proto, mode: mode,
+                            tableSize: tableSize, backends: backends, line: node.line)
+        vip.hash = try fields.optional("hash")?.choice(what: "hash") ?? .fiveTuple
+        vip.icmpEcho = try fields.optional("icmp_echo")?.bool() ?? true
+        return vip
     }
 
     /// A port number 1...65535, or `"*"` for every port (nil).
@@ -219,20 +232,21 @@ public enum ConfigLoader {
             "expected a port number (1...65535) or \"*\", got \(node.kindDescription)\(node.quotedNumberHint)")
     }
 
-    /// l3 sends through each port's gateway, so every port needs one, with its MAC (no ARP yet).
+    /// l3 sends through each port's gateway, so every port needs one (its MAC may come from ARP).
     private static func checkPortsCanRoute(_ ports: [PortConfig], modeNode: ConfigNode) throws(ConfigError) {
         if let port = ports.first(where: { $0.gateway == nil }) {
             throw modeNode.error("l3 needs a gateway on every port, but port \"\(port.name)\" has none")
         }
-        if let port = ports.first(where: { $0.gatewayMAC == nil }) {
-            throw modeNode.error("l3 needs a gateway_mac on every port, but port \"\(port.name)\" has none "
-                + "(ARP resolution of the gateway is not supported yet)")
-        }
+    }
+
+    /// An 802.1Q VLAN id, 1...4094.
+    private static func decodeVLAN(_ node: ConfigNode) throws(ConfigError) -> UInt16 {
+        UInt16(try node.int(in: 1...4094))
     }
 
     private static func decodeTableSize(_ node: ConfigNode) throws(ConfigError) -> Int {
         let size = try node.int(in: VIPConfig.tableSizeRange)
-        guard isPrime(size) else {
+        guard Maglev.isPrime(size) else {
             throw node.error("\(size) is not prime (Maglev needs a prime table size, e.g. \(nextPrime(atLeast: size)))")
         }
         return size
@@ -275,11 +289,15 @@ public enum ConfigLoader {
             throw addressNode.error("duplicate backend \(address) (already backends[\(index)])")
         }
         let mac = try fields.optional("mac")?.mac()
-        if mode == .l2 && mac == nil {
-            throw node.error("l2 backend needs a mac (ARP resolution of backends is not supported yet)")
-        }
         let weight = try fields.optional("weight").map(decodeWeight) ?? 1
-        return BackendConfig(address: address, mac: mac, weight: weight, line: node.line)
+        var backend = BackendConfig(address: address, mac: mac, weight: weight, line: node.line)
+        if let vlanNode = fields.optional("vlan") {
+            guard mode == .l2 else {
+                throw vlanNode.error("a backend vlan applies to l2 VIPs only (l3 output is tagged with the port's vlan)")
+            }
+            backend.vlan = try decodeVLAN(vlanNode)
+        }
+        return backend
     }
 
     private static func decodeWeight(_ node: ConfigNode) throws(ConfigError) -> Int {
@@ -291,19 +309,9 @@ public enum ConfigLoader {
 
     // MARK: - Primes
 
-    static func isPrime(_ n: Int) -> Bool {
-        guard n >= 2 else { return false }
-        var divisor = 2
-        while divisor * divisor <= n {
-            if n % divisor == 0 { return false }
-            divisor += 1
-        }
-        return true
-    }
-
     static func nextPrime(atLeast n: Int) -> Int {
         var candidate = max(n, 2)
-        while !isPrime(candidate) { candidate += 1 }
+        while !Maglev.isPrime(candidate) { candidate += 1 }
         return candidate
     }
 }

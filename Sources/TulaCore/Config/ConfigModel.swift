@@ -31,6 +31,8 @@ public struct TulaConfig: Sendable, Equatable {
     public var statsSocket: String
     /// The virtual services (key `vips`); may be empty.
     public var vips: [VIPConfig]
+    /// Announce every VIP with a gratuitous ARP on every port at start (key `gratuitous_arp`, default false).
+    public var gratuitousARP: Bool = false
 
     /// Builds a configuration; unspecified values take the same defaults as the YAML loader.
     public init(ports: [PortConfig], workers: WorkerSpec = .count(1),
@@ -66,8 +68,10 @@ public struct PortConfig: Sendable, Equatable {
     public var mac: MACAddress?
     /// Next-hop router, needed by l3 VIPs.
     public var gateway: IPv4Address?
-    /// The gateway's MAC (key `gateway_mac`), needed by l3 VIPs until ARP is supported.
+    /// The gateway's MAC (key `gateway_mac`); resolved by ARP when absent.
     public var gatewayMAC: MACAddress?
+    /// 802.1Q VLAN id of the port's segment (key `vlan`, 1...4094): l3 output and replies are tagged with it.
+    public var vlan: UInt16? = nil
     /// MTU, 68...9216 (default 1500).
     public var mtu: Int
     /// Line of this port's entry in the config file, for later error messages (0 if not from a file).
@@ -108,6 +112,10 @@ public struct VIPConfig: Sendable, Equatable {
     public var tableSize: Int
     /// The real servers; never empty.
     public var backends: [BackendConfig]
+    /// What picks the backend (key `hash`, default 5tuple).
+    public var hash: FlowHashMode = .fiveTuple
+    /// Answer ICMP echo requests to the VIP address (key `icmp_echo`, default true).
+    public var icmpEcho: Bool = true
     /// Line of this VIP's entry in the config file (0 if not from a file).
     public var line: Int
 
@@ -132,8 +140,10 @@ public struct BackendConfig: Sendable, Equatable {
 
     /// The backend's IPv4 address (for l3, the outer destination of the IP-in-IP packet).
     public var address: IPv4Address
-    /// The backend's MAC; required for l2 VIPs until ARP is supported, unused by l3.
+    /// The backend's MAC (l2); resolved by ARP when absent. Unused by l3.
     public var mac: MACAddress?
+    /// l2 only: send to this backend tagged with this 802.1Q VLAN id (key `vlan`) instead of the input's tagging.
+    public var vlan: UInt16? = nil
     /// Relative share of new flows, 0...1000 (default 1; 0 = drain).
     public var weight: Int
     /// Line of this backend's entry in the config file (0 if not from a file).

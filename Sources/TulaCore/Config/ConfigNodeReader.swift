@@ -118,6 +118,14 @@ struct ConfigNode {
         return value
     }
 
+    /// `true` or `false`.
+    func bool() throws(ConfigError) -> Bool {
+        guard case .scalar(let scalar) = node, scalar.style == .plain, let value = node.bool else {
+            throw error("expected true or false, got \(kindDescription)")
+        }
+        return value
+    }
+
     /// A dotted-quad IPv4 address.
     func ipv4() throws(ConfigError) -> IPv4Address {
         let text = try string()

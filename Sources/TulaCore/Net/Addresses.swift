@@ -88,6 +88,25 @@ public enum L4Protocol: UInt8, Sendable, CaseIterable, CustomStringConvertible {
     public var description: String { self == .tcp ? "tcp" : "udp" }
 }
 
+/// What a VIP hashes to pick a backend (key `hash`). Fragments carry no ports, so they always hash
+/// without them: `3tuple` or `src` make whole packets and fragments of one client agree, at the cost of
+/// spreading one client's connections less (all go to one backend).
+public enum FlowHashMode: UInt8, Sendable, CaseIterable, CustomStringConvertible {
+    /// Source and destination address and port, and protocol (default).
+    case fiveTuple = 0
+    /// Source and destination address, and protocol.
+    case threeTuple
+    /// Source address only.
+    case source
+    public var description: String {
+        switch self {
+        case .fiveTuple: "5tuple"
+        case .threeTuple: "3tuple"
+        case .source: "src"
+        }
+    }
+}
+
 /// How a VIP hands packets to its backends.
 public enum DSRMode: UInt8, Sendable, CaseIterable, CustomStringConvertible {
     /// Destination MAC rewrite on the same L2 segment.
