@@ -20,6 +20,15 @@ public final class Appliance: @unchecked Sendable {
     /// Counters of slots that were handed to a new owner, subtracted from what readers see.
     private var baseline: [UInt64]
     private var publisher: SnapshotPublisher?
+    /// ARP resolution of next hops without a configured MAC (guarded by `control`).
+    private var resolver = NeighborResolver()
+    /// Per worker: ARP replies the worker hands to the control plane.
+    private var arpRings: [OpaquePointer] = []
+    /// Frames the control plane sends through worker 0.
+    private var controlTxRing: OpaquePointer?
+    private var neighborThread: Thread?
+    private let neighborThreadDone = DispatchSemaphore(value: 0)
+    private let neighborStop = UnsafeAtomic<Bool>.create(false)
     public private(set) var memory: MemoryMode = .hugepages
     public private(set) var ports: [EthPort] = []
     public private(set) var counters: CounterBlocks
@@ -38,7 +47,7 @@ public final class Appliance: @unchecked Sendable {
         baseline = [UInt64](repeating: 0, count: counters.layout.count)
     }
 
-    deinit { stopFlag.destroy() }
+    deinit { stopFlag.destroy(); neighborStop.destroy() }
 
     /// Number of mbufs: every RX and TX descriptor of every queue, bursts and per-lcore caches in flight,
     /// and every frame of a `net_pcap` `infinite_rx=1` capture (the driver keeps them all in mbufs).
@@ -71,8 +80,19 @@ public final class Appliance: @unchecked Sendable {
             ports.append(try EthPort.open(config: port, queues: config.workerCount, pool: pool))
         }
         do { try slots.assign(config) } catch { throw DPDKError(message: error.description) }
+        resolver.track(NeighborResolver.targets(config))
         let publisher = SnapshotPublisher(initial: DataplaneTables.build(config: config, portMACs: ports.map(\.mac), slots: slots),
                                           workers: workerLcores.count)
+        guard let controlTx = rte_ring_create("tula_ctl_tx", 1024, socket, tula_ring_flags_sc()) else {
+            throw DPDKError("rte_ring_create(tula_ctl_tx)", -tula_errno())
+        }
+        controlTxRing = controlTx
+        for w in workerLcores.indices {
+            guard let ring = rte_ring_create("tula_arp_\(w)", 1024, socket, tula_ring_flags_sp_sc()) else {
+                throw DPDKError("rte_ring_create(tula_arp_\(w))", -tula_errno())
+            }
+            arpRings.append(ring)
+        }
         self.publisher = publisher
         let layout = counters.layout
         let hz = max(1, rte_get_tsc_hz())
@@ -88,21 +108,97 @@ public final class Appliance: @unchecked Sendable {
             let portIDs = UnsafeMutablePointer<UInt16>.allocate(capacity: ports.count)
             let offload = UnsafeMutablePointer<Bool>.allocate(capacity: ports.count)
             for (i, p) in ports.enumerated() { portIDs[i] = p.id.raw; offload[i] = p.checksumOffload }
-            let privateCounters = UnsafeMutablePointer<UInt64>.allocate(capacity: layout.count)
-            privateCounters.initialize(repeating: 0, count: layout.count)
+            // One scratch counter past the layout (see emitOuterFragments).
+            let privateCounters = UnsafeMutablePointer<UInt64>.allocate(capacity: layout.count + 1)
+            privateCounters.initialize(repeating: 0, count: layout.count + 1)
             let context = UnsafeMutablePointer<WorkerContext>.allocate(capacity: 1)
             context.initialize(to: WorkerContext(
                 queue: UInt16(w), portIDs: portIDs, checksumOffload: offload, portCount: ports.count,
                 snapshot: publisher.current, quiescent: publisher.quiescentCounter(w),
                 flows: flows, counters: privateCounters, published: counters.block(w), stop: stopFlag, tscHz: hz, startTSC: startTSC,
-                rx: .allocate(capacity: burstSize), tx: .allocate(capacity: burstSize),
-                txVerdictCounter: .allocate(capacity: burstSize), drop: .allocate(capacity: burstSize)))
+                pool: pool, arpRing: arpRings[w], controlTx: w == 0 ? controlTx : nil,
+                fragmentID: UInt16(w), fragmentIDStep: UInt16(workerLcores.count),
+                rx: .allocate(capacity: burstSize), tx: .allocate(capacity: outputCapacity),
+                txVerdictCounter: .allocate(capacity: outputCapacity), drop: .allocate(capacity: outputCapacity)))
             contexts.append(context)
         }
         startTime = Date()
         for (w, lcore) in workerLcores.enumerated() {
             let rc = rte_eal_remote_launch(workerEntry, UnsafeMutableRawPointer(contexts[w]), lcore.raw)
             guard rc == 0 else { throw DPDKError("rte_eal_remote_launch(\(lcore))", rc) }
+        }
+        if config.gratuitousARP { announceVIPs() }
+        startNeighborThread()
+    }
+
+    // MARK: - Neighbour resolution (ARP), off the packet path
+
+    /// Queues one frame for worker 0 to send on port index `port`; false when no mbuf or ring space.
+    @discardableResult
+    private func sendControlFrame(_ bytes: [UInt8], port: Int) -> Bool {
+        guard let pool = mbufPool, let ring = controlTxRing, let m = tula_mbuf_alloc(pool) else { return false }
+        bytes.withUnsafeBytes { tula_mbuf_data(m).copyMemory(from: $0.baseAddress!, byteCount: bytes.count) }
+        tula_mbuf_reshape(m, 0, UInt32(bytes.count))
+        tula_mbuf_set_port(m, ports[port].id.raw)
+        guard tula_ring_mp_enqueue(ring, UnsafeMutableRawPointer(m)) == 0 else { tula_free(m); return false }
+        return true
+    }
+
+    /// A gratuitous ARP for every VIP address on every port.
+    private func announceVIPs() {
+        for (i, port) in config.ports.enumerated() {
+            for address in Set(config.vips.map(\.address)).sorted() {
+                sendControlFrame(ARPFrames.request(senderMAC: ports[i].mac, senderIP: address, target: address, vlan: port.vlan), port: i)
+            }
+        }
+    }
+
+    private func startNeighborThread() {
+        let thread = Thread { [unowned self] in
+            while !self.neighborStop.load(ordering: .relaxed) {
+                self.serviceNeighbors(now: ProcessInfo.processInfo.systemUptime)
+                usleep(20_000)
+            }
+            self.neighborThreadDone.signal()
+        }
+        thread.name = "tula-neighbors"
+        neighborThread = thread
+        thread.start()
+    }
+
+    /// Reads the ARP replies workers handed over, sends the requests that are due, and publishes new
+    /// tables when a next hop's MAC appeared, changed or was lost.
+    private func serviceNeighbors(now: Double) {
+        var learned: [(IPv4Address, MACAddress)] = []
+        var objects = [UnsafeMutableRawPointer?](repeating: nil, count: burstSize)
+        for ring in arpRings {
+            while true {
+                let n = Int(objects.withUnsafeMutableBufferPointer { tula_ring_dequeue_burst(ring, $0.baseAddress, UInt32(burstSize)) })
+                if n == 0 { break }
+                for object in objects[0..<n] {
+                    let m = OpaquePointer(object!)
+                    if let sender = ARPFrames.sender(of: tula_mbuf_data(m), length: Int(tula_mbuf_data_len(m))) { learned.append(sender) }
+                    tula_free(m)
+                }
+            }
+        }
+        control.lock()
+        defer { control.unlock() }
+        guard stopTime == nil else { return }
+        var changed = false
+        for (address, mac) in learned { changed = resolver.learned(address, mac: mac, now: now) || changed }
+        let (requests, lost) = resolver.due(now: now)
+        for (address, port) in requests {
+            sendControlFrame(ARPFrames.request(senderMAC: ports[port].mac, senderIP: config.ports[port].address,
+                                               target: address, vlan: config.ports[port].vlan), port: port)
+        }
+        if changed || lost { try? applyLocked(config) }
+    }
+
+    /// Next hops being resolved, for summaries.
+    private var neighborStates: [Summary.Neighbor] {
+        resolver.neighbors.values.sorted { $0.address < $1.address }.map {
+            Summary.Neighbor(address: $0.address.description, state: $0.state.rawValue, mac: $0.mac?.description)
         }
     }
 
@@ -117,6 +213,13 @@ public final class Appliance: @unchecked Sendable {
         control.lock()
         defer { control.unlock() }
         guard stopTime == nil else { return }
+        if neighborThread != nil {
+            neighborStop.store(true, ordering: .relaxed)
+            control.unlock()
+            neighborThreadDone.wait()
+            control.lock()
+            neighborThread = nil
+        }
         stopFlag.store(true, ordering: .relaxed)
         rte_eal_mp_wait_lcore()
         stopTime = Date()
@@ -130,6 +233,13 @@ public final class Appliance: @unchecked Sendable {
         }
         contexts = []
         publisher = nil
+        for ring in arpRings + (controlTxRing.map { [$0] } ?? []) {
+            var object: UnsafeMutableRawPointer? = nil
+            while tula_ring_dequeue_burst(ring, &object, 1) == 1 { tula_free(OpaquePointer(object!)) }
+            rte_ring_free(ring)
+        }
+        arpRings = []
+        controlTxRing = nil
         if let mbufPool { rte_mempool_free(mbufPool) }
         mbufPool = nil
     }
@@ -143,7 +253,7 @@ public final class Appliance: @unchecked Sendable {
         defer { control.unlock() }
         let inUse = mbufPool.map { UInt64(tula_mempool_in_use($0)) }
         return Summary(config: config, counters: currentCounters(), layout: counters.layout, slots: slots,
-                       elapsedSeconds: elapsedSeconds, mbufsInUse: inUse,
+                       elapsedSeconds: elapsedSeconds, mbufsInUse: inUse, neighbors: neighborStates,
                        notes: [("memory", memory.description), ("workers", "\(config.workerCount)")] + notes)
     }
 
@@ -174,7 +284,9 @@ public final class Appliance: @unchecked Sendable {
                 for i in 0..<CounterLayout.perTarget { baseline[layout.backend(slot) + i] = now[layout.backend(slot) + i] }
             }
         }
-        let tables = DataplaneTables.build(config: next, portMACs: ports.map(\.mac), slots: nextSlots)
+        resolver.track(NeighborResolver.targets(next))
+        let tables = DataplaneTables.build(config: next, portMACs: ports.map(\.mac), slots: nextSlots,
+                                           neighbors: resolver.resolved)
         publisher.replace(with: tables, workersRunning: true)
         slots = nextSlots
         config = next

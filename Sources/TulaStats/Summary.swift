@@ -10,7 +10,9 @@ public struct Summary: Sendable {
         public var rxPackets, rxBytes, txPackets, txBytes: UInt64
         public var verdicts: [Verdict: UInt64]
         public var forwarded: UInt64 { (verdicts[.forwardedL2] ?? 0) + (verdicts[.forwardedL3] ?? 0) }
-        public var replied: UInt64 { verdicts[.arpReply] ?? 0 }
+        public var replied: UInt64 { verdicts.filter { $0.key.isReply }.values.reduce(0, +) }
+        /// Handed to the control plane (ARP replies for neighbour resolution).
+        public var toControl: UInt64 { verdicts.filter { $0.key.isToControl }.values.reduce(0, +) }
         public var dropped: UInt64 { verdicts.filter { $0.key.isDrop }.values.reduce(0, +) }
     }
     public struct Backend: Sendable {
@@ -24,7 +26,16 @@ public struct Summary: Sendable {
         public var backends: [Backend]
     }
 
+    /// A next hop resolved by ARP: its address, state (incomplete, reachable, failed) and MAC.
+    public struct Neighbor: Sendable {
+        public var address: String
+        public var state: String
+        public var mac: String?
+        public init(address: String, state: String, mac: String?) { self.address = address; self.state = state; self.mac = mac }
+    }
+
     public var ports: [Port]
+    public var neighbors: [Neighbor]
     public var vips: [VIP]
     public var elapsedSeconds: Double
     public var flowsInUse, flowInsertions, flowEvictions, flowExpiries: UInt64
@@ -36,7 +47,9 @@ public struct Summary: Sendable {
     /// Names the counters `c` (summed over lcores) after `config`, whose VIPs and backends have the
     /// counter slots in `slots`.
     public init(config: TulaConfig, counters c: [UInt64], layout: CounterLayout, slots: CounterSlots,
-                elapsedSeconds: Double, mbufsInUse: UInt64? = nil, notes: [(String, String)] = []) {
+                elapsedSeconds: Double, mbufsInUse: UInt64? = nil, neighbors: [Neighbor] = [],
+                notes: [(String, String)] = []) {
+        self.neighbors = neighbors
         ports = config.ports.enumerated().map { p, port in
             let base = layout.port(p)
             var verdicts: [Verdict: UInt64] = [:]
@@ -90,7 +103,9 @@ public struct Summary: Sendable {
             "flows": ["in_use": flowsInUse, "insertions": flowInsertions, "evictions": flowEvictions, "expiries": flowExpiries],
             "ports": ports.map { p -> [String: Any] in
                 ["name": p.name, "rx_packets": p.rxPackets, "rx_bytes": p.rxBytes, "tx_packets": p.txPackets,
-                 "tx_bytes": p.txBytes, "forwarded": p.forwarded, "replied": p.replied, "dropped": p.dropped]
+                 "tx_bytes": p.txBytes, "forwarded": p.forwarded, "replied": p.replied,
+                 "to_control": p.toControl, "dropped": p.dropped,
+                 "verdicts": Dictionary(uniqueKeysWithValues: p.verdicts.map { ($0.key.name, $0.value) })]
             },
             "vips": vips.map { v -> [String: Any] in
                 ["name": v.name, "address": v.address, "port": v.port, "protocol": v.proto, "mode": v.mode,
@@ -102,6 +117,11 @@ public struct Summary: Sendable {
             "notes": Dictionary(notes, uniquingKeysWith: { _, last in last }),
         ]
         if let mbufsInUse { object["mbufs_in_use"] = mbufsInUse }
+        object["neighbors"] = neighbors.map { n -> [String: Any] in
+            var entry: [String: Any] = ["address": n.address, "state": n.state]
+            if let mac = n.mac { entry["mac"] = mac }
+            return entry
+        }
         let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
         return String(decoding: data, as: UTF8.self)
     }
@@ -115,7 +135,7 @@ public struct Summary: Sendable {
         out += "ports:\n"
         for p in ports {
             out += "  \(p.name): rx \(p.rxPackets) (\(p.rxBytes) B), tx \(p.txPackets) (\(p.txBytes) B), "
-            out += "forwarded \(p.forwarded), replied \(p.replied), dropped \(p.dropped)\n"
+            out += "forwarded \(p.forwarded), replied \(p.replied), to control \(p.toControl), dropped \(p.dropped)\n"
         }
         out += "vips:\n"
         for v in vips {

@@ -29,9 +29,10 @@ extension Integration {
             #expect(json["rx_packets"] as? Int == expectation["rx_packets"] as? Int)
             #expect(json["tx_packets"] as? Int == expectation["tx_packets"] as? Int)
             #expect(nonZeroVerdicts(json) == expectation["verdicts"] as? [String: Int])
-            // rx == forwarded + replied + dropped on every port.
+            // rx == forwarded + replied + to_control + dropped on every port.
             for port in json["ports"] as? [[String: Any]] ?? [] {
-                let sum = (port["forwarded"] as? Int ?? -1) + (port["replied"] as? Int ?? -1) + (port["dropped"] as? Int ?? -1)
+                let sum = (port["forwarded"] as? Int ?? -1) + (port["replied"] as? Int ?? -1)
+                    + (port["to_control"] as? Int ?? -1) + (port["dropped"] as? Int ?? -1)
                 #expect(port["rx_packets"] as? Int == sum)
             }
         }

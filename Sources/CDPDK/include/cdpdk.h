@@ -13,6 +13,7 @@
 #include <rte_mempool.h>
 #include <rte_malloc.h>
 #include <rte_prefetch.h>
+#include <rte_ring.h>
 
 /* rte_eth_rx_burst */
 static inline uint16_t tula_rx_burst(uint16_t port, uint16_t queue, struct rte_mbuf **pkts, uint16_t n) {
@@ -45,6 +46,20 @@ static inline void tula_mbuf_reshape(struct rte_mbuf *m, int32_t delta, uint32_t
 static inline void tula_free_bulk(struct rte_mbuf **pkts, unsigned n) { rte_pktmbuf_free_bulk(pkts, n); }
 /* rte_pktmbuf_free */
 static inline void tula_free(struct rte_mbuf *m) { rte_pktmbuf_free(m); }
+/* rte_pktmbuf_alloc */
+static inline struct rte_mbuf *tula_mbuf_alloc(struct rte_mempool *mp) { return rte_pktmbuf_alloc(mp); }
+static inline uint16_t tula_mbuf_port(const struct rte_mbuf *m) { return m->port; }
+static inline void tula_mbuf_set_port(struct rte_mbuf *m, uint16_t port) { m->port = port; }
+/* rte_ring_sp_enqueue: 0 on success */
+static inline int tula_ring_enqueue(struct rte_ring *r, void *obj) { return rte_ring_sp_enqueue(r, obj); }
+/* rte_ring_mp_enqueue: 0 on success (control threads may share a ring) */
+static inline int tula_ring_mp_enqueue(struct rte_ring *r, void *obj) { return rte_ring_mp_enqueue(r, obj); }
+/* rte_ring_sc_dequeue_burst */
+static inline unsigned tula_ring_dequeue_burst(struct rte_ring *r, void **objs, unsigned n) {
+    return rte_ring_sc_dequeue_burst(r, objs, n, NULL);
+}
+static inline unsigned tula_ring_flags_sp_sc(void) { return RING_F_SP_ENQ | RING_F_SC_DEQ; }
+static inline unsigned tula_ring_flags_sc(void) { return RING_F_SC_DEQ; }
 /* rte_prefetch0 */
 static inline void tula_prefetch0(const void *p) { rte_prefetch0(p); }
 /* rte_rdtsc */

@@ -10,6 +10,10 @@ public struct PortTables: Sendable {
     public var address: UInt32
     /// Largest IPv4 packet (total length, bytes) that may leave the port.
     public var mtuBytes: UInt32
+    /// The port's 802.1Q VLAN id, 0 for none.
+    public var vlan: UInt16
+    /// The gateway's MAC is known (configured or resolved by ARP).
+    public var gatewayResolved: Bool
 }
 
 /// One VIP: its Maglev table (of backend slots) and its counter slot.
@@ -18,6 +22,7 @@ public struct VIPEntry: @unchecked Sendable {
     public var port: UInt16
     public var proto: UInt8
     public var mode: DSRMode
+    public var hash: FlowHashMode
     /// The VIP's counter slot (`CounterSlots`).
     public var slot: UInt32
     public var tableSize: UInt32
@@ -33,7 +38,21 @@ public struct BackendEntry: Sendable {
     public var address: UInt32
     public var macWord0: UInt32
     public var macWord1: UInt16
+    /// l2: 802.1Q VLAN id to send with, 0 to keep the input's tagging.
+    public var vlan: UInt16
+    /// l2: the MAC is known (configured or resolved by ARP).
+    public var resolved: Bool
     public static let absent: UInt32 = 0xFFFF_FFFF
+}
+
+/// Per distinct VIP address: ICMP echo, and which VIP takes fragments (which carry no ports).
+public struct VIPAddressEntry: Sendable {
+    public var address: UInt32
+    /// Some VIP on this address answers ICMP echo.
+    public var echo: Bool
+    /// VIP index for TCP / UDP fragments: the `*` VIP, else the only VIP of that protocol, else -1.
+    public var fragmentTCP: Int32
+    public var fragmentUDP: Int32
 }
 
 /// A slot of the open-addressed VIP index.
@@ -53,8 +72,8 @@ public struct DataplaneTables: @unchecked Sendable {
     public var backends: UnsafeMutablePointer<BackendEntry>
     public var vipIndex: UnsafeMutablePointer<VIPSlot>
     public var vipIndexMask: Int
-    /// Distinct VIP addresses, for ARP.
-    public var vipAddresses: UnsafeMutablePointer<UInt32>
+    /// Distinct VIP addresses (ARP, ICMP echo, fragments).
+    public var vipAddresses: UnsafeMutablePointer<VIPAddressEntry>
     public var vipAddressCount: Int
     public var layout: CounterLayout
     /// Counters a worker publishes: `[0, publishedPrefix)` and `[layout.backendBase, publishedEnd)`.
@@ -78,25 +97,32 @@ public struct DataplaneTables: @unchecked Sendable {
     }
 
     /// Builds the tables for a validated config. `macs[i]` is the MAC in use on port i (the configured
-    /// one or the device's own); `slots` must have been assigned for `config`.
-    public static func build(config: TulaConfig, portMACs macs: [MACAddress], slots: CounterSlots) -> UnsafeMutablePointer<DataplaneTables> {
+    /// one or the device's own); `slots` must have been assigned for `config`; `neighbors` holds the MACs
+    /// ARP resolved for next hops the config gives no MAC for (missing ones are unresolved).
+    public static func build(config: TulaConfig, portMACs macs: [MACAddress], slots: CounterSlots,
+                             neighbors: [IPv4Address: MACAddress] = [:]) -> UnsafeMutablePointer<DataplaneTables> {
         let ports = UnsafeMutablePointer<PortTables>.allocate(capacity: max(1, config.ports.count))
         for (i, p) in config.ports.enumerated() {
             let mac = macWords(macs[i])
-            let gw = macWords(p.gatewayMAC ?? .zero)
+            let gatewayMAC = p.gatewayMAC ?? p.gateway.flatMap { neighbors[$0] }
+            let gw = macWords(gatewayMAC ?? .zero)
             ports[i] = PortTables(macWord0: mac.0, macWord1: mac.1, gatewayWord0: gw.0, gatewayWord1: gw.1,
-                                  address: p.address.value, mtuBytes: UInt32(p.mtu))
+                                  address: p.address.value, mtuBytes: UInt32(p.mtu), vlan: p.vlan ?? 0,
+                                  gatewayResolved: gatewayMAC != nil)
         }
         let backends = UnsafeMutablePointer<BackendEntry>.allocate(capacity: CounterSlots.maxBackends)
-        backends.initialize(repeating: BackendEntry(vipSlot: BackendEntry.absent, address: 0, macWord0: 0, macWord1: 0),
+        backends.initialize(repeating: BackendEntry(vipSlot: BackendEntry.absent, address: 0, macWord0: 0, macWord1: 0,
+                                                    vlan: 0, resolved: false),
                             count: CounterSlots.maxBackends)
         let vips = UnsafeMutablePointer<VIPEntry>.allocate(capacity: max(1, config.vips.count))
         for (v, vip) in config.vips.enumerated() {
             let vipSlot = slots.slot(vip: vip.name)!
             let backendSlots = vip.backends.map { slots.slot(backend: BackendKey(vip: vip.name, address: $0.address))! }
             for (b, slot) in zip(vip.backends, backendSlots) {
-                let mac = macWords(b.mac ?? .zero)
-                backends[slot] = BackendEntry(vipSlot: UInt32(vipSlot), address: b.address.value, macWord0: mac.0, macWord1: mac.1)
+                let known = vip.mode == .l3 ? MACAddress.zero : (b.mac ?? neighbors[b.address])
+                let mac = macWords(known ?? .zero)
+                backends[slot] = BackendEntry(vipSlot: UInt32(vipSlot), address: b.address.value, macWord0: mac.0,
+                                              macWord1: mac.1, vlan: b.vlan ?? 0, resolved: known != nil)
             }
             let table = Maglev.build(keys: vip.backends.map { $0.address.description },
                                      weights: vip.backends.map { $0.weight }, size: vip.tableSize)
@@ -104,7 +130,7 @@ public struct DataplaneTables: @unchecked Sendable {
             tablePointer.initialize(from: table.map { $0 == Maglev.none ? Maglev.none : UInt16(backendSlots[Int($0)]) },
                                     count: table.count)
             vips[v] = VIPEntry(address: vip.address.value, port: vip.port ?? 0, proto: vip.proto.rawValue,
-                               mode: vip.mode, slot: UInt32(vipSlot), tableSize: UInt32(vip.tableSize), table: tablePointer)
+                               mode: vip.mode, hash: vip.hash, slot: UInt32(vipSlot), tableSize: UInt32(vip.tableSize), table: tablePointer)
         }
         var capacity = 16
         while capacity < config.vips.count * 4 { capacity *= 2 }
@@ -116,8 +142,11 @@ public struct DataplaneTables: @unchecked Sendable {
             index[i] = VIPSlot(key: vipKey(vips[v].address, vips[v].proto, vips[v].port), vip: UInt32(v))
         }
         let distinct = Array(Set(config.vips.map { $0.address.value })).sorted()
-        let addresses = UnsafeMutablePointer<UInt32>.allocate(capacity: max(1, distinct.count))
-        addresses.initialize(from: distinct, count: distinct.count)
+        let addresses = UnsafeMutablePointer<VIPAddressEntry>.allocate(capacity: max(1, distinct.count))
+        addresses.initialize(from: distinct.map { address in
+            VIPAddressEntry(address: address, echo: config.vips.contains { $0.address.value == address && $0.icmpEcho },
+                            fragmentTCP: fragmentVIP(config, address, .tcp), fragmentUDP: fragmentVIP(config, address, .udp))
+        }, count: distinct.count)
         let layout = CounterLayout(ports: config.ports.count)
         let tables = UnsafeMutablePointer<DataplaneTables>.allocate(capacity: 1)
         tables.initialize(to: DataplaneTables(
@@ -126,6 +155,13 @@ public struct DataplaneTables: @unchecked Sendable {
             vipAddresses: addresses, vipAddressCount: distinct.count, layout: layout,
             publishedPrefix: layout.vip(slots.vipHighWater), publishedEnd: layout.backend(slots.backendHighWater)))
         return tables
+    }
+
+    /// The VIP that takes fragments to (address, proto): the `*` VIP, else the only one, else none (-1).
+    static func fragmentVIP(_ config: TulaConfig, _ address: UInt32, _ proto: L4Protocol) -> Int32 {
+        let candidates = config.vips.indices.filter { config.vips[$0].address.value == address && config.vips[$0].proto == proto }
+        if let wildcard = candidates.first(where: { config.vips[$0].port == nil }) { return Int32(wildcard) }
+        return candidates.count == 1 ? Int32(candidates[0]) : -1
     }
 
     /// Builds the tables with slots numbered afresh (for tools and tests; the appliance keeps its
@@ -165,14 +201,14 @@ public struct DataplaneTables: @unchecked Sendable {
         }
     }
 
-    /// Whether `address` (host order) is the address of some VIP.
+    /// The entry of a VIP address (host order), or nil when no VIP has it.
     @inline(__always)
-    public func isVIPAddress(_ address: UInt32) -> Bool {
+    public func vipAddress(_ address: UInt32) -> UnsafeMutablePointer<VIPAddressEntry>? {
         var i = 0
         while i < vipAddressCount {
-            if vipAddresses[i] == address { return true }
-            i += 1
+            if vipAddresses[i].address == address { return vipAddresses + i }
+            i &+= 1
         }
-        return false
+        return nil
     }
 }

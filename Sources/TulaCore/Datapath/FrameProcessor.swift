@@ -1,11 +1,15 @@
-// Per-frame work: parse Ethernet/ARP/IPv4/TCP/UDP, find the VIP and backend, rewrite in place, count.
+// Per-frame work: parse Ethernet/ARP/IPv4/TCP/UDP/ICMP, find the VIP and backend, rewrite in place, count.
 
 /// What to do with a frame after `processFrame`: its verdict, and for transmitted frames where the
-/// frame now starts (relative to where it started: 0, or -20 after IP-in-IP) and how long it is.
+/// frame now starts (relative to where it started; negative after IP-in-IP or a tag insertion) and how
+/// long it is. An l3 packet too big for one frame (DF clear) is sent as `fragments` outer fragments to
+/// `nextHop` instead, written by `writeOuterFragment` into new buffers.
 public struct FrameOutcome: Sendable, Equatable {
     public var verdict: Verdict
     public var startShift: Int32
     public var length: UInt32
+    public var fragments: UInt16 = 0
+    public var nextHop: UInt32 = 0
 
     @inline(__always) public init(_ verdict: Verdict, shift: Int32 = 0, length: UInt32 = 0) {
         self.verdict = verdict; startShift = shift; self.length = length
@@ -17,35 +21,19 @@ public enum ChecksumStatus: UInt8, Sendable { case unknown = 0, good = 1, bad = 
 
 /// Bytes the L3 mode prepends (outer IPv4 header).
 public let ipInIPOverheadBytes = 20
-
-@inline(__always) func be16(_ p: UnsafeRawPointer, _ o: Int) -> UInt16 {
-    UInt16(bigEndian: p.loadUnaligned(fromByteOffset: o, as: UInt16.self))
-}
-@inline(__always) func be32(_ p: UnsafeRawPointer, _ o: Int) -> UInt32 {
-    UInt32(bigEndian: p.loadUnaligned(fromByteOffset: o, as: UInt32.self))
-}
-@inline(__always) func put16(_ p: UnsafeMutableRawPointer, _ o: Int, _ v: UInt16) {
-    p.storeBytes(of: v.bigEndian, toByteOffset: o, as: UInt16.self)
-}
-@inline(__always) func put32(_ p: UnsafeMutableRawPointer, _ o: Int, _ v: UInt32) {
-    p.storeBytes(of: v.bigEndian, toByteOffset: o, as: UInt32.self)
-}
-@inline(__always) func putMAC(_ p: UnsafeMutableRawPointer, _ o: Int, _ w0: UInt32, _ w1: UInt16) {
-    p.storeBytes(of: w0, toByteOffset: o, as: UInt32.self)
-    p.storeBytes(of: w1, toByteOffset: o + 4, as: UInt16.self)
-}
+/// Writable bytes an l3 output may need in front of the frame: outer header plus an inserted VLAN tag.
+public let requiredHeadroomBytes = ipInIPOverheadBytes + 4
 
 /// Handles one received frame of `length` bytes at `frame` on port `port`, counts its verdict (and its
 /// VIP, backend and flow-table counters) in `counters`, and rewrites it in place when it is to be sent.
-/// `headroom` is how many writable bytes precede `frame` (L3 mode needs 20). `now` is in seconds.
+/// `headroom` is how many writable bytes precede `frame`. `now` is in seconds.
 @inline(__always)
 public func processFrame(_ frame: UnsafeMutableRawPointer, length: Int, headroom: Int, checksum: ChecksumStatus,
                          port: Int, tables: UnsafePointer<DataplaneTables>, flows: UnsafePointer<FlowTable>,
                          counters: UnsafeMutablePointer<UInt64>, now: UInt32) -> FrameOutcome {
     let outcome = classifyAndRewrite(frame, length: length, headroom: headroom, checksum: checksum, port: port,
                                      tables: tables, flows: flows, counters: counters, now: now)
-    let layout = tables.pointee.layout
-    counters[layout.verdict(port, outcome.verdict)] &+= 1
+    counters[tables.pointee.layout.verdict(port, outcome.verdict)] &+= 1
     return outcome
 }
 
@@ -54,14 +42,19 @@ func classifyAndRewrite(_ p: UnsafeMutableRawPointer, length: Int, headroom: Int
                         port portIndex: Int, tables: UnsafePointer<DataplaneTables>, flows: UnsafePointer<FlowTable>,
                         counters: UnsafeMutablePointer<UInt64>, now: UInt32) -> FrameOutcome {
     guard length >= 14 else { return FrameOutcome(.malformedFrame) }
+    let port = tables.pointee.ports + portIndex
     var etherType = be16(p, 12)
     var l2 = 14
+    var inputTag = untagged
     if etherType == 0x8100 {
         guard length >= 18 else { return FrameOutcome(.malformedFrame) }
+        let tci = be16(p, 14)
+        let vlan = port.pointee.vlan
+        guard vlan == 0 || tci & 0x0FFF == vlan else { return FrameOutcome(.wrongVLAN) }
+        inputTag = Int32(tci)
         etherType = be16(p, 16)
         l2 = 18
     }
-    let port = tables.pointee.ports + portIndex
     if etherType == 0x0806 { return answerARP(p, length: length, l2: l2, port: port, tables: tables) }
     guard etherType == 0x0800 else { return FrameOutcome(.notIPv4) }
     guard p.loadUnaligned(as: UInt32.self) == port.pointee.macWord0,
@@ -83,105 +76,222 @@ func classifyAndRewrite(_ p: UnsafeMutableRawPointer, length: Int, headroom: Int
     case .bad: return FrameOutcome(.badIPChecksum)
     case .unknown: guard onesComplementSum(ip, ihl) == 0xFFFF else { return FrameOutcome(.badIPChecksum) }
     }
-    guard be16(ip, 6) & 0x3FFF == 0 else { return FrameOutcome(.fragment) }
-
-    // TCP or UDP header.
+    let isFragment = be16(ip, 6) & 0x3FFF != 0
     let proto = ip.load(fromByteOffset: 9, as: UInt8.self)
+    let src = be32(ip, 12), dst = be32(ip, 16)
     let l4 = ip + ihl
     let l4Length = total &- ihl
+    let t = tables.pointee
+    let packet = Packet(frame: p, l2: l2, inputTag: inputTag, ip: ip, ihl: ihl, total: total, headroom: headroom)
+
+    if proto == 1 {
+        guard !isFragment else { return FrameOutcome(.fragment) }
+        return handleICMP(packet, l4: l4, l4Length: l4Length, src: src, dst: dst, port: port, tables: tables,
+                          flows: flows, counters: counters, now: now)
+    }
+    guard proto == 6 || proto == 17 else { return FrameOutcome(.notTCPUDP) }
+
+    if isFragment {
+        // No ports (or not in every fragment): the address's fragment VIP, and a hash without ports,
+        // so every fragment of a datagram reaches the same backend. Never pinned in the flow table.
+        guard let address = t.vipAddress(dst) else { return FrameOutcome(.noVIP) }
+        let vipIndex = Int(proto == 6 ? address.pointee.fragmentTCP : address.pointee.fragmentUDP)
+        guard vipIndex >= 0 else { return FrameOutcome(.fragment) }
+        let vip = t.vips + vipIndex
+        let pick = vip.pointee.hash == .source ? flowHash(src: src, dst: 0, srcPort: 0, dstPort: 0, proto: 0)
+                                               : flowHash(src: src, dst: dst, srcPort: 0, dstPort: 0, proto: proto)
+        return deliver(packet, vip: vip, port: port, tables: tables, flows: flows, counters: counters, now: now,
+                       flow: nil, pick: pick)
+    }
+
+    // TCP or UDP header.
     if proto == 6 {
         guard l4Length >= 20 else { return FrameOutcome(.malformedL4) }
         let dataOffset = Int(l4.load(fromByteOffset: 12, as: UInt8.self) >> 4) &* 4
         guard dataOffset >= 20, dataOffset <= l4Length else { return FrameOutcome(.malformedL4) }
-    } else if proto == 17 {
+    } else {
         guard l4Length >= 8 else { return FrameOutcome(.malformedL4) }
         let udpLength = Int(be16(l4, 4))
         guard udpLength >= 8, udpLength <= l4Length else { return FrameOutcome(.malformedL4) }
-    } else {
-        return FrameOutcome(.notTCPUDP)
     }
-    let src = be32(ip, 12), dst = be32(ip, 16)
     let ports = be32(l4, 0)
-    let dstPort = UInt16(truncatingIfNeeded: ports)
-
-    // VIP, MTU, backend.
-    let t = tables.pointee
-    let vipIndex = t.findVIP(address: dst, proto: proto, port: dstPort)
+    let vipIndex = t.findVIP(address: dst, proto: proto, port: UInt16(truncatingIfNeeded: ports))
     guard vipIndex >= 0 else { return FrameOutcome(.noVIP) }
     let vip = t.vips + vipIndex
+    let key = FlowKey(src: src, dst: dst, ports: ports, proto: proto)
+    return deliver(packet, vip: vip, port: port, tables: tables, flows: flows, counters: counters, now: now,
+                   flow: (key, true), pick: key.pickHash(vip.pointee.hash))
+}
+
+/// Where the parts of a received IPv4 frame are.
+struct Packet {
+    var frame: UnsafeMutableRawPointer
+    var l2: Int
+    var inputTag: Int32
+    var ip: UnsafeMutableRawPointer
+    var ihl: Int
+    var total: Int
+    var headroom: Int
+}
+
+/// A client-to-VIP 5-tuple, addresses and ports in host order.
+struct FlowKey {
+    var src: UInt32
+    var dst: UInt32
+    /// Source port << 16 | destination port.
+    var ports: UInt32
+    var proto: UInt8
+
+    @inline(__always) var hash: UInt64 {
+        flowHash(src: src, dst: dst, srcPort: UInt16(truncatingIfNeeded: ports >> 16),
+                 dstPort: UInt16(truncatingIfNeeded: ports), proto: proto)
+    }
+
+    /// The hash that picks a backend under the VIP's `hash` mode.
+    @inline(__always) func pickHash(_ mode: FlowHashMode) -> UInt64 {
+        switch mode {
+        case .fiveTuple: hash
+        case .threeTuple: flowHash(src: src, dst: dst, srcPort: 0, dstPort: 0, proto: proto)
+        case .source: flowHash(src: src, dst: 0, srcPort: 0, dstPort: 0, proto: 0)
+        }
+    }
+}
+
+/// Sends a packet of `vip` to its backend: the flow's pinned backend when `flow` is given and pinned,
+/// else the Maglev pick by `pick` (pinned when `flow.insert`); checks MTU and next-hop resolution, counts,
+/// and rewrites (l2) or encapsulates (l3).
+@inline(__always)
+func deliver(_ packet: Packet, vip: UnsafeMutablePointer<VIPEntry>, port: UnsafePointer<PortTables>,
+             tables: UnsafePointer<DataplaneTables>, flows: UnsafePointer<FlowTable>, counters: UnsafeMutablePointer<UInt64>,
+             now: UInt32, flow: (key: FlowKey, insert: Bool)?, pick: UInt64) -> FrameOutcome {
+    let t = tables.pointee
     let mode = vip.pointee.mode
-    let overhead = mode == .l3 ? ipInIPOverheadBytes : 0
-    guard UInt32(total &+ overhead) <= port.pointee.mtuBytes, headroom >= overhead else {
+    let total = packet.total
+    var fragments = 0
+    if mode == .l2 {
+        guard UInt32(total) <= port.pointee.mtuBytes else { return FrameOutcome(.tooBig) }
+    } else if UInt32(total &+ ipInIPOverheadBytes) > port.pointee.mtuBytes {
+        if be16(packet.ip, 6) & 0x4000 != 0 {
+            return answerFragmentationNeeded(packet.frame, l2: packet.l2, ip: packet.ip, ihl: packet.ihl, port: port)
+        }
+        let per = outerFragmentPayload(mtu: port.pointee.mtuBytes)
+        guard per > 0 else { return FrameOutcome(.tooBig) }
+        fragments = (total &+ per &- 1) / per
+    }
+    guard packet.headroom >= requiredHeadroomBytes || mode == .l2 && packet.headroom >= 4 else {
         return FrameOutcome(.tooBig)
     }
-    let hash = flowHash(src: src, dst: dst, srcPort: UInt16(truncatingIfNeeded: ports >> 16), dstPort: dstPort, proto: proto)
-    let (entry, found) = flows.pointee.find(hash: hash, src: src, dst: dst, ports: ports, proto: proto, now: now)
+
+    // Backend: pinned, or picked (and pinned).
     let vipSlot = vip.pointee.slot
-    var backend = entry.pointee.backend
     let layout = t.layout
-    // A pinned flow keeps its backend while that backend still serves this VIP (even at weight 0).
-    if found != .hit || t.backends[Int(backend)].vipSlot != vipSlot {
-        let slot = vip.pointee.table[Int(reduce(hash, vip.pointee.tableSize))]
+    var backend = UInt32(Maglev.none)
+    var entry: UnsafeMutablePointer<FlowEntry>? = nil
+    var found = FlowTable.Outcome.insertedEmpty
+    if let flow {
+        let k = flow.key
+        (entry, found) = flows.pointee.find(hash: k.hash, src: k.src, dst: k.dst, ports: k.ports, proto: k.proto, now: now)
+        if found == .hit, let entry, t.backends[Int(entry.pointee.backend)].vipSlot == vipSlot {
+            backend = entry.pointee.backend
+        }
+    }
+    if backend == UInt32(Maglev.none) {
+        let slot = vip.pointee.table[Int(reduce(pick, vip.pointee.tableSize))]
         guard slot != Maglev.none else { return FrameOutcome(.noBackend) }
         backend = UInt32(slot)
-        FlowTable.store(entry, src: src, dst: dst, ports: ports, proto: proto, backend: backend, now: now)
-        let f = layout.flowTable
-        counters[f &+ CounterLayout.flowInsertions] &+= 1
-        switch found {
-        case .insertedEmpty: counters[f &+ CounterLayout.flowsInUse] &+= 1
-        case .insertedEvicted: counters[f &+ CounterLayout.flowEvictions] &+= 1
-        case .insertedExpired, .hit: counters[f &+ CounterLayout.flowExpiries] &+= 1
+        if let flow, flow.insert, let entry {
+            let k = flow.key
+            FlowTable.store(entry, src: k.src, dst: k.dst, ports: k.ports, proto: k.proto, backend: backend, now: now)
+            let f = layout.flowTable
+            counters[f &+ CounterLayout.flowInsertions] &+= 1
+            switch found {
+            case .insertedEmpty: counters[f &+ CounterLayout.flowsInUse] &+= 1
+            case .insertedEvicted: counters[f &+ CounterLayout.flowEvictions] &+= 1
+            case .insertedExpired, .hit: counters[f &+ CounterLayout.flowExpiries] &+= 1
+            }
+            counters[layout.vip(Int(vipSlot)) &+ CounterLayout.newFlows] &+= 1
+            counters[layout.backend(Int(backend)) &+ CounterLayout.newFlows] &+= 1
         }
-        counters[layout.vip(Int(vipSlot)) &+ CounterLayout.newFlows] &+= 1
-        counters[layout.backend(Int(backend)) &+ CounterLayout.newFlows] &+= 1
     }
-    let frameLength = l2 &+ total
+    let b = t.backends + Int(backend)
+    guard mode == .l2 ? b.pointee.resolved : port.pointee.gatewayResolved else {
+        return FrameOutcome(.unresolvedNextHop)
+    }
+    let inLength = UInt64(packet.l2 &+ total)
     let vc = layout.vip(Int(vipSlot)), bc = layout.backend(Int(backend))
     counters[vc &+ CounterLayout.packets] &+= 1
-    counters[vc &+ CounterLayout.bytes] &+= UInt64(frameLength)
+    counters[vc &+ CounterLayout.bytes] &+= inLength
     counters[bc &+ CounterLayout.packets] &+= 1
-    counters[bc &+ CounterLayout.bytes] &+= UInt64(frameLength)
+    counters[bc &+ CounterLayout.bytes] &+= inLength
 
-    let b = t.backends + Int(backend)
     if mode == .l2 {
-        putMAC(p, 0, b.pointee.macWord0, b.pointee.macWord1)
-        putMAC(p, 6, port.pointee.macWord0, port.pointee.macWord1)
-        return FrameOutcome(.forwardedL2, shift: 0, length: UInt32(frameLength))
+        let tag = outputTag(input: packet.inputTag, vlan: b.pointee.vlan)
+        let p = packet.frame
+        if tag == packet.inputTag {
+            putMAC(p, 0, b.pointee.macWord0, b.pointee.macWord1)
+            putMAC(p, 6, port.pointee.macWord0, port.pointee.macWord1)
+            if tag != untagged { put16(p, 14, UInt16(truncatingIfNeeded: tag)) }
+            return FrameOutcome(.forwardedL2, shift: 0, length: UInt32(packet.l2 &+ total))
+        }
+        if packet.inputTag != untagged {
+            put16(p, 14, UInt16(truncatingIfNeeded: tag))
+            putMAC(p, 0, b.pointee.macWord0, b.pointee.macWord1)
+            putMAC(p, 6, port.pointee.macWord0, port.pointee.macWord1)
+            return FrameOutcome(.forwardedL2, shift: 0, length: UInt32(18 &+ total))
+        }
+        // Insert a tag: MACs and tag move 4 bytes forward, the ethertype stays where it is.
+        putMAC(p, -4, b.pointee.macWord0, b.pointee.macWord1)
+        putMAC(p, 2, port.pointee.macWord0, port.pointee.macWord1)
+        put16(p, 8, 0x8100)
+        put16(p, 10, UInt16(truncatingIfNeeded: tag))
+        return FrameOutcome(.forwardedL2, shift: -4, length: UInt32(18 &+ total))
     }
-    encapsulate(p, l2: l2, ip: ip, total: total, port: port, backend: b.pointee.address)
-    return FrameOutcome(.forwardedL3, shift: -Int32(ipInIPOverheadBytes), length: UInt32(frameLength &+ ipInIPOverheadBytes))
+    if fragments > 0 {
+        var outcome = FrameOutcome(.forwardedL3, shift: 0, length: UInt32(packet.l2 &+ total))
+        outcome.fragments = UInt16(truncatingIfNeeded: fragments)
+        outcome.nextHop = b.pointee.address
+        return outcome
+    }
+    let start = encapsulate(ip: packet.ip, total: total, inputTag: packet.inputTag, port: port, backend: b.pointee.address)
+    return FrameOutcome(.forwardedL3, shift: Int32(packet.l2 &+ start), length: UInt32(-start &+ total))
 }
 
-/// Writes the IP-in-IP frame 20 bytes before `p`: Ethernet to the gateway (VLAN tag kept), then the outer
-/// IPv4 header (TOS, identification and DF copied from the inner header, TTL 64, protocol 4).
+/// ICMP to the appliance: echo requests to a VIP are answered; errors (destination unreachable, time
+/// exceeded) about a VIP flow go to the backend that owns the flow (the quoted packet's tuple, reversed).
 @inline(__always)
-func encapsulate(_ p: UnsafeMutableRawPointer, l2: Int, ip: UnsafeMutableRawPointer, total: Int,
-                 port: UnsafePointer<PortTables>, backend: UInt32) {
-    let tos = ip.load(fromByteOffset: 1, as: UInt8.self)
-    let identification = ip.loadUnaligned(fromByteOffset: 4, as: UInt16.self)
-    let dontFragment = ip.load(fromByteOffset: 6, as: UInt8.self) & 0x40
-    let tag = p.loadUnaligned(fromByteOffset: 12, as: UInt32.self) // VLAN TPID+TCI when l2 == 18
-    let out = p - ipInIPOverheadBytes
-    putMAC(out, 0, port.pointee.gatewayWord0, port.pointee.gatewayWord1)
-    putMAC(out, 6, port.pointee.macWord0, port.pointee.macWord1)
-    if l2 == 18 { out.storeBytes(of: tag, toByteOffset: 12, as: UInt32.self) }
-    put16(out, l2 - 2, 0x0800)
-    let outer = out + l2
-    outer.storeBytes(of: 0x45, as: UInt8.self)
-    outer.storeBytes(of: tos, toByteOffset: 1, as: UInt8.self)
-    put16(outer, 2, UInt16(truncatingIfNeeded: total &+ ipInIPOverheadBytes))
-    outer.storeBytes(of: identification, toByteOffset: 4, as: UInt16.self)
-    outer.storeBytes(of: dontFragment, toByteOffset: 6, as: UInt8.self)
-    outer.storeBytes(of: 0, toByteOffset: 7, as: UInt8.self)
-    outer.storeBytes(of: 64, toByteOffset: 8, as: UInt8.self)
-    outer.storeBytes(of: 4, toByteOffset: 9, as: UInt8.self)
-    put16(outer, 10, 0)
-    put32(outer, 12, port.pointee.address)
-    put32(outer, 16, backend)
-    put16(outer, 10, internetChecksum(outer, 20))
+func handleICMP(_ packet: Packet, l4: UnsafeMutableRawPointer, l4Length: Int, src: UInt32, dst: UInt32,
+                port: UnsafePointer<PortTables>, tables: UnsafePointer<DataplaneTables>, flows: UnsafePointer<FlowTable>,
+                counters: UnsafeMutablePointer<UInt64>, now: UInt32) -> FrameOutcome {
+    guard l4Length >= 8 else { return FrameOutcome(.malformedL4) }
+    let t = tables.pointee
+    guard let address = t.vipAddress(dst) else { return FrameOutcome(.noVIP) }
+    let type = l4.load(as: UInt8.self)
+    if type == 8 {
+        guard address.pointee.echo, l4.load(fromByteOffset: 1, as: UInt8.self) == 0 else { return FrameOutcome(.icmpIgnored) }
+        return answerEcho(packet.frame, l2: packet.l2, ip: packet.ip, ihl: packet.ihl, port: port)
+    }
+    guard type == 3 || type == 11 else { return FrameOutcome(.icmpIgnored) }
+    // The quoted packet went from the VIP to the client: VIP -> client, VIP port -> client port.
+    let inner = l4 + 8
+    guard l4Length >= 8 &+ 20 else { return FrameOutcome(.malformedL4) }
+    let innerIHL = Int(inner.load(as: UInt8.self) & 0x0F) &* 4
+    guard inner.load(as: UInt8.self) >> 4 == 4, innerIHL >= 20, l4Length >= 8 &+ innerIHL &+ 8 else {
+        return FrameOutcome(.malformedL4)
+    }
+    let innerProto = inner.load(fromByteOffset: 9, as: UInt8.self)
+    guard innerProto == 6 || innerProto == 17, be32(inner, 12) == dst else { return FrameOutcome(.icmpIgnored) }
+    let innerPorts = be32(inner, innerIHL)
+    let vipPort = UInt16(truncatingIfNeeded: innerPorts >> 16), clientPort = UInt16(truncatingIfNeeded: innerPorts)
+    let vipIndex = t.findVIP(address: dst, proto: innerProto, port: vipPort)
+    guard vipIndex >= 0 else { return FrameOutcome(.noVIP) }
+    let vip = t.vips + vipIndex
+    let key = FlowKey(src: be32(inner, 16), dst: dst, ports: UInt32(clientPort) << 16 | UInt32(vipPort), proto: innerProto)
+    return deliver(packet, vip: vip, port: port, tables: tables, flows: flows, counters: counters, now: now,
+                   flow: (key, false), pick: key.pickHash(vip.pointee.hash))
 }
 
-/// Answers an ARP request for the port's address or a VIP in place; anything else is not for us.
+/// ARP: requests for the port's address or a VIP are answered in place; replies to the port's address go
+/// to the control plane (neighbour resolution); anything else is not for us.
 @inline(__always)
 func answerARP(_ p: UnsafeMutableRawPointer, length: Int, l2: Int, port: UnsafePointer<PortTables>,
                tables: UnsafePointer<DataplaneTables>) -> FrameOutcome {
@@ -189,8 +299,12 @@ func answerARP(_ p: UnsafeMutableRawPointer, length: Int, l2: Int, port: UnsafeP
     let a = p + l2
     guard be16(a, 0) == 1, be16(a, 2) == 0x0800, a.load(fromByteOffset: 4, as: UInt8.self) == 6,
           a.load(fromByteOffset: 5, as: UInt8.self) == 4 else { return FrameOutcome(.malformedARP) }
+    let operation = be16(a, 6)
     let target = be32(a, 24)
-    guard be16(a, 6) == 1, target == port.pointee.address || tables.pointee.isVIPAddress(target) else {
+    if operation == 2 && target == port.pointee.address && be32(a, 14) != target {
+        return FrameOutcome(.arpLearned, shift: 0, length: UInt32(length))
+    }
+    guard operation == 1, target == port.pointee.address || tables.pointee.vipAddress(target) != nil else {
         return FrameOutcome(.arpIgnored)
     }
     let senderMAC0 = a.loadUnaligned(fromByteOffset: 8, as: UInt32.self)
@@ -201,9 +315,7 @@ func answerARP(_ p: UnsafeMutableRawPointer, length: Int, l2: Int, port: UnsafeP
     put32(a, 14, target)
     putMAC(a, 18, senderMAC0, senderMAC1)
     a.storeBytes(of: senderIP, toByteOffset: 24, as: UInt32.self)
-    let ethSource0 = p.loadUnaligned(fromByteOffset: 6, as: UInt32.self)
-    let ethSource1 = p.loadUnaligned(fromByteOffset: 10, as: UInt16.self)
-    putMAC(p, 0, ethSource0, ethSource1)
+    copyMAC(p, to: 0, from: 6)
     putMAC(p, 6, port.pointee.macWord0, port.pointee.macWord1)
     return FrameOutcome(.arpReply, shift: 0, length: UInt32(length))
 }

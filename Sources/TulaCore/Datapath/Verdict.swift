@@ -6,6 +6,12 @@ public enum Verdict: UInt8, CaseIterable, Sendable, CustomStringConvertible {
     case forwardedL2 = 0
     case forwardedL3
     case arpReply
+    /// An ICMP echo request to a VIP, answered by the appliance.
+    case icmpEchoReply
+    /// An l3 packet too big to tunnel with DF set: answered with ICMP fragmentation needed.
+    case icmpFragNeeded
+    /// An ARP reply to the appliance, handed to the control plane (neighbour resolution).
+    case arpLearned
     /// Shorter than an Ethernet header, or an 802.1Q tag cut short.
     case malformedFrame
     /// An ethertype other than IPv4 or ARP (after at most one 802.1Q tag).
@@ -15,16 +21,25 @@ public enum Verdict: UInt8, CaseIterable, Sendable, CustomStringConvertible {
     case arpIgnored
     /// IPv4 whose Ethernet destination is not the port's MAC.
     case notOurMAC
+    /// Tagged with a VLAN other than the port's.
+    case wrongVLAN
     case malformedIPv4
     case badIPChecksum
+    /// A fragment to an address whose VIPs cannot take fragments (several port-specific VIPs, no `*`).
     case fragment
     case notTCPUDP
+    /// ICMP that is neither an echo request to an answering VIP nor an error about a VIP flow.
+    case icmpIgnored
     case malformedL4
     case noVIP
     /// The VIP has no backend that takes new flows (all drained).
     case noBackend
     /// The frame that would go out exceeds the port MTU.
     case tooBig
+    /// The backend's (l2) or gateway's (l3) MAC is not resolved yet.
+    case unresolvedNextHop
+    /// No mbuf was left to build outer fragments.
+    case noMbuf
     /// The TX queue refused the frame.
     case txFull
 
@@ -34,6 +49,13 @@ public enum Verdict: UInt8, CaseIterable, Sendable, CustomStringConvertible {
         case .forwardedL2: "forwarded-l2"
         case .forwardedL3: "forwarded-l3"
         case .arpReply: "arp-reply"
+        case .icmpEchoReply: "icmp-reply"
+        case .icmpFragNeeded: "icmp-frag-needed"
+        case .arpLearned: "arp-learned"
+        case .wrongVLAN: "wrong-vlan"
+        case .icmpIgnored: "icmp-ignored"
+        case .unresolvedNextHop: "unresolved-next-hop"
+        case .noMbuf: "no-mbuf"
         case .malformedFrame: "malformed-frame"
         case .notIPv4: "not-ipv4"
         case .malformedARP: "malformed-arp"
@@ -54,10 +76,12 @@ public enum Verdict: UInt8, CaseIterable, Sendable, CustomStringConvertible {
     public var description: String { name }
 
     /// Frames with this verdict leave the appliance.
-    public var transmits: Bool { self == .forwardedL2 || self == .forwardedL3 || self == .arpReply }
+    public var transmits: Bool { isForward || isReply }
     public var isForward: Bool { self == .forwardedL2 || self == .forwardedL3 }
-    public var isReply: Bool { self == .arpReply }
-    public var isDrop: Bool { !transmits }
+    public var isReply: Bool { self == .arpReply || self == .icmpEchoReply || self == .icmpFragNeeded }
+    /// Consumed by the control plane (neither sent nor dropped).
+    public var isToControl: Bool { self == .arpLearned }
+    public var isDrop: Bool { !transmits && !isToControl }
 
     public static let count = Verdict.allCases.count
     public static func named(_ name: String) -> Verdict? { allCases.first { $0.name == name } }

@@ -7,6 +7,10 @@ import TulaStats
 
 /// Packets per RX/TX burst.
 public let burstSize = 32
+/// Most outer fragments one received frame can become (an mbuf frame over the smallest fragment payload).
+let maxFragmentsPerFrame = 48
+/// TX and drop arrays hold a burst in which every frame was fragmented.
+let outputCapacity = burstSize * maxFragmentsPerFrame
 /// Bursts a worker may count before it publishes its counters (it also publishes whenever idle).
 let burstsPerPublish = 16
 
@@ -22,12 +26,22 @@ public struct WorkerContext: @unchecked Sendable {
     /// Bumped at the end of every loop iteration: the worker holds no tables pointer then.
     public var quiescent: UnsafeAtomic<UInt64>
     public var flows: UnsafeMutablePointer<FlowTable>
-    /// The worker's own counters (single writer); `published` is the copy readers see.
+    /// The worker's own counters (single writer), with one scratch counter at the end; `published` is the
+    /// copy readers see.
     public var counters: UnsafeMutablePointer<UInt64>
     public var published: UnsafeMutablePointer<CounterCell>
     public var stop: UnsafeAtomic<Bool>
     public var tscHz: UInt64
     public var startTSC: UInt64
+    /// Mbufs for outer fragments.
+    public var pool: OpaquePointer
+    /// ARP replies for the control plane (single producer: this worker).
+    public var arpRing: OpaquePointer
+    /// Frames the control plane wants sent (ARP requests); only worker 0 has one.
+    public var controlTx: OpaquePointer?
+    /// Identification of the next outer fragment train (advances by the worker count, so workers never collide).
+    public var fragmentID: UInt16
+    public var fragmentIDStep: UInt16
     public var rx: UnsafeMutablePointer<OpaquePointer?>
     public var tx: UnsafeMutablePointer<OpaquePointer?>
     /// For each frame queued for TX, the index of the counter of its verdict (undone if TX refuses it).
@@ -49,6 +63,7 @@ public func runWorker(_ ctx: UnsafeMutablePointer<WorkerContext>) {
     var iterations: UInt64 = 0
     while !ctx.pointee.stop.load(ordering: .relaxed) {
         let tables = ctx.pointee.snapshot.load(ordering: .acquiring)
+        if let controlTx = ctx.pointee.controlTx { sendControlFrames(ctx, controlTx, tables) }
         var received = 0
         var p = 0
         while p < ctx.pointee.portCount {
@@ -103,13 +118,21 @@ func pollPort(_ ctx: UnsafeMutablePointer<WorkerContext>, _ p: Int, _ tables: Un
                                    tables: tables, flows: UnsafePointer(c.flows), counters: counters, now: now)
         }
         if outcome.verdict.transmits {
-            if outcome.startShift != 0 || Int(outcome.length) != length {
-                tula_mbuf_reshape(m, outcome.startShift, outcome.length)
+            if outcome.fragments > 0 {
+                emitOuterFragments(ctx, m, outcome, p, tables, &txCount, &txBytes)
+                c.drop[dropCount] = m
+                dropCount &+= 1
+            } else {
+                if outcome.startShift != 0 || Int(outcome.length) != length {
+                    tula_mbuf_reshape(m, outcome.startShift, outcome.length)
+                }
+                c.tx[txCount] = m
+                c.txVerdictCounter[txCount] = layout.verdict(p, outcome.verdict)
+                txBytes &+= UInt64(outcome.length)
+                txCount &+= 1
             }
-            c.tx[txCount] = m
-            c.txVerdictCounter[txCount] = layout.verdict(p, outcome.verdict)
-            txBytes &+= UInt64(outcome.length)
-            txCount &+= 1
+        } else if outcome.verdict.isToControl, tula_ring_enqueue(c.arpRing, UnsafeMutableRawPointer(m)) == 0 {
+            // The control plane frees it.
         } else {
             c.drop[dropCount] = m
             dropCount &+= 1
@@ -122,7 +145,7 @@ func pollPort(_ ctx: UnsafeMutablePointer<WorkerContext>, _ p: Int, _ tables: Un
         var j = sent
         while j < txCount {
             counters[c.txVerdictCounter[j]] &-= 1
-            counters[layout.verdict(p, .txFull)] &+= 1
+            counters[c.txVerdictCounter[j] == layout.count ? layout.count : layout.verdict(p, .txFull)] &+= 1
             txBytes &-= UInt64(tula_mbuf_data_len(c.tx[j].unsafelyUnwrapped))
             c.drop[dropCount] = c.tx[j]
             dropCount &+= 1
@@ -136,4 +159,67 @@ func pollPort(_ ctx: UnsafeMutablePointer<WorkerContext>, _ p: Int, _ tables: Un
     counters[base &+ CounterLayout.txPackets] &+= UInt64(sent)
     counters[base &+ CounterLayout.txBytes] &+= txBytes
     return n
+}
+
+/// Queues the outer fragments of an l3 packet too big for one frame (DF clear). Only the last fragment
+/// carries the verdict: if TX refuses it, the datagram is lost and counted as tx-full. Without mbufs, the
+/// verdict becomes no-mbuf.
+@inline(never)
+func emitOuterFragments(_ ctx: UnsafeMutablePointer<WorkerContext>, _ m: OpaquePointer, _ outcome: FrameOutcome, _ p: Int,
+                        _ tables: UnsafePointer<DataplaneTables>, _ txCount: inout Int, _ txBytes: inout UInt64) {
+    let c = ctx.pointee
+    let layout = tables.pointee.layout
+    let count = Int(outcome.fragments)
+    guard count <= maxFragmentsPerFrame else {
+        c.counters[layout.verdict(p, .forwardedL3)] &-= 1
+        c.counters[layout.verdict(p, .tooBig)] &+= 1
+        return
+    }
+    let identification = c.fragmentID
+    ctx.pointee.fragmentID = identification &+ c.fragmentIDStep
+    let first = txCount
+    let frame = UnsafeRawPointer(tula_mbuf_data(m).unsafelyUnwrapped)
+    var bytes: UInt64 = 0
+    for k in 0..<count {
+        guard let fragment = tula_mbuf_alloc(c.pool) else {
+            while txCount > first { txCount &-= 1; tula_free(c.tx[txCount]) }
+            c.counters[layout.verdict(p, .forwardedL3)] &-= 1
+            c.counters[layout.verdict(p, .noMbuf)] &+= 1
+            return
+        }
+        let length = writeOuterFragment(tula_mbuf_data(fragment).unsafelyUnwrapped, frame: frame, index: k,
+                                        nextHop: outcome.nextHop, identification: identification,
+                                        port: tables.pointee.ports + p)
+        tula_mbuf_reshape(fragment, 0, UInt32(length))
+        c.tx[txCount] = fragment
+        c.txVerdictCounter[txCount] = k == count &- 1 ? layout.verdict(p, .forwardedL3) : layout.count
+        bytes &+= UInt64(length)
+        txCount &+= 1
+    }
+    txBytes &+= bytes
+}
+
+/// Sends what the control plane queued (ARP requests, gratuitous ARP) on the port each mbuf names.
+@inline(never)
+func sendControlFrames(_ ctx: UnsafeMutablePointer<WorkerContext>, _ ring: OpaquePointer,
+                       _ tables: UnsafeMutablePointer<DataplaneTables>) {
+    let c = ctx.pointee
+    let n = Int(tula_ring_dequeue_burst(ring, UnsafeMutableRawPointer(c.tx).assumingMemoryBound(to: UnsafeMutableRawPointer?.self),
+                                        UInt32(burstSize)))
+    var i = 0
+    while i < n {
+        var m = c.tx[i]
+        let portID = tula_mbuf_port(m.unsafelyUnwrapped)
+        let length = UInt64(tula_mbuf_data_len(m.unsafelyUnwrapped))
+        var p = 0
+        while p < c.portCount && c.portIDs[p] != portID { p &+= 1 }
+        if p < c.portCount && tula_tx_burst(portID, c.queue, &m, 1) == 1 {
+            let base = tables.pointee.layout.port(p)
+            c.counters[base &+ CounterLayout.txPackets] &+= 1
+            c.counters[base &+ CounterLayout.txBytes] &+= length
+        } else {
+            tula_free(m)
+        }
+        i &+= 1
+    }
 }

@@ -1,0 +1,96 @@
+// Output Ethernet headers (VLAN tag kept, set or inserted), IP-in-IP encapsulation and outer fragments.
+
+/// No 802.1Q tag on output.
+let untagged: Int32 = -1
+
+/// The tag (TCI) an output should carry: `vlan` (with the input's priority) when set, else the input's.
+@inline(__always)
+func outputTag(input: Int32, vlan: UInt16) -> Int32 {
+    if vlan == 0 { return input }
+    let priority = input == untagged ? 0 : UInt16(truncatingIfNeeded: input) & 0xF000
+    return Int32(priority | vlan)
+}
+
+/// Writes an Ethernet header (with an 802.1Q tag unless `tag` is `untagged`) whose ethertype is IPv4;
+/// returns its length (14 or 18).
+@inline(__always)
+func writeEthernet(_ out: UnsafeMutableRawPointer, dst: (UInt32, UInt16), src: (UInt32, UInt16), tag: Int32) -> Int {
+    putMAC(out, 0, dst.0, dst.1)
+    putMAC(out, 6, src.0, src.1)
+    if tag == untagged {
+        put16(out, 12, 0x0800)
+        return 14
+    }
+    put16(out, 12, 0x8100)
+    put16(out, 14, UInt16(truncatingIfNeeded: tag))
+    put16(out, 16, 0x0800)
+    return 18
+}
+
+/// Writes an outer IPv4 header (protocol 4, TTL 64, checksum) carrying `payload` bytes.
+@inline(__always)
+func writeOuterHeader(_ outer: UnsafeMutableRawPointer, tos: UInt8, payload: Int, identification: UInt16,
+                      flagsFragment: UInt16, source: UInt32, destination: UInt32) {
+    outer.storeBytes(of: 0x45, as: UInt8.self)
+    outer.storeBytes(of: tos, toByteOffset: 1, as: UInt8.self)
+    put16(outer, 2, UInt16(truncatingIfNeeded: payload &+ ipInIPOverheadBytes))
+    put16(outer, 4, identification)
+    put16(outer, 6, flagsFragment)
+    outer.storeBytes(of: 64, toByteOffset: 8, as: UInt8.self)
+    outer.storeBytes(of: 4, toByteOffset: 9, as: UInt8.self)
+    put16(outer, 10, 0)
+    put32(outer, 12, source)
+    put32(outer, 16, destination)
+    put16(outer, 10, internetChecksum(outer, 20))
+}
+
+/// Builds the IP-in-IP frame in front of the inner packet at `ip` (`total` bytes): Ethernet to the gateway
+/// tagged per `outputTag`, then the outer header (TOS, identification and DF copied from the inner one).
+/// Returns where the frame starts relative to `ip`.
+@inline(__always)
+func encapsulate(ip: UnsafeMutableRawPointer, total: Int, inputTag: Int32, port: UnsafePointer<PortTables>,
+                 backend: UInt32) -> Int {
+    let tag = outputTag(input: inputTag, vlan: port.pointee.vlan)
+    let l2 = tag == untagged ? 14 : 18
+    let start = -(ipInIPOverheadBytes + l2)
+    _ = writeEthernet(ip + start, dst: (port.pointee.gatewayWord0, port.pointee.gatewayWord1),
+                      src: (port.pointee.macWord0, port.pointee.macWord1), tag: tag)
+    writeOuterHeader(ip - ipInIPOverheadBytes, tos: ip.load(fromByteOffset: 1, as: UInt8.self), payload: total,
+                     identification: be16(ip, 4), flagsFragment: be16(ip, 6) & 0x4000,
+                     source: port.pointee.address, destination: backend)
+    return start
+}
+
+/// Bytes of frame an mbuf holds (DPDK's default data room, RTE_MBUF_DEFAULT_DATAROOM).
+public let mbufDataRoomBytes = 2048
+
+/// Inner bytes per outer fragment at `mtu` (a multiple of 8; each fragment frame fits an mbuf).
+@inline(__always)
+public func outerFragmentPayload(mtu: UInt32) -> Int {
+    (min(Int(mtu), mbufDataRoomBytes &- 18) &- ipInIPOverheadBytes) & ~7
+}
+
+/// Writes outer fragment `index` of the IP-in-IP packet that carries the inner IPv4 packet of the received
+/// `frame` (as classified by `processFrame`, whose outcome gave the fragment count and next hop) into
+/// `out`, which must hold `mtu + 18` bytes. Returns the fragment's frame length.
+public func writeOuterFragment(_ out: UnsafeMutableRawPointer, frame: UnsafeRawPointer, index: Int, nextHop: UInt32,
+                               identification: UInt16, port: UnsafePointer<PortTables>) -> Int {
+    let tagged = be16(frame, 12) == 0x8100
+    let ip = frame + (tagged ? 18 : 14)
+    let inputTag: Int32 = tagged ? Int32(be16(frame, 14)) : untagged
+    let total = Int(be16(ip, 2))
+    let per = outerFragmentPayload(mtu: port.pointee.mtuBytes)
+    let offset = index &* per
+    let length = min(per, total &- offset)
+    let last = offset &+ length >= total
+    let l2 = writeEthernet(out, dst: (port.pointee.gatewayWord0, port.pointee.gatewayWord1),
+                           src: (port.pointee.macWord0, port.pointee.macWord1),
+                           tag: outputTag(input: inputTag, vlan: port.pointee.vlan))
+    let flags: UInt16 = (last ? 0 : 0x2000) | UInt16(truncatingIfNeeded: offset >> 3)
+    writeOuterHeader(out + l2, tos: ip.load(fromByteOffset: 1, as: UInt8.self), payload: length,
+                     identification: identification, flagsFragment: flags,
+                     source: port.pointee.address, destination: nextHop)
+    // The outer header's total length is 20 + this fragment's share.
+    (out + l2 + ipInIPOverheadBytes).copyMemory(from: ip + offset, byteCount: length)
+    return l2 &+ ipInIPOverheadBytes &+ length
+}
