@@ -333,7 +333,7 @@ extension BackendSetup {
     func arpIgnore(_ host: HostState) -> Finding {
         let good = 1...2
         return effectiveSetting(.arpIgnore, host: host, want: "1 or 2", isGood: good.contains,
-                                harm: "the host answers ARP for the VIP and takes it from Tula (8 or more: no ARP at all)") { all, own, name in
+                                harm: "the host must answer ARP only for addresses of the receiving interface, never for the VIP") { all, own, name in
             (all > good.upperBound || max(all, own) < good.lowerBound ? [.sysctl(interface: "all", "arp_ignore", 1)] : [])
                 + (own > good.upperBound ? [.sysctl(interface: name, "arp_ignore", 1)] : [])
         }
@@ -342,7 +342,7 @@ extension BackendSetup {
     /// Effective `arp_announce` must be 2: ARP requests carry the interface's own address, never the VIP.
     func arpAnnounce(_ host: HostState) -> Finding {
         effectiveSetting(.arpAnnounce, host: host, want: "2", isGood: { $0 >= 2 },
-                         harm: "the host may send ARP requests from the VIP, teaching the segment its MAC for it") { _, _, _ in
+                         harm: "ARP requests must carry the interface's own address, never the VIP (that teaches the segment this MAC for it)") { _, _, _ in
             [.sysctl(interface: "all", "arp_announce", 2)]
         }
     }
@@ -392,13 +392,11 @@ extension BackendSetup {
     /// Strict reverse-path filtering (effective 1) drops decapsulated packets: their source, the client, is routed elsewhere.
     func tunnelReversePathFilter(_ tunnel: HostState.Interface?, host: HostState) -> Finding {
         let name = tunnel?.name ?? Self.tunnelName
-        let key = "rp_filter", all = host.value("all", key)
-        let own = host.value(tunnel == nil ? "default" : name, key)  // a new tunnel starts with the `default` value
-        guard max(all, own) == 1 else {
-            return .ok(.tunnelReversePathFilter, "rp_filter on \(name) is not strict (\(effective(key, all: all, name, own)))")
-        }
-        return .problem(.tunnelReversePathFilter,
-                        "rp_filter on \(name) is strict (\(effective(key, all: all, name, own))): decapsulated client packets are dropped",
+        let source = tunnel == nil ? "default" : name  // a tunnel yet to be created starts with the `default` value
+        let key = "rp_filter", all = host.value("all", key), own = host.value(source, key)
+        let values = effective(key, all: all, source, own)
+        guard max(all, own) == 1 else { return .ok(.tunnelReversePathFilter, "rp_filter on \(name) is not strict (\(values))") }
+        return .problem(.tunnelReversePathFilter, "rp_filter on \(name) is strict (\(values)): decapsulated client packets are dropped",
                         fix: [.sysctl(interface: name, key, Self.looseReversePathFilter)])
     }
 }

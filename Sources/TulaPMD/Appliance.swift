@@ -26,9 +26,12 @@ public final class Appliance: @unchecked Sendable {
     private var arpRings: [OpaquePointer] = []
     /// Frames the control plane sends through worker 0.
     private var controlTxRing: OpaquePointer?
-    private var neighborThread: Thread?
-    private let neighborThreadDone = DispatchSemaphore(value: 0)
-    private let neighborStop = UnsafeAtomic<Bool>.create(false)
+    /// Backend health from the probes (guarded by `control`); unhealthy backends get weight 0.
+    private var health = BackendHealth()
+    /// The control-plane threads (ARP, health checks) and how they are told to stop.
+    private var controlThreads: [Thread] = []
+    private let controlThreadsDone = DispatchSemaphore(value: 0)
+    private let controlStop = UnsafeAtomic<Bool>.create(false)
     public private(set) var memory: MemoryMode = .hugepages
     public private(set) var ports: [EthPort] = []
     public private(set) var counters: CounterBlocks
@@ -47,7 +50,7 @@ public final class Appliance: @unchecked Sendable {
         baseline = [UInt64](repeating: 0, count: counters.layout.count)
     }
 
-    deinit { stopFlag.destroy(); neighborStop.destroy() }
+    deinit { stopFlag.destroy(); controlStop.destroy() }
 
     /// Number of mbufs: every RX and TX descriptor of every queue, bursts and per-lcore caches in flight,
     /// and every frame of a `net_pcap` `infinite_rx=1` capture (the driver keeps them all in mbufs).
@@ -81,7 +84,9 @@ public final class Appliance: @unchecked Sendable {
         }
         do { try slots.assign(config) } catch { throw DPDKError(message: error.description) }
         resolver.track(NeighborResolver.targets(config))
-        let publisher = SnapshotPublisher(initial: DataplaneTables.build(config: config, portMACs: ports.map(\.mac), slots: slots),
+        health.track(config)
+        let publisher = SnapshotPublisher(initial: DataplaneTables.build(config: health.effective(config), portMACs: ports.map(\.mac),
+                                                                         slots: slots),
                                           workers: workerLcores.count)
         guard let controlTx = rte_ring_create("tula_ctl_tx", 1024, socket, tula_ring_flags_sc()) else {
             throw DPDKError("rte_ring_create(tula_ctl_tx)", -tula_errno())
@@ -128,7 +133,62 @@ public final class Appliance: @unchecked Sendable {
             guard rc == 0 else { throw DPDKError("rte_eal_remote_launch(\(lcore))", rc) }
         }
         if config.gratuitousARP { announceVIPs() }
-        startNeighborThread()
+        startControlThread("tula-neighbors", every: 0.02) { [unowned self] in self.serviceNeighbors(now: $0) }
+        startControlThread("tula-health", every: 0.2) { [unowned self] in self.serviceHealthChecks(now: $0) }
+    }
+
+    /// Runs `work(now)` every `interval` seconds on a thread of its own until `stop`.
+    private func startControlThread(_ name: String, every interval: Double, _ work: @escaping @Sendable (Double) -> Void) {
+        let thread = Thread { [unowned self] in
+            while !self.controlStop.load(ordering: .relaxed) {
+                work(ProcessInfo.processInfo.systemUptime)
+                usleep(useconds_t(interval * 1e6))
+            }
+            self.controlThreadsDone.signal()
+        }
+        thread.name = name
+        controlThreads.append(thread)
+        thread.start()
+    }
+
+    // MARK: - Health checks, off the packet path
+
+    private var nextProbe: [BackendKey: Double] = [:]
+
+    /// Probes the backends whose check is due (in parallel, outside the lock), records the results, and
+    /// publishes new tables when a backend went down or came back.
+    private func serviceHealthChecks(now: Double) {
+        control.lock()
+        var due: [(BackendKey, IPv4Address, HealthCheckConfig)] = []
+        for vip in config.vips {
+            guard let check = vip.healthCheck else { continue }
+            for backend in vip.backends {
+                let key = BackendKey(vip: vip.name, address: backend.address)
+                if now >= nextProbe[key] ?? 0 {
+                    nextProbe[key] = now + check.intervalSeconds
+                    due.append((key, backend.address, check))
+                }
+            }
+        }
+        control.unlock()
+        guard !due.isEmpty else { return }
+        let results = UnsafeMutableBufferPointer<String?>.allocate(capacity: due.count)
+        results.initialize(repeating: nil)
+        defer { results.deallocate() }
+        nonisolated(unsafe) let out = results
+        let probes = due
+        DispatchQueue.concurrentPerform(iterations: probes.count) { i in out[i] = HealthProber.probe(probes[i].1, probes[i].2) }
+        control.lock()
+        defer { control.unlock() }
+        guard stopTime == nil else { return }
+        var changed = false
+        for (i, (key, _, check)) in due.enumerated() {
+            if health.record(key, error: results[i], check: check) {
+                changed = true
+                FileHandle.standardError.write(Data("tula-appliance: backend \(key.address) of \(key.vip) is \(health.isHealthy(key) ? "healthy again" : "unhealthy: \(results[i] ?? "")")\n".utf8))
+            }
+        }
+        if changed { try? applyLocked(config) }
     }
 
     // MARK: - Neighbour resolution (ARP), off the packet path
@@ -151,19 +211,6 @@ public final class Appliance: @unchecked Sendable {
                 sendControlFrame(ARPFrames.request(senderMAC: ports[i].mac, senderIP: address, target: address, vlan: port.vlan), port: i)
             }
         }
-    }
-
-    private func startNeighborThread() {
-        let thread = Thread { [unowned self] in
-            while !self.neighborStop.load(ordering: .relaxed) {
-                self.serviceNeighbors(now: ProcessInfo.processInfo.systemUptime)
-                usleep(20_000)
-            }
-            self.neighborThreadDone.signal()
-        }
-        thread.name = "tula-neighbors"
-        neighborThread = thread
-        thread.start()
     }
 
     /// Reads the ARP replies workers handed over, sends the requests that are due, and publishes new
@@ -213,12 +260,12 @@ public final class Appliance: @unchecked Sendable {
         control.lock()
         defer { control.unlock() }
         guard stopTime == nil else { return }
-        if neighborThread != nil {
-            neighborStop.store(true, ordering: .relaxed)
+        if !controlThreads.isEmpty {
+            controlStop.store(true, ordering: .relaxed)
             control.unlock()
-            neighborThreadDone.wait()
+            for _ in controlThreads { controlThreadsDone.wait() }
             control.lock()
-            neighborThread = nil
+            controlThreads = []
         }
         stopFlag.store(true, ordering: .relaxed)
         rte_eal_mp_wait_lcore()
@@ -254,6 +301,7 @@ public final class Appliance: @unchecked Sendable {
         let inUse = mbufPool.map { UInt64(tula_mempool_in_use($0)) }
         return Summary(config: config, counters: currentCounters(), layout: counters.layout, slots: slots,
                        elapsedSeconds: elapsedSeconds, mbufsInUse: inUse, neighbors: neighborStates,
+                       health: { key in self.config.vips.first { $0.name == key.vip }?.healthCheck == nil ? nil : self.health.isHealthy(key) },
                        notes: [("memory", memory.description), ("workers", "\(config.workerCount)")] + notes)
     }
 
@@ -285,7 +333,8 @@ public final class Appliance: @unchecked Sendable {
             }
         }
         resolver.track(NeighborResolver.targets(next))
-        let tables = DataplaneTables.build(config: next, portMACs: ports.map(\.mac), slots: nextSlots,
+        health.track(next)
+        let tables = DataplaneTables.build(config: health.effective(next), portMACs: ports.map(\.mac), slots: nextSlots,
                                            neighbors: resolver.resolved)
         publisher.replace(with: tables, workersRunning: true)
         slots = nextSlots

@@ -18,6 +18,8 @@ public struct Summary: Sendable {
     public struct Backend: Sendable {
         public var address: String
         public var weight: Int
+        /// "up" or "down" by the VIP's health check, "unchecked" without one.
+        public var health: String = "unchecked"
         public var packets, bytes, newFlows: UInt64
     }
     public struct VIP: Sendable {
@@ -48,7 +50,7 @@ public struct Summary: Sendable {
     /// counter slots in `slots`.
     public init(config: TulaConfig, counters c: [UInt64], layout: CounterLayout, slots: CounterSlots,
                 elapsedSeconds: Double, mbufsInUse: UInt64? = nil, neighbors: [Neighbor] = [],
-                notes: [(String, String)] = []) {
+                health: (BackendKey) -> Bool? = { _ in nil }, notes: [(String, String)] = []) {
         self.neighbors = neighbors
         ports = config.ports.enumerated().map { p, port in
             let base = layout.port(p)
@@ -61,8 +63,10 @@ public struct Summary: Sendable {
         vips = config.vips.map { vip in
             let vb = slots.slot(vip: vip.name).map(layout.vip)
             let backends = vip.backends.map { b -> Backend in
-                let bb = slots.slot(backend: BackendKey(vip: vip.name, address: b.address)).map(layout.backend)
+                let key = BackendKey(vip: vip.name, address: b.address)
+                let bb = slots.slot(backend: key).map(layout.backend)
                 return Backend(address: b.address.description, weight: b.weight,
+                               health: health(key).map { $0 ? "up" : "down" } ?? "unchecked",
                                packets: bb.map { c[$0 + CounterLayout.packets] } ?? 0,
                                bytes: bb.map { c[$0 + CounterLayout.bytes] } ?? 0,
                                newFlows: bb.map { c[$0 + CounterLayout.newFlows] } ?? 0)
@@ -111,7 +115,7 @@ public struct Summary: Sendable {
                 ["name": v.name, "address": v.address, "port": v.port, "protocol": v.proto, "mode": v.mode,
                  "packets": v.packets, "bytes": v.bytes, "new_flows": v.newFlows,
                  "backends": v.backends.map { b -> [String: Any] in
-                     ["address": b.address, "weight": b.weight, "packets": b.packets, "bytes": b.bytes, "new_flows": b.newFlows]
+                     ["address": b.address, "weight": b.weight, "health": b.health, "packets": b.packets, "bytes": b.bytes, "new_flows": b.newFlows]
                  }]
             },
             "notes": Dictionary(notes, uniquingKeysWith: { _, last in last }),
@@ -141,7 +145,7 @@ public struct Summary: Sendable {
         for v in vips {
             out += "  \(v.name) \(v.address):\(v.port)/\(v.proto) \(v.mode): \(v.packets) packets, \(v.newFlows) new flows\n"
             for b in v.backends {
-                out += "    -> \(b.address) (weight \(b.weight)): \(b.packets) packets, \(b.bytes) bytes, \(b.newFlows) new flows\n"
+                out += "    -> \(b.address) (weight \(b.weight)\(b.health == "unchecked" ? "" : ", " + b.health)): \(b.packets) packets, \(b.bytes) bytes, \(b.newFlows) new flows\n"
             }
         }
         out += "verdicts:\n"

@@ -79,7 +79,9 @@ public enum ConfigLoader {
     private enum Key {
         static let top = ["ports", "workers", "flows_per_worker", "flow_idle_timeout", "stats_socket", "gratuitous_arp", "vips"]
         static let port = ["name", "device", "address", "mac", "gateway", "gateway_mac", "mtu", "vlan"]
-        static let vip = ["name", "address", "port", "protocol", "mode", "hash", "icmp_echo", "maglev_table_size", "backends"]
+        static let vip = ["name", "address", "port", "protocol", "mode", "hash", "icmp_echo", "health_check",
+                          "maglev_table_size", "backends"]
+        static let healthCheck = ["type", "port", "path", "expect_status", "interval", "timeout", "rise", "fall"]
         static let backend = ["address", "mac", "weight", "vlan"]
     }
 
@@ -221,6 +223,9 @@ public enum ConfigLoader {
                             tableSize: tableSize, backends: backends, line: node.line)
         vip.hash = try fields.optional("hash")?.choice(what: "hash") ?? .fiveTuple
         vip.icmpEcho = try fields.optional("icmp_echo")?.bool() ?? true
+        vip.healthCheck = try fields.optional("health_check").map { node throws(ConfigError) in
+            try decodeHealthCheck(node, vipPort: port)
+        }
         return vip
     }
 
@@ -237,6 +242,36 @@ public enum ConfigLoader {
         if let port = ports.first(where: { $0.gateway == nil }) {
             throw modeNode.error("l3 needs a gateway on every port, but port \"\(port.name)\" has none")
         }
+    }
+
+    /// `health_check:` of a VIP; `port` defaults to the VIP's (required for a `*` VIP).
+    private static func decodeHealthCheck(_ node: ConfigNode, vipPort: UInt16?) throws(ConfigError) -> HealthCheckConfig {
+        let fields = try node.mapping(allowed: Key.healthCheck)
+        let kind: HealthCheckConfig.Kind = try fields.optional("type")?.choice(what: "health check type") ?? .tcp
+        guard let port = try fields.optional("port").map({ node throws(ConfigError) in UInt16(try node.int(in: 1...65535)) }) ?? vipPort else {
+            throw node.error("a \"*\" VIP's health check needs a port")
+        }
+        var check = HealthCheckConfig(kind: kind, port: port)
+        if let pathNode = fields.optional("path") {
+            guard kind == .http else { throw pathNode.error("path applies to http checks only") }
+            check.path = try pathNode.nonEmptyString()
+            guard check.path.hasPrefix("/"), !check.path.contains(where: { $0.isWhitespace }) else {
+                throw pathNode.error("expected an absolute URL path without spaces, got \"\(check.path)\"")
+            }
+        }
+        if let statusNode = fields.optional("expect_status") {
+            guard kind == .http else { throw statusNode.error("expect_status applies to http checks only") }
+            check.expectStatus = try statusNode.int(in: 100...599)
+        }
+        check.intervalSeconds = Double(try fields.optional("interval")?.int(in: 1...3600) ?? 2)
+        let timeoutNode = fields.optional("timeout")
+        check.timeoutSeconds = Double(try timeoutNode?.int(in: 1...3600) ?? 1)
+        if check.timeoutSeconds > check.intervalSeconds, let timeoutNode {
+            throw timeoutNode.error("timeout \(Int(check.timeoutSeconds)) s is longer than the interval \(Int(check.intervalSeconds)) s")
+        }
+        check.rise = try fields.optional("rise")?.int(in: 1...100) ?? 2
+        check.fall = try fields.optional("fall")?.int(in: 1...100) ?? 3
+        return check
     }
 
     /// An 802.1Q VLAN id, 1...4094.

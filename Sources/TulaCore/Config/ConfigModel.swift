@@ -116,6 +116,8 @@ public struct VIPConfig: Sendable, Equatable {
     public var hash: FlowHashMode = .fiveTuple
     /// Answer ICMP echo requests to the VIP address (key `icmp_echo`, default true).
     public var icmpEcho: Bool = true
+    /// Probe the backends (key `health_check`); nil: every backend counts as healthy.
+    public var healthCheck: HealthCheckConfig? = nil
     /// Line of this VIP's entry in the config file (0 if not from a file).
     public var line: Int
 

@@ -1,0 +1,42 @@
+// Backend health probes through the kernel's network stack: a TCP connect, or an HTTP/1.0 GET.
+
+import Foundation
+import TulaCore
+
+public enum HealthProber {
+    /// Probes `address` as `check` says; nil when it passed, else why it failed.
+    public static func probe(_ address: IPv4Address, _ check: HealthCheckConfig) -> String? {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return "socket: \(String(cString: strerror(errno)))" }
+        defer { close(fd) }
+        var timeout = timeval(tv_sec: Int(check.timeoutSeconds), tv_usec: Int((check.timeoutSeconds.truncatingRemainder(dividingBy: 1)) * 1e6))
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var sin = sockaddr_in()
+        sin.sin_family = sa_family_t(AF_INET)
+        sin.sin_port = check.port.bigEndian
+        sin.sin_addr.s_addr = address.value.bigEndian
+        let connected = withUnsafePointer(to: &sin) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else { return "connect \(address):\(check.port): \(String(cString: strerror(errno)))" }
+        guard check.kind == .http else { return nil }
+        let request = "GET \(check.path) HTTP/1.0\r\nHost: \(address)\r\nUser-Agent: tula-health\r\nConnection: close\r\n\r\n"
+        guard request.utf8.withContiguousStorageIfAvailable({ send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }) == request.utf8.count else {
+            return "send: \(String(cString: strerror(errno)))"
+        }
+        var buffer = [UInt8](repeating: 0, count: 512)
+        var received = 0
+        while received < 12 {
+            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress! + received, $0.count - received, 0) }
+            if n <= 0 { return received == 0 ? "no HTTP response" : "truncated HTTP response" }
+            received += n
+        }
+        let line = String(decoding: buffer[0..<received], as: UTF8.self).split(separator: "\r\n").first ?? ""
+        let parts = line.split(separator: " ")
+        guard parts.count >= 2, parts[0].hasPrefix("HTTP/"), let status = Int(parts[1]) else {
+            return "not an HTTP response: \(line.prefix(40))"
+        }
+        return status == check.expectStatus ? nil : "HTTP status \(status), expected \(check.expectStatus)"
+    }
+}
