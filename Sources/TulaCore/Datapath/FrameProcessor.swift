@@ -178,9 +178,7 @@ func deliver(_ packet: Packet, vip: UnsafeMutablePointer<VIPEntry>, port: Unsafe
         guard per > 0 else { return FrameOutcome(.tooBig) }
         fragments = (total &+ per &- 1) / per
     }
-    guard packet.headroom >= requiredHeadroomBytes || mode == .l2 && packet.headroom >= 4 else {
-        return FrameOutcome(.tooBig)
-    }
+    guard mode == .l2 || packet.headroom >= requiredHeadroomBytes else { return FrameOutcome(.tooBig) }
 
     // Backend: pinned, or picked (and pinned).
     let vipSlot = vip.pointee.slot
@@ -216,6 +214,10 @@ func deliver(_ packet: Packet, vip: UnsafeMutablePointer<VIPEntry>, port: Unsafe
     let b = t.backends + Int(backend)
     guard mode == .l2 ? b.pointee.resolved : port.pointee.gatewayResolved else {
         return FrameOutcome(.unresolvedNextHop)
+    }
+    // An l2 output that gains a VLAN tag needs 4 bytes in front of the frame.
+    if mode == .l2 && packet.inputTag == untagged && b.pointee.vlan != 0 && packet.headroom < 4 {
+        return FrameOutcome(.tooBig)
     }
     let inLength = UInt64(packet.l2 &+ total)
     let vc = layout.vip(Int(vipSlot)), bc = layout.backend(Int(backend))
