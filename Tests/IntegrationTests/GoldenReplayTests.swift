@@ -4,28 +4,47 @@ import Foundation
 import Testing
 import TulaCore
 
+/// One golden scenario: `pcaps/golden/NAME.{in,expected}.pcap`, `NAME.expected.json`, and the config it runs with.
+struct GoldenScenario: Sendable, CustomTestStringConvertible {
+    var name: String
+    var config: String = "golden.yaml"
+    var testDescription: String { config == "golden.yaml" ? name : "\(name) (\(config))" }
+}
+
 extension Integration {
     @Suite struct GoldenReplay {
-        static let scenarios = ["l2", "l3", "wildcard", "arp", "malformed", "vlan", "mixed"]
-        let golden = packageRoot.appendingPathComponent("pcaps/golden").path
+        /// Every scenario `pcaps/generate_golden.py` writes, with its config (see pcaps/README.md).
+        static let scenarios: [GoldenScenario] = [
+            GoldenScenario(name: "l2"), GoldenScenario(name: "l3"), GoldenScenario(name: "wildcard"),
+            GoldenScenario(name: "arp"), GoldenScenario(name: "malformed"), GoldenScenario(name: "vlan"),
+            GoldenScenario(name: "icmp"), GoldenScenario(name: "fragments"),
+            GoldenScenario(name: "vlan-config", config: "golden-vlan.yaml"), GoldenScenario(name: "mixed"),
+        ]
+        static let golden = packageRoot.appendingPathComponent("pcaps/golden").path
+
+        /// Replays `scenario` into `out` (`tula-appliance replay ... --json`).
+        static func replay(_ scenario: GoldenScenario, out: String) throws -> ProcessResult {
+            try Appliance.run(["replay", "--config", "\(golden)/\(scenario.config)",
+                               "--in", "\(golden)/\(scenario.name).in.pcap", "--out", out, "--json"])
+        }
 
         @Test(arguments: scenarios)
-        func outputMatchesExpected(_ scenario: String) throws {
+        func outputMatchesExpected(_ scenario: GoldenScenario) throws {
+            let golden = Self.golden, name = scenario.name
             let scratch = try Scratch()
             defer { scratch.cleanup() }
-            let out = scratch.file("\(scenario).out.pcap")
-            let result = try Appliance.run(["replay", "--config", "\(golden)/golden.yaml", "--in", "\(golden)/\(scenario).in.pcap",
-                                            "--out", out, "--json"])
+            let out = scratch.file("\(name).out.pcap")
+            let result = try Self.replay(scenario, out: out)
             #expect(result.status == 0, "\(result.stderr)")
             let got = try Pcap.read(path: out).map(\.data)
-            let expected = try Pcap.read(path: "\(golden)/\(scenario).expected.pcap").map(\.data)
+            let expected = try Pcap.read(path: "\(golden)/\(name).expected.pcap").map(\.data)
             #expect(got.count == expected.count)
             for (i, (g, e)) in zip(got, expected).enumerated() where g != e {
-                Issue.record("\(scenario) frame \(i): got \(hex(g)), expected \(hex(e))")
+                Issue.record("\(name) frame \(i): got \(hex(g)), expected \(hex(e))")
             }
             let json = try #require(result.json, "no JSON summary in: \(result.stdout)")
             let expectation = try #require(try JSONSerialization.jsonObject(
-                with: Data(contentsOf: URL(fileURLWithPath: "\(golden)/\(scenario).expected.json"))) as? [String: Any])
+                with: Data(contentsOf: URL(fileURLWithPath: "\(golden)/\(name).expected.json"))) as? [String: Any])
             #expect(json["rx_packets"] as? Int == expectation["rx_packets"] as? Int)
             #expect(json["tx_packets"] as? Int == expectation["tx_packets"] as? Int)
             #expect(nonZeroVerdicts(json) == expectation["verdicts"] as? [String: Int])
@@ -34,6 +53,16 @@ extension Integration {
                 let sum = (port["forwarded"] as? Int ?? -1) + (port["replied"] as? Int ?? -1)
                     + (port["to_control"] as? Int ?? -1) + (port["dropped"] as? Int ?? -1)
                 #expect(port["rx_packets"] as? Int == sum)
+            }
+        }
+
+        /// A scenario the generator writes but the table above forgets would never be replayed.
+        @Test func everyGoldenCaptureIsReplayed() throws {
+            let files = try FileManager.default.contentsOfDirectory(atPath: Self.golden)
+            let inputs = Set(files.filter { $0.hasSuffix(".in.pcap") }.map { String($0.dropLast(".in.pcap".count)) })
+            #expect(inputs == Set(Self.scenarios.map(\.name)))
+            for scenario in Self.scenarios {
+                #expect(files.contains(scenario.config), "\(scenario.name): no \(scenario.config)")
             }
         }
     }

@@ -50,7 +50,8 @@ func classifyAndRewrite(_ p: UnsafeMutableRawPointer, length: Int, headroom: Int
         guard length >= 18 else { return FrameOutcome(.malformedFrame) }
         let tci = be16(p, 14)
         let vlan = port.pointee.vlan
-        guard vlan == 0 || tci & 0x0FFF == vlan else { return FrameOutcome(.wrongVLAN) }
+        // VLAN id 0 is a priority tag on an untagged frame (802.1Q), accepted on any port.
+        guard vlan == 0 || tci & 0x0FFF == vlan || tci & 0x0FFF == 0 else { return FrameOutcome(.wrongVLAN) }
         inputTag = Int32(tci)
         etherType = be16(p, 16)
         l2 = 18
