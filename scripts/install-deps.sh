@@ -2,7 +2,8 @@
 # Installs what building, running and testing Tula needs on Debian 12 (as root), only when missing.
 set -euo pipefail
 
-packages=(libdpdk-dev dpdk dpdk-dev libnuma-dev libpcap-dev pkg-config tshark tcpdump iproute2 python3-scapy)
+packages=(libdpdk-dev dpdk dpdk-dev libnuma-dev libpcap-dev pkg-config tshark tcpdump iproute2 python3-scapy
+          curl ethtool procps)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

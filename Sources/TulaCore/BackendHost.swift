@@ -235,7 +235,7 @@ public enum BackendCheck: String, Sendable, CaseIterable {
 }
 
 /// The result of one check: fine, or a problem with the commands that fix it.
-public struct Finding: Sendable, Equatable {
+public struct BackendFinding: Sendable, Equatable {
     public var check: BackendCheck
     public var isProblem: Bool
     public var message: String
@@ -251,10 +251,10 @@ public struct Finding: Sendable, Equatable {
 }
 
 /// Every finding for one host and one `BackendSetup`.
-public struct Diagnosis: Sendable, Equatable {
-    public var findings: [Finding]
+public struct BackendDiagnosis: Sendable, Equatable {
+    public var findings: [BackendFinding]
 
-    public var problems: [Finding] { findings.filter(\.isProblem) }
+    public var problems: [BackendFinding] { findings.filter(\.isProblem) }
     public var isHealthy: Bool { problems.isEmpty }
     /// Every fix, in check order, without repeats: what `backend-setup --apply` runs.
     public var fixes: [BackendCommand] {
@@ -278,7 +278,7 @@ public struct Diagnosis: Sendable, Equatable {
 extension BackendSetup {
     /// Checks `host` against what this setup needs, naming each problem with its fix. Pure: everything comes from `host`.
     /// Effective kernel values are `max(all, interface)` for arp_ignore, arp_announce and rp_filter, as the kernel uses them.
-    public func diagnose(_ host: HostState) -> Diagnosis {
+    public func diagnose(_ host: HostState) -> BackendDiagnosis {
         var findings = [vipPlacement(on: "lo", check: .vipOnLoopback, host: host), vipNotElsewhere(host),
                         arpIgnore(host), arpAnnounce(host)]
         if mode == .l3 {
@@ -287,7 +287,7 @@ extension BackendSetup {
                          vipPlacement(on: tunnel?.name ?? Self.tunnelName, check: .vipOnTunnel, host: host),
                          tunnelReversePathFilter(tunnel, host: host)]
         }
-        return Diagnosis(findings: findings)
+        return BackendDiagnosis(findings: findings)
     }
 
     /// The ipip tunnel that holds (or should hold) the VIP: one holding it, else `ipip0`.
@@ -297,12 +297,12 @@ extension BackendSetup {
     }
 
     /// The VIP is on `dev` as a /32, and `dev` is up.
-    func vipPlacement(on dev: String, check: BackendCheck, host: HostState) -> Finding {
+    func vipPlacement(on dev: String, check: BackendCheck, host: HostState) -> BackendFinding {
         let interface = host.interface(named: dev)
         let prefixes = interface?.prefixes(of: vip) ?? []
         if prefixes.isEmpty {
             return .problem(check, "the VIP \(vip) is not on \(dev): the kernel drops the packets Tula sends for it",
-                            fix: [.addAddress(vip, dev: dev)])
+                            fix: [.addAddress(vip, dev: dev)] + (interface.map { $0.isUp ? [] : [.linkUp(dev)] } ?? []))
         }
         if let wide = prefixes.first(where: { $0 != 32 }) {
             return .problem(check, "the VIP is on \(dev) as \(vip)/\(wide), not /32: the host takes the whole subnet as local",
@@ -315,7 +315,7 @@ extension BackendSetup {
     }
 
     /// The VIP is on no interface where ARP arrives (the host would answer ARP for it and take traffic from Tula).
-    func vipNotElsewhere(_ host: HostState) -> Finding {
+    func vipNotElsewhere(_ host: HostState) -> BackendFinding {
         let holders = host.interfaces.filter { $0.answersARP && !$0.prefixes(of: vip).isEmpty }
         guard !holders.isEmpty else { return .ok(.vipNotElsewhere, "the VIP is on no ARP-speaking interface") }
         return .problem(.vipNotElsewhere,
@@ -330,7 +330,7 @@ extension BackendSetup {
     }
 
     /// Effective `arp_ignore` must be 1 or 2: answer ARP only for addresses on the receiving interface (never the VIP on lo).
-    func arpIgnore(_ host: HostState) -> Finding {
+    func arpIgnore(_ host: HostState) -> BackendFinding {
         let good = 1...2
         return effectiveSetting(.arpIgnore, host: host, want: "1 or 2", isGood: good.contains,
                                 harm: "the host must answer ARP only for addresses of the receiving interface, never for the VIP") { all, own, name in
@@ -340,7 +340,7 @@ extension BackendSetup {
     }
 
     /// Effective `arp_announce` must be 2: ARP requests carry the interface's own address, never the VIP.
-    func arpAnnounce(_ host: HostState) -> Finding {
+    func arpAnnounce(_ host: HostState) -> BackendFinding {
         effectiveSetting(.arpAnnounce, host: host, want: "2", isGood: { $0 >= 2 },
                          harm: "ARP requests must carry the interface's own address, never the VIP (that teaches the segment this MAC for it)") { _, _, _ in
             [.sysctl(interface: "all", "arp_announce", 2)]
@@ -350,12 +350,12 @@ extension BackendSetup {
     /// Checks the sysctl named by `check` on every ARP-speaking interface, where the kernel uses `max(all, interface)`.
     /// `fix(all, own, interface)` gives the commands that make one interface's effective value good.
     func effectiveSetting(_ check: BackendCheck, host: HostState, want: String, isGood: (Int) -> Bool, harm: String,
-                          fix: (Int, Int, String) -> [BackendCommand]) -> Finding {
+                          fix: (Int, Int, String) -> [BackendCommand]) -> BackendFinding {
         let key = check.rawValue, all = host.value("all", key)
         var good: [String] = [], bad: [String] = [], fixes: [BackendCommand] = []
         for name in arpInterfaces(host) {
             let own = host.value(name, key)
-            let text = "\(name) (\(effective(key, all: all, name, own)))"
+            let text = "\(name == "default" ? "new interfaces" : name) (\(effective(key, all: all, name, own)))"
             guard !isGood(max(all, own)) else { good.append(text); continue }
             bad.append(text)
             for command in fix(all, own, name) where !fixes.contains(command) { fixes.append(command) }
@@ -369,13 +369,13 @@ extension BackendSetup {
         "effective \(key) \(max(all, own)) = max(all=\(all), \(name)=\(own))"
     }
 
-    func ipipModule(_ host: HostState) -> Finding {
+    func ipipModule(_ host: HostState) -> BackendFinding {
         host.ipipModuleLoaded ? .ok(.ipipModule, "the ipip module is loaded")
             : .problem(.ipipModule, "the ipip kernel module is not loaded: the host cannot decapsulate IP-in-IP", fix: [.loadIpip()])
     }
 
     /// The tunnel exists, is up, and its local end is the backend's address (when known).
-    func tunnelFinding(_ tunnel: HostState.Interface?, host: HostState) -> Finding {
+    func tunnelFinding(_ tunnel: HostState.Interface?, host: HostState) -> BackendFinding {
         let local = backendAddress ?? host.primaryAddress(excluding: vip)
         guard let tunnel else {
             return .problem(.tunnel, "there is no ipip tunnel (\(Self.tunnelName)) to receive the encapsulated packets",
@@ -390,7 +390,7 @@ extension BackendSetup {
     }
 
     /// Strict reverse-path filtering (effective 1) drops decapsulated packets: their source, the client, is routed elsewhere.
-    func tunnelReversePathFilter(_ tunnel: HostState.Interface?, host: HostState) -> Finding {
+    func tunnelReversePathFilter(_ tunnel: HostState.Interface?, host: HostState) -> BackendFinding {
         let name = tunnel?.name ?? Self.tunnelName
         let source = tunnel == nil ? "default" : name  // a tunnel yet to be created starts with the `default` value
         let key = "rp_filter", all = host.value("all", key), own = host.value(source, key)

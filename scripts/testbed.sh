@@ -1,0 +1,549 @@
+#!/usr/bin/env bash
+# The DSR test bed: Tula, a client and three Linux backends in network namespaces; build, check end to end, tear down.
+#
+# Usage (as root):
+#   scripts/testbed.sh [run] [--report FILE]   build the bed, run every check, tear it down; exit 1 if a check fails
+#   scripts/testbed.sh up                      build the bed and leave it running, to explore by hand
+#   scripts/testbed.sh server stop|start bN    stop or start backend N's HTTP server in the running bed
+#   scripts/testbed.sh down                    tear down every bed, including leftovers of crashed runs
+#
+# The bed (every address is inside namespaces this script creates; nothing touches the host's own network):
+#
+#   client 10.0.1.10 ──┐
+#   b1     10.0.1.11 ──┤                        VIP 10.0.1.100:80/tcp  l2 (MAC rewrite) -> b1 b2 b3
+#   b2     10.0.1.12 ──┼── bridge br0 (lan)     VIP 10.0.1.200:80/tcp  l3 (IP-in-IP)    -> 10.0.1.21 10.0.1.22 via gw
+#   b3     10.0.1.13 ──┤
+#   gw     10.0.1.1  ──┤  (the l3 next hop; it does not route: this kernel has no ipip module to decapsulate anyway)
+#   tula   10.0.1.2  ──┘  DPDK net_af_packet on the namespace's eth0
+#
+# Backends are set up with `tula-appliance backend-setup --apply` and checked with `tula-appliance doctor`; each runs
+# Python's http.server serving its own name at / and a 1 MiB file at /1mb.bin.
+#
+# Environment: TULA_APPLIANCE=path to use a built binary (default: `swift build` the debug tula-appliance);
+# PYTHON=interpreter with scapy (default python3); TULABED_STATE=directory for bed state (default /run/tulabed).
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+state_root=${TULABED_STATE:-/run/tulabed}
+python=${PYTHON:-python3}
+prefix=tulabed                      # every namespace of a bed is named tulabed-<id>-<node>
+
+vip_l2=10.0.1.100
+vip_l3=10.0.1.200
+tula_address=10.0.1.2
+backends=(b1 b2 b3)
+l3_backends=(10.0.1.21 10.0.1.22)
+nodes=(client b1 b2 b3 gw tula)
+declare -A address=([client]=10.0.1.10 [b1]=10.0.1.11 [b2]=10.0.1.12 [b3]=10.0.1.13 [gw]=10.0.1.1)
+declare -A mac=([client]=02:00:00:00:00:10 [b1]=02:00:00:00:01:11 [b2]=02:00:00:00:01:12 [b3]=02:00:00:00:01:13
+                [gw]=02:00:00:00:00:fe [tula]=02:00:00:00:00:02)
+file_bytes=1048576                  # the download: 1 MiB
+requests=30                         # requests that must reach every backend
+max_appliance_share=10              # percent: appliance bytes against bytes the client received
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Output and checks
+
+passed=0
+failed=0
+report=""
+say() { printf '== %s\n' "$*"; }
+die() { printf 'testbed: error: %s\n' "$*" >&2; exit 1; }
+
+# record NAME PASS|FAIL DETAIL: prints one result line and appends it to the report (tab-separated) when asked for one.
+record() {
+    printf '%-5s %-40s %s\n' "$2" "$1" "$3"
+    if [ "$2" = PASS ]; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+    if [ -n "$report" ]; then printf '%s\t%s\t%s\n' "$1" "$2" "$3" >>"$report"; fi
+}
+
+# expect NAME DETAIL 'CONDITION': records PASS when the condition (shell code, evaluated here: quote it so that it reads
+# the caller's variables when evaluated, never their contents as code) succeeds, FAIL otherwise.
+expect() {
+    if eval "$3"; then record "$1" PASS "$2"; else record "$1" FAIL "$2"; fi
+}
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Namespaces and bed state
+
+ns() { echo "$prefix-$bed-$1"; }                      # the namespace of node $1 in this bed
+in_ns() { local node=$1; shift; ip netns exec "$(ns "$node")" "$@"; }
+# spawn NODE COMMAND...: starts COMMAND in NODE in the background; $! is then its pid (ip netns exec execs it).
+spawn() { local node=$1; shift; ip netns exec "$(ns "$node")" "$@" & }
+state() { echo "$state_root/$bed"; }
+
+# The ids of every bed that has a namespace or a state directory.
+all_beds() {
+    { ip netns list | awk '{print $1}' | sed -n "s/^$prefix-\([0-9]*\)-.*/\1/p"
+      ls "$state_root" 2>/dev/null || true; } | sort -u
+}
+
+# Whether bed $1 is in use: its owner (this script in `run`, Tula with file prefix tulabed-<id> after `up`) is alive.
+bed_alive() {
+    local owner
+    owner=$(cat "$state_root/$1/owner" 2>/dev/null) || return 1
+    running "$owner" && grep -qaE "testbed|$prefix-$1" "/proc/$owner/cmdline" 2>/dev/null
+}
+
+# Stops every process in bed $1's namespaces (Tula, servers, tcpdump: all started by this script), deletes the namespaces
+# and removes DPDK's runtime and hugepage files of its file prefix and the state directory.
+teardown_bed() {
+    local id=$1 tula_pid namespaces pids
+    tula_pid=$(cat "$state_root/$id/tula.pid" 2>/dev/null || true)
+    if [ -n "$tula_pid" ]; then stop_pid "$tula_pid"; fi
+    namespaces=$(ip netns list | awk '{print $1}' | grep "^$prefix-$id-" || true)
+    for n in $namespaces; do
+        pids=$(ip netns pids "$n" 2>/dev/null || true)
+        for pid in $pids; do stop_pid "$pid"; done
+        ip netns delete "$n" 2>/dev/null || true
+    done
+    rm -rf "/var/run/dpdk/$prefix-$id"
+    awk '$3 == "hugetlbfs" {print $2}' /proc/mounts | while read -r dir; do rm -f "$dir/$prefix-${id}map_"*; done
+    rm -rf "${state_root:?}/$id"
+    rmdir "$state_root" 2>/dev/null || true
+}
+
+# Whether process $1 runs (an exited child of this shell stays a zombie until reaped: that counts as gone).
+running() { local s; s=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null) && [ "${s:0:1}" != Z ]; }
+
+# stop_pid PID: SIGTERM, up to 10 s to exit, then SIGKILL.
+stop_pid() {
+    kill -TERM "$1" 2>/dev/null || return 0
+    for _ in $(seq 100); do running "$1" || return 0; sleep 0.1; done
+    kill -KILL "$1" 2>/dev/null || true
+}
+
+# Tears down the beds whose owner is gone (a crashed or killed run).
+clean_stale() {
+    for id in $(all_beds); do
+        if ! bed_alive "$id"; then say "removing the stale bed $id"; teardown_bed "$id"; fi
+    done
+}
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Building the bed
+
+preflight() {
+    [ "$(id -u)" = 0 ] || die "the test bed needs root (network namespaces, veth pairs, DPDK)"
+    for tool in ip bridge sysctl curl ethtool tcpdump "$python"; do
+        command -v "$tool" >/dev/null || die "$tool is missing (scripts/install-deps.sh installs what the bed needs)"
+    done
+    "$python" -c 'import scapy' 2>/dev/null || die "$python cannot import scapy (apt-get install python3-scapy, or set PYTHON)"
+    resolve_python
+    if [ -z "${TULA_APPLIANCE:-}" ]; then
+        say "building tula-appliance (swift build)"
+        local log
+        log=$(mktemp)
+        if ! (cd "$root" && swift build --product tula-appliance >"$log" 2>&1); then
+            tail -20 "$log" >&2
+            rm -f "$log"
+            die "swift build failed"
+        fi
+        tail -1 "$log" | sed 's/^/   /'
+        rm -f "$log"
+    fi
+    tula=${TULA_APPLIANCE:-$root/.build/debug/tula-appliance}
+    [ -x "$tula" ] || die "no tula-appliance at $tula"
+}
+
+# Uses the interpreter itself rather than a wrapper (pyenv's shims), so that a server's pid is the one `spawn` reports.
+resolve_python() { python=$("$python" -c 'import sys; print(sys.executable)'); }
+
+# Namespaces, the bridge, one veth pair per node (eth0 in the node, p-<node> on the bridge), addresses, MACs and sysctls.
+build_bed() {
+    say "bed $bed: namespaces $(ns '*') (state in $(state))"
+    mkdir -p "$(state)"
+    echo "$$" >"$(state)/owner"
+    for node in lan "${nodes[@]}"; do
+        ip netns add "$(ns "$node")"
+        # A fresh host: no IPv6 chatter, no routing, the kernel's default ARP behaviour whatever the host has.
+        in_ns "$node" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 2>/dev/null || true
+        in_ns "$node" sysctl -qw net.ipv4.ip_forward=0 net.ipv4.conf.all.arp_ignore=0 net.ipv4.conf.all.arp_announce=0 \
+            net.ipv4.conf.default.arp_ignore=0 net.ipv4.conf.default.arp_announce=0
+        in_ns "$node" ip link set lo up
+    done
+    in_ns lan ip link add br0 type bridge
+    in_ns lan ip link set br0 up
+    for node in "${nodes[@]}"; do
+        in_ns lan ip link add "p-$node" type veth peer name eth0 netns "$(ns "$node")"
+        in_ns lan ip link set "p-$node" master br0 up
+        in_ns "$node" ip link set eth0 address "${mac[$node]}"
+        if [ -n "${address[$node]:-}" ]; then in_ns "$node" ip addr add "${address[$node]}/24" dev eth0; fi
+        in_ns "$node" ip link set eth0 up
+    done
+    # The gateway sends nothing, so the bridge would never learn where its MAC is: tell it.
+    in_ns lan bridge fdb add "${mac[gw]}" dev p-gw master static
+    # Frames the client's kernel leaves for the NIC to checksum reach Tula's AF_PACKET socket with a partial TCP checksum,
+    # and Tula forwards them untouched: checksum in software, as a real NIC would have.
+    in_ns client ethtool -K eth0 tx off >/dev/null
+    for node in "${nodes[@]}"; do
+        printf '   %-6s %-9s %s  eth0 in %s\n' "$node" "${address[$node]:-$tula_address}" "${mac[$node]}" "$(ns "$node")"
+    done
+}
+
+# The Tula config of the bed: the af_packet port on the tula namespace's eth0, the l2 VIP over b1..b3, the l3 VIP.
+write_config() {
+    local file
+    file=$(state)/tula.yaml
+    {
+        cat <<EOF
+# The test bed's Tula: one af_packet port on the bed's segment (its MAC is the interface's own), an l2 and an l3 VIP.
+ports:
+  - name: bed
+    device: "net_af_packet0,iface=eth0"
+    address: $tula_address
+    gateway: ${address[gw]}
+    gateway_mac: ${mac[gw]}
+workers: 1
+flows_per_worker: 65536
+stats_socket: $(state)/tula.sock
+vips:
+  - name: web-l2
+    address: $vip_l2
+    port: 80
+    protocol: tcp
+    mode: l2
+    backends:
+EOF
+        for b in "${backends[@]}"; do printf '      - address: %s\n        mac: %s\n' "${address[$b]}" "${mac[$b]}"; done
+        cat <<EOF
+  - name: web-l3
+    address: $vip_l3
+    port: 80
+    protocol: tcp
+    mode: l3
+    backends:
+EOF
+        for a in "${l3_backends[@]}"; do printf '      - address: %s\n' "$a"; done
+    } >"$file"
+    "$tula" check-config --config "$file" >/dev/null || die "the bed's config is refused"
+}
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Backends
+
+# doctor NODE [ARGS...]: runs `tula-appliance doctor` for the l2 VIP in NODE; sets doctor_output and doctor_status.
+doctor() {
+    local node=$1
+    shift
+    doctor_status=0
+    doctor_output=$(in_ns "$node" "$tula" doctor --vip "$vip_l2" "$@" 2>&1) || doctor_status=$?
+}
+
+# The problem lines of the last doctor run, one per line, without the `problem` column.
+doctor_problems() { grep '^problem' <<<"$doctor_output" | sed 's/^problem *//' || true; }
+
+# indent NODE TEXT: prints TEXT with each line prefixed by the node's name.
+indent() { printf '%s\n' "$2" | sed "s/^/   $1: /"; }
+
+# Checks each fresh backend with doctor, sets it up with backend-setup --apply exactly as the guide says, checks again.
+setup_backends() {
+    say "backends: doctor on fresh hosts, then tula-appliance backend-setup --vip $vip_l2 --mode l2 --apply in each"
+    local fresh="" applied="" healthy="" problems output status
+    for b in "${backends[@]}"; do
+        doctor "$b"
+        problems=$(doctor_problems)
+        if [ "$doctor_status" = 1 ] && grep -q "VIP $vip_l2 is not on lo" <<<"$problems" \
+            && grep -q '^arp_ignore must be' <<<"$problems" && grep -q '^arp_announce must be' <<<"$problems" \
+            && [ "$(wc -l <<<"$problems")" = 3 ]; then fresh+="$b "; else indent "$b" "$doctor_output"; fi
+        status=0
+        output=$(in_ns "$b" "$tula" backend-setup --vip "$vip_l2" --mode l2 --apply 2>&1) || status=$?
+        if [ "$status" = 0 ] && [ "$(grep -c '^run ' <<<"$output")" = 3 ]; then
+            applied+="$b "
+            indent "$b" "$(grep '^run ' <<<"$output")"
+        else
+            indent "$b" "$output"
+        fi
+        doctor "$b"
+        if [ "$doctor_status" = 0 ]; then healthy+="$b "; else indent "$b" "$doctor_output"; fi
+    done
+    expect doctor-flags-fresh-backends "VIP missing on lo, arp_ignore and arp_announce named with fixes on: ${fresh:-none}" \
+        '[ "$fresh" = "b1 b2 b3 " ]'
+    expect backend-setup-apply "3 commands run on: ${applied:-none}" '[ "$applied" = "b1 b2 b3 " ]'
+    expect doctor-passes-after-setup "exit 0, only ok lines on: ${healthy:-none}" '[ "$healthy" = "b1 b2 b3 " ]'
+}
+
+# server start|stop NODE: the backend's HTTP server (the seam health checks will use to take a backend down).
+server() {
+    local action=$1 node=$2 www=$(state)/www/$2 pidfile=$(state)/$2.server.pid
+    case $action in
+    stop)
+        if [ -f "$pidfile" ]; then stop_pid "$(cat "$pidfile")"; rm -f "$pidfile"; fi ;;
+    start)
+        spawn "$node" "$python" -m http.server 80 --bind 0.0.0.0 --directory "$www" >"$(state)/$node.server.log" 2>&1
+        echo $! >"$pidfile"
+        for _ in $(seq 100); do
+            if in_ns "$node" curl -s -o /dev/null -m 1 "http://${address[$node]}/"; then return 0; fi
+            sleep 0.1
+        done
+        die "the HTTP server of $node did not start: $(tail -3 "$(state)/$node.server.log")" ;;
+    *) die "server: expected start or stop, not '$action'" ;;
+    esac
+}
+
+# Each backend serves its own name at / and the same 1 MiB of random bytes at /1mb.bin.
+start_servers() {
+    say "backends: python3 -m http.server on port 80 in each, serving its name and a 1 MiB file"
+    head -c "$file_bytes" /dev/urandom >"$(state)/1mb.bin"
+    for b in "${backends[@]}"; do
+        mkdir -p "$(state)/www/$b"
+        echo "$b" >"$(state)/www/$b/index.html"
+        ln "$(state)/1mb.bin" "$(state)/www/$b/1mb.bin"
+        server start "$b"
+    done
+}
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Tula
+
+start_tula() {
+    say "tula: tula-appliance run in $(ns tula) on net_af_packet0,iface=eth0"
+    spawn tula "$tula" run --config "$(state)/tula.yaml" --json -- --file-prefix "$prefix-$bed" \
+        >"$(state)/tula.json" 2>"$(state)/tula.log"
+    echo $! >"$(state)/tula.pid"
+    # Ready when a request through the VIP succeeds (the first ARP for the VIP may go unanswered while EAL starts).
+    local deadline=$((SECONDS + 30))
+    while [ "$SECONDS" -lt "$deadline" ]; do
+        running "$(cat "$(state)/tula.pid")" || die "tula-appliance exited: $(tail -5 "$(state)/tula.log")"
+        if in_ns client curl -s -o /dev/null -m 1 "http://$vip_l2/"; then return 0; fi
+        sleep 0.2
+    done
+    die "no answer through $vip_l2 within 30 s; tula-appliance says: $(tail -5 "$(state)/tula.log")"
+}
+
+# Stops Tula (SIGTERM; background jobs ignore SIGINT) and waits for its JSON summary.
+stop_tula() {
+    stop_pid "$(cat "$(state)/tula.pid")"
+    rm -f "$(state)/tula.pid"
+    grep -q '^{' "$(state)/tula.json" || die "tula-appliance printed no summary: $(tail -5 "$(state)/tula.log")"
+}
+
+# summary EXPR: a value from Tula's JSON summary, `s` being the summary (e.g. "s['ports'][0]['rx_bytes']").
+summary() {
+    "$python" -c 'import json, sys
+s = json.loads([l for l in open(sys.argv[1]) if l.startswith("{")][-1])
+print(eval(sys.argv[2]))' "$(state)/tula.json" "$1"
+}
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The checks through Tula
+
+check_l2() {
+    say "client: curl http://$vip_l2/ through Tula (l2 DSR)"
+    local out body code
+    in_ns client ip neigh flush dev eth0
+    out=$(in_ns client curl -s -m 5 -w '\n%{http_code}' "http://$vip_l2/" || true)
+    body=$(head -1 <<<"$out") code=$(tail -1 <<<"$out")
+    expect curl-vip-200 "HTTP $code from '$body'" '[ "$code" = 200 ] && [ -n "$body" ]'
+    local neighbour
+    neighbour=$(in_ns client ip neigh show "$vip_l2" dev eth0 | awk '{print $3}')
+    expect arp-vip-is-tula "the client's ARP entry for $vip_l2 is ${neighbour:-missing} (Tula's port: ${mac[tula]})" \
+        '[ "$neighbour" = "${mac[tula]}" ]'
+
+    say "client: $requests requests, each a new connection"
+    local bodies
+    bodies=$(in_ns client bash -c "for i in \$(seq $requests); do curl -s -m 5 http://$vip_l2/; done" || true)
+    local counts="" ok=1 n
+    for b in "${backends[@]}"; do
+        n=$(grep -cx "$b" <<<"$bodies" || true)
+        counts+="$b=$n "
+        [ "$n" -gt 0 ] || ok=0
+    done
+    [ "$(grep -c . <<<"$bodies")" = "$requests" ] || ok=0
+    expect spread-over-all-backends "$(grep -c . <<<"$bodies")/$requests answered: ${counts% }" '[ "$ok" = 1 ]'
+
+    say "client: download http://$vip_l2/1mb.bin"
+    out=$(in_ns client curl -s -m 20 -o "$(state)/download.bin" -w '%{http_code} %{size_download} %{speed_download}' \
+        "http://$vip_l2/1mb.bin" || true)
+    local size speed
+    read -r code size speed <<<"$out"
+    expect download-1mb "HTTP $code, ${size:-0} bytes at $((${speed:-0} / 1024)) KiB/s, identical to the served file" \
+        '[ "$code" = 200 ] && cmp -s "$(state)/download.bin" "$(state)/1mb.bin"'
+}
+
+# Requests to the l3 VIP leave Tula IP-in-IP towards the gateway; the capture of Tula's bridge port shows them.
+check_l3() {
+    say "client: 4 connections to the l3 VIP $vip_l3 (no backend can answer: the capture is the check)"
+    spawn lan tcpdump -i p-tula --immediate-mode -Z root -U -w "$(state)/l3.pcap" "ip and (host $vip_l3 or ip proto 4)" \
+        2>"$(state)/tcpdump.log"
+    local capture=$!
+    for _ in $(seq 50); do grep -q 'listening on' "$(state)/tcpdump.log" && break; sleep 0.1; done
+    in_ns client bash -c "for i in 1 2 3 4; do curl -s -o /dev/null --connect-timeout 1.5 http://$vip_l3/ & done; wait" || true
+    sleep 0.2
+    stop_pid "$capture"
+}
+
+# Dissects the l3 capture: every frame Tula sent is IP-in-IP to a configured backend, from the port address, with
+# TTL 64 and a valid header checksum, to the gateway's MAC, and carries one of the client's packets byte for byte.
+# Each connection goes to one backend. Prints `<frames> <connections> <backend>=<frames>...` on success, the reasons on failure.
+dissect_l3() {
+    "$python" - "$(state)/l3.pcap" "${mac[client]}" "${mac[tula]}" "${mac[gw]}" "$tula_address" "$vip_l3" "${l3_backends[@]}" <<'EOF'
+import sys
+from collections import Counter
+from scapy.all import rdpcap
+from scapy.utils import checksum
+path, client_mac, tula_mac, gw_mac, tula_ip, vip, *backends = sys.argv[1:]
+mac = lambda b: ":".join(f"{x:02x}" for x in b)
+ip = lambda b: ".".join(str(x) for x in b)
+frames = [bytes(f) for f in rdpcap(path)]
+def ipv4(frame):  # the IPv4 packet of an Ethernet II frame, without Ethernet padding
+    return frame[14:14 + int.from_bytes(frame[16:18], "big")]
+sent = {ipv4(f) for f in frames if mac(f[6:12]) == client_mac and ip(ipv4(f)[16:20]) == vip}
+problems, outer_dst, flow_dst = [], Counter(), {}
+encapsulated = [f for f in frames if mac(f[6:12]) == tula_mac]
+for f in encapsulated:
+    outer = ipv4(f)
+    ihl = (outer[0] & 15) * 4
+    src, dst, inner = ip(outer[12:16]), ip(outer[16:20]), outer[ihl:]
+    outer_dst[dst] += 1
+    flow_dst.setdefault(inner[12:24], set()).add(dst)  # addresses and ports of the client's packet
+    if outer[9] != 4: problems.append(f"protocol {outer[9]}, not 4 (IP-in-IP)")
+    if src != tula_ip: problems.append(f"outer source {src}, not Tula's port address {tula_ip}")
+    if dst not in backends: problems.append(f"outer destination {dst} is not an l3 backend")
+    if outer[8] != 64: problems.append(f"outer TTL {outer[8]}")
+    if checksum(outer[:ihl]) != 0: problems.append("bad outer header checksum")
+    if mac(f[0:6]) != gw_mac: problems.append(f"Ethernet destination {mac(f[0:6])}, not the gateway {gw_mac}")
+    if inner not in sent: problems.append(f"inner packet to {ip(inner[16:20])} is not one the client sent")
+if any(len(d) > 1 for d in flow_dst.values()): problems.append("one connection went to several backends")
+if not sent: problems.append("the client's packets to the VIP were not captured")
+if not encapsulated: problems.append("Tula sent no frame for the l3 VIP")
+if problems:
+    print("; ".join(sorted(set(problems))))
+    sys.exit(1)
+print(len(encapsulated), len(flow_dst), " ".join(f"{d}={n}" for d, n in sorted(outer_dst.items())))
+EOF
+}
+
+# The checks on Tula's summary, after it stopped: bytes carried, per-backend counters, and the l3 capture against them.
+check_counters() {
+    local rx client_rx share
+    rx=$(summary "s['ports'][0]['rx_bytes']")
+    client_rx=$(in_ns client cat /sys/class/net/eth0/statistics/rx_bytes)
+    share=$(awk -v a="$rx" -v c="$client_rx" 'BEGIN { printf "%.1f", 100 * a / c }')
+    expect appliance-bytes-under-10pct \
+        "Tula received $rx B in the whole run, the client received $client_rx B: $share% (limit $max_appliance_share%)" \
+        '[ $((rx * 100)) -lt $((client_rx * max_appliance_share)) ]'
+
+    local per_backend forwarded client_tx
+    per_backend=$(summary "' '.join(f\"{b['address']}={b['packets']}\" for b in s['vips'][0]['backends'])")
+    forwarded=$(summary "s['verdicts']['forwarded-l2']")
+    client_tx=$(in_ns client cat /sys/class/net/eth0/statistics/tx_packets)
+    expect tula-counted-client-to-server-only \
+        "l2 packets per backend: $per_backend; $forwarded forwarded, the client sent $client_tx" \
+        '! grep -qw "[0-9.]*=0" <<<"$per_backend" && [ "$forwarded" -gt 0 ] && [ "$forwarded" -le "$client_tx" ]'
+
+    local dissected status=0 counted frames connections captured detail
+    dissected=$(dissect_l3 2>&1) || status=$?
+    counted=$(summary "' '.join(f\"{b['address']}={b['packets']}\" for b in s['vips'][1]['backends'] if b['packets'])")
+    read -r frames connections captured <<<"$dissected"
+    detail="$frames IP-in-IP frames ($connections connections) from $tula_address, TTL 64, valid checksum, to the gateway's MAC,"
+    detail+=" each a client packet intact inside; per backend: $captured, Tula counted: $counted"
+    [ "$status" = 0 ] || detail="$dissected"
+    expect l3-ip-in-ip-on-the-wire "$detail" '[ "$status" = 0 ] && [ "$captured" = "$counted" ]'
+}
+
+# A backend broken the usual ways (VIP removed from lo, arp_ignore back to 0) is diagnosed, and doctor's fixes repair it.
+check_misconfigured() {
+    local b=b3 problems fixes
+    say "$b: deliberately misconfigured (ip addr del $vip_l2/32 dev lo; sysctl -w net.ipv4.conf.all.arp_ignore=0), then doctor"
+    in_ns "$b" ip addr del "$vip_l2/32" dev lo
+    in_ns "$b" sysctl -qw net.ipv4.conf.all.arp_ignore=0
+    doctor "$b"
+    indent "$b" "$doctor_output"
+    problems=$(doctor_problems)
+    expect doctor-diagnoses-misconfigured-backend "exit $doctor_status; problems: $(cut -d: -f1 <<<"$problems" | paste -sd ';')" \
+        '[ "$doctor_status" = 1 ] && [ "$(wc -l <<<"$problems")" = 2 ] && grep -q "VIP $vip_l2 is not on lo" <<<"$problems" &&
+              grep -q "^arp_ignore must be" <<<"$problems" && grep -q "^ok *arp_announce" <<<"$doctor_output"'
+    fixes=$(sed -n 's/^ *fix: //p' <<<"$doctor_output")
+    say "$b: running the fixes doctor printed: $(paste -sd ';' <<<"$fixes")"
+    while read -r fix; do in_ns "$b" sh -c "$fix" >/dev/null; done <<<"$fixes"
+    doctor "$b"
+    expect doctor-passes-after-fixes "exit $doctor_status after $(wc -l <<<"$fixes") fix command(s)" '[ "$doctor_status" = 0 ]'
+}
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Commands
+
+usage() { sed -n '4,8p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+
+# Builds a bed (removing stale ones first) with its backends set up and serving, and Tula running; tears it down if
+# anything fails or the script is interrupted, until `trap - EXIT`.
+bring_up() {
+    preflight
+    clean_stale
+    bed=$$
+    trap 'teardown_bed "$bed"' EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    build_bed
+    write_config
+    setup_backends
+    start_servers
+    start_tula
+}
+
+# The one bed that is running (for `server`).
+running_bed() {
+    local live=()
+    for id in $(all_beds); do bed_alive "$id" && live+=("$id"); done
+    [ "${#live[@]}" = 1 ] || die "expected one running bed, found ${#live[@]} (scripts/testbed.sh up starts one)"
+    echo "${live[0]}"
+}
+
+action=${1:-run}
+[ $# -gt 0 ] && shift
+case $action in
+run)
+    while [ $# -gt 0 ]; do
+        case $1 in
+        --report) report=$2; shift 2 ;;
+        *) usage ;;
+        esac
+    done
+    [ -z "$report" ] || : >"$report"
+    started=$(date +%s)
+    bring_up
+    check_l2
+    check_l3
+    say "tula: stopping (SIGTERM) for its counters"
+    stop_tula
+    check_counters
+    check_misconfigured
+    say "tearing down bed $bed"
+    teardown_bed "$bed"
+    trap - EXIT
+    echo "testbed: $passed checks passed, $failed failed in $(($(date +%s) - started)) s"
+    [ "$failed" = 0 ]
+    ;;
+up)
+    bring_up
+    cat "$(state)/tula.pid" >"$(state)/owner"   # the bed now lives as long as Tula does
+    trap - EXIT
+    cat <<EOF
+== bed $bed is up. Try:
+   ip netns exec $(ns client) curl -v http://$vip_l2/
+   ip netns exec $(ns client) ip neigh show $vip_l2
+   scripts/testbed.sh server stop b2        # and start b2
+   scripts/testbed.sh down                  # prints Tula's counters, then removes everything
+EOF
+    ;;
+server)
+    [ $# = 2 ] || usage
+    bed=$(running_bed)
+    resolve_python
+    server "$1" "$2"
+    ;;
+down)
+    for id in $(all_beds); do
+        say "tearing down bed $id"
+        bed=$id
+        if [ -f "$(state)/tula.pid" ] && running "$(cat "$(state)/tula.pid")"; then
+            stop_pid "$(cat "$(state)/tula.pid")"
+            echo "   tula received $(summary "s['ports'][0]['rx_bytes']") B in $(summary "s['rx_packets']") packets;" \
+                "per backend: $(summary "' '.join(f\"{b['address']}={b['packets']}\" for v in s['vips'] for b in v['backends'])")" || true
+        fi
+        teardown_bed "$id"
+    done
+    ;;
+*) usage ;;
+esac
