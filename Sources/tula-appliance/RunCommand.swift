@@ -1,14 +1,19 @@
-// `tula-appliance run`: the appliance on the ports of the config until SIGINT or SIGTERM.
+// `tula-appliance run`: the appliance on the config's ports, with its control socket, until SIGINT or SIGTERM.
 
 import ArgumentParser
 import Foundation
 import TulaCore
 import TulaPMD
+import TulaStats
 
 struct RunCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run",
-        abstract: "Run the appliance on the config's ports until SIGINT/SIGTERM, then print a summary.")
+        abstract: "Run the appliance on the config's ports until SIGINT/SIGTERM, then print a summary.",
+        discussion: """
+            While it runs, the control socket (stats_socket) answers `tula-appliance stats` and takes live \
+            changes from `tula-appliance ctl`; SIGHUP reloads the config file.
+            """)
 
     @Option(name: .long, help: "The YAML config file.")
     var config: String
@@ -28,8 +33,14 @@ struct RunCommand: ParsableCommand {
             print(appliance.ealArguments(inMemory: false, extra: eal).joined(separator: " "))
             return
         }
+        let control = try claimControlSocket(cfg.statsSocket)
         blockStopSignals()
-        try startOrExit(appliance, inMemory: false, extraEAL: eal)
+        do { try startOrExit(appliance, inMemory: false, extraEAL: eal) } catch {
+            control.stop()
+            throw error
+        }
+        control.start(target: appliance)
+        printNotice("control socket \(cfg.statsSocket) (tula-appliance stats, tula-appliance ctl)")
         while true {
             guard let signal = waitForSignal(milliseconds: 500) else { continue }
             guard signal == SIGHUP else { break }
@@ -40,8 +51,20 @@ struct RunCommand: ParsableCommand {
                 printError("SIGHUP: \(error); the running config stays")
             }
         }
+        control.stop()
         appliance.stop()
         printSummary(appliance.summary(), json: output.json)
         EAL.cleanup()
+    }
+
+    /// Binds the control socket before EAL starts (so a second appliance on the same socket is refused
+    /// before it takes any port), or exits with status 1 and the reason.
+    private func claimControlSocket(_ path: String) throws -> ControlServer {
+        do {
+            return try ControlServer(path: path, log: { printNotice($0) })
+        } catch {
+            printError("\(error)")
+            throw ExitCode(exitRuntimeError)
+        }
     }
 }

@@ -7,6 +7,7 @@ struct TulaAppliance: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tula-appliance",
         abstract: "Tula: a Direct Server Return L4 load balancer on DPDK.",
-        subcommands: [RunCommand.self, ReplayCommand.self, CheckConfigCommand.self, SynthCommand.self]
+        subcommands: [RunCommand.self, ReplayCommand.self, CheckConfigCommand.self, SynthCommand.self, BackendSetupCommand.self, DoctorCommand.self,
+                      StatsCommand.self, ControlCommand.self]
     )
 }
