@@ -102,6 +102,17 @@ enum TestFrames {
             + senderMAC + TestBytes.ip(senderIP) + targetMAC + TestBytes.ip(targetIP)
     }
 
+    /// An ICMP message: type, code, checksum, the 4 "rest of header" bytes, then `payload`. The checksum
+    /// defaults to the correct one (reference sum over the whole message).
+    static func icmp(type: UInt8, code: UInt8, rest: [UInt8] = [0, 0, 0, 0], payload: [UInt8] = [],
+                     checksum: UInt16? = nil) -> [UInt8] {
+        precondition(rest.count == 4, "test bug: the rest of the ICMP header is 4 bytes")
+        var message = [type, code, 0, 0] + rest + payload
+        let sum = checksum ?? ~TestBytes.referenceSum(message)
+        message[2] = UInt8(sum >> 8); message[3] = UInt8(sum & 0xFF)
+        return message
+    }
+
     /// `frame` padded with zeros to the 60-byte Ethernet minimum.
     static func padded(_ frame: [UInt8]) -> [UInt8] { frame + [UInt8](repeating: 0, count: max(0, 60 - frame.count)) }
 }
@@ -239,9 +250,14 @@ final class TestDataplane {
     /// Frames given to `process`.
     private(set) var processed = 0
 
-    init(yaml: String = TestTopology.yaml, flowCapacity: Int = 1024) throws {
+    /// `neighbors` are the MACs ARP resolved for next hops the config gives no MAC for.
+    init(yaml: String = TestTopology.yaml, flowCapacity: Int = 1024,
+         neighbors: [IPv4Address: MACAddress] = [:]) throws {
         let config = try ConfigLoader.parse(yaml: yaml, file: "test.yaml")
-        tables = DataplaneTables.build(config: config, portMACs: config.ports.map { $0.mac! })
+        var slots = CounterSlots()
+        try slots.assign(config)
+        tables = DataplaneTables.build(config: config, portMACs: config.ports.map { $0.mac! }, slots: slots,
+                                       neighbors: neighbors)
         flowMemory = UnsafeMutableRawPointer.allocate(byteCount: FlowTable.bytes(capacity: flowCapacity),
                                                       alignment: 64)
         flowMemory.initializeMemory(as: UInt8.self, repeating: 0, count: FlowTable.bytes(capacity: flowCapacity))

@@ -26,7 +26,8 @@ public let requiredHeadroomBytes = ipInIPOverheadBytes + 4
 
 /// Handles one received frame of `length` bytes at `frame` on port `port`, counts its verdict (and its
 /// VIP, backend and flow-table counters) in `counters`, and rewrites it in place when it is to be sent.
-/// `headroom` is how many writable bytes precede `frame`. `now` is in seconds.
+/// `headroom` is how many writable bytes precede `frame`; the buffer must also have room for 96 bytes
+/// past the IPv4 header (an ICMP reply can outgrow a tiny input, as mbufs allow). `now` is in seconds.
 @inline(__always)
 public func processFrame(_ frame: UnsafeMutableRawPointer, length: Int, headroom: Int, checksum: ChecksumStatus,
                          port: Int, tables: UnsafePointer<DataplaneTables>, flows: UnsafePointer<FlowTable>,
@@ -164,7 +165,7 @@ struct FlowKey {
 @inline(__always)
 func deliver(_ packet: Packet, vip: UnsafeMutablePointer<VIPEntry>, port: UnsafePointer<PortTables>,
              tables: UnsafePointer<DataplaneTables>, flows: UnsafePointer<FlowTable>, counters: UnsafeMutablePointer<UInt64>,
-             now: UInt32, flow: (key: FlowKey, insert: Bool)?, pick: UInt64) -> FrameOutcome {
+             now: UInt32, flow: (key: FlowKey, insert: Bool)?, pick: UInt64, isICMPError: Bool = false) -> FrameOutcome {
     let t = tables.pointee
     let mode = vip.pointee.mode
     let total = packet.total
@@ -172,7 +173,8 @@ func deliver(_ packet: Packet, vip: UnsafeMutablePointer<VIPEntry>, port: Unsafe
     if mode == .l2 {
         guard UInt32(total) <= port.pointee.mtuBytes else { return FrameOutcome(.tooBig) }
     } else if UInt32(total &+ ipInIPOverheadBytes) > port.pointee.mtuBytes {
-        if be16(packet.ip, 6) & 0x4000 != 0 {
+        // Never an ICMP error about an ICMP error (RFC 1122 3.2.2): those go out as outer fragments.
+        if be16(packet.ip, 6) & 0x4000 != 0 && !isICMPError {
             return answerFragmentationNeeded(packet.frame, l2: packet.l2, ip: packet.ip, ihl: packet.ihl, port: port)
         }
         let per = outerFragmentPayload(mtu: port.pointee.mtuBytes)
@@ -181,7 +183,7 @@ func deliver(_ packet: Packet, vip: UnsafeMutablePointer<VIPEntry>, port: Unsafe
     }
     guard mode == .l2 || packet.headroom >= requiredHeadroomBytes else { return FrameOutcome(.tooBig) }
 
-    // Backend: pinned, or picked (and pinned).
+    // Backend: pinned, or picked (and pinned once the packet is sure to go out).
     let vipSlot = vip.pointee.slot
     let layout = t.layout
     var backend = UInt32(Maglev.none)
@@ -194,23 +196,11 @@ func deliver(_ packet: Packet, vip: UnsafeMutablePointer<VIPEntry>, port: Unsafe
             backend = entry.pointee.backend
         }
     }
-    if backend == UInt32(Maglev.none) {
+    let picked = backend == UInt32(Maglev.none)
+    if picked {
         let slot = vip.pointee.table[Int(reduce(pick, vip.pointee.tableSize))]
         guard slot != Maglev.none else { return FrameOutcome(.noBackend) }
         backend = UInt32(slot)
-        if let flow, flow.insert, let entry {
-            let k = flow.key
-            FlowTable.store(entry, src: k.src, dst: k.dst, ports: k.ports, proto: k.proto, backend: backend, now: now)
-            let f = layout.flowTable
-            counters[f &+ CounterLayout.flowInsertions] &+= 1
-            switch found {
-            case .insertedEmpty: counters[f &+ CounterLayout.flowsInUse] &+= 1
-            case .insertedEvicted: counters[f &+ CounterLayout.flowEvictions] &+= 1
-            case .insertedExpired, .hit: counters[f &+ CounterLayout.flowExpiries] &+= 1
-            }
-            counters[layout.vip(Int(vipSlot)) &+ CounterLayout.newFlows] &+= 1
-            counters[layout.backend(Int(backend)) &+ CounterLayout.newFlows] &+= 1
-        }
     }
     let b = t.backends + Int(backend)
     guard mode == .l2 ? b.pointee.resolved : port.pointee.gatewayResolved else {
@@ -219,6 +209,19 @@ func deliver(_ packet: Packet, vip: UnsafeMutablePointer<VIPEntry>, port: Unsafe
     // An l2 output that gains a VLAN tag needs 4 bytes in front of the frame.
     if mode == .l2 && packet.inputTag == untagged && b.pointee.vlan != 0 && packet.headroom < 4 {
         return FrameOutcome(.tooBig)
+    }
+    if picked, let flow, flow.insert, let entry {
+        let k = flow.key
+        FlowTable.store(entry, src: k.src, dst: k.dst, ports: k.ports, proto: k.proto, backend: backend, now: now)
+        let f = layout.flowTable
+        counters[f &+ CounterLayout.flowInsertions] &+= 1
+        switch found {
+        case .insertedEmpty: counters[f &+ CounterLayout.flowsInUse] &+= 1
+        case .insertedEvicted: counters[f &+ CounterLayout.flowEvictions] &+= 1
+        case .insertedExpired, .hit: counters[f &+ CounterLayout.flowExpiries] &+= 1
+        }
+        counters[layout.vip(Int(vipSlot)) &+ CounterLayout.newFlows] &+= 1
+        counters[layout.backend(Int(backend)) &+ CounterLayout.newFlows] &+= 1
     }
     let inLength = UInt64(packet.l2 &+ total)
     let vc = layout.vip(Int(vipSlot)), bc = layout.backend(Int(backend))
@@ -290,7 +293,7 @@ func handleICMP(_ packet: Packet, l4: UnsafeMutableRawPointer, l4Length: Int, sr
     let vip = t.vips + vipIndex
     let key = FlowKey(src: be32(inner, 16), dst: dst, ports: UInt32(clientPort) << 16 | UInt32(vipPort), proto: innerProto)
     return deliver(packet, vip: vip, port: port, tables: tables, flows: flows, counters: counters, now: now,
-                   flow: (key, false), pick: key.pickHash(vip.pointee.hash))
+                   flow: (key, false), pick: key.pickHash(vip.pointee.hash), isICMPError: true)
 }
 
 /// ARP: requests for the port's address or a VIP are answered in place; replies to the port's address go
