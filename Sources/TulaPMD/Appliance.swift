@@ -28,6 +28,8 @@ public final class Appliance: @unchecked Sendable {
     private var controlTxRing: OpaquePointer?
     /// Backend health from the probes (guarded by `control`); unhealthy backends get weight 0.
     private var health = BackendHealth()
+    /// The ports' own counters when they were closed.
+    private var finalDeviceCounters: [Summary.DeviceCounters?] = []
     /// The control-plane threads (ARP, health checks) and how they are told to stop.
     private var controlThreads: [Thread] = []
     private let controlThreadsDone = DispatchSemaphore(value: 0)
@@ -270,6 +272,7 @@ public final class Appliance: @unchecked Sendable {
         stopFlag.store(true, ordering: .relaxed)
         rte_eal_mp_wait_lcore()
         stopTime = Date()
+        finalDeviceCounters = ports.map { $0.deviceCounters() }
         for port in ports { port.close() }
         for context in contexts {
             let c = context.pointee
@@ -299,10 +302,16 @@ public final class Appliance: @unchecked Sendable {
         control.lock()
         defer { control.unlock() }
         let inUse = mbufPool.map { UInt64(tula_mempool_in_use($0)) }
-        return Summary(config: config, counters: currentCounters(), layout: counters.layout, slots: slots,
+        var summary = Summary(config: config, counters: currentCounters(), layout: counters.layout, slots: slots,
                        elapsedSeconds: elapsedSeconds, mbufsInUse: inUse, neighbors: neighborStates,
                        health: { key in self.config.vips.first { $0.name == key.vip }?.healthCheck == nil ? nil : self.health.isHealthy(key) },
                        notes: [("memory", memory.description), ("workers", "\(config.workerCount)")] + notes)
+        if stopTime == nil {
+            for (i, port) in ports.enumerated() { summary.ports[i].device = port.deviceCounters() }
+        } else {
+            for i in finalDeviceCounters.indices { summary.ports[i].device = finalDeviceCounters[i] }
+        }
+        return summary
     }
 
     /// Summed counters less the baselines of reused slots (call with `control` held).

@@ -2,6 +2,7 @@
 
 import CDPDK
 import TulaCore
+import TulaStats
 
 /// A configured DPDK port and what the data path needs to know about it.
 public struct EthPort: Sendable {
@@ -70,6 +71,14 @@ public struct EthPort: Sendable {
         guard EAL.deviceName(device).hasPrefix("net_pcap"), args.contains("infinite_rx=1") else { return 0 }
         return args.filter { $0.hasPrefix("rx_pcap=") }
             .reduce(0) { $0 + ((try? Pcap.count(path: String($1.dropFirst("rx_pcap=".count)))) ?? 0) }
+    }
+
+    /// The device's own counters (`rte_eth_stats_get`), nil when the driver has none.
+    public func deviceCounters() -> Summary.DeviceCounters? {
+        var stats = rte_eth_stats()
+        guard rte_eth_stats_get(id.raw, &stats) == 0 else { return nil }
+        return Summary.DeviceCounters(rxMissed: stats.imissed, rxNoMbuf: stats.rx_nombuf, rxErrors: stats.ierrors,
+                                      txErrors: stats.oerrors)
     }
 
     /// `rte_eth_dev_stop` then `rte_eth_dev_close` (the pcap driver completes its tx file here).

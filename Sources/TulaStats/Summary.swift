@@ -9,6 +9,9 @@ public struct Summary: Sendable {
         public var name: String
         public var rxPackets, rxBytes, txPackets, txBytes: UInt64
         public var verdicts: [Verdict: UInt64]
+        /// What the device itself counted (rte_eth_stats_get), when known: frames it could not hand to
+        /// Tula (no descriptor: `rxMissed`; no mbuf: `rxNoMbuf`), and receive/transmit errors.
+        public var device: DeviceCounters? = nil
         public var forwarded: UInt64 { (verdicts[.forwardedL2] ?? 0) + (verdicts[.forwardedL3] ?? 0) }
         public var replied: UInt64 { verdicts.filter { $0.key.isReply }.values.reduce(0, +) }
         /// Handed to the control plane (ARP replies for neighbour resolution).
@@ -26,6 +29,14 @@ public struct Summary: Sendable {
         public var name, address, port, proto, mode: String
         public var packets, bytes, newFlows: UInt64
         public var backends: [Backend]
+    }
+
+    /// A port's own counters, as the driver reports them.
+    public struct DeviceCounters: Sendable, Equatable {
+        public var rxMissed, rxNoMbuf, rxErrors, txErrors: UInt64
+        public init(rxMissed: UInt64, rxNoMbuf: UInt64, rxErrors: UInt64, txErrors: UInt64) {
+            self.rxMissed = rxMissed; self.rxNoMbuf = rxNoMbuf; self.rxErrors = rxErrors; self.txErrors = txErrors
+        }
     }
 
     /// A next hop resolved by ARP: its address, state (incomplete, reachable, failed) and MAC.
@@ -106,10 +117,15 @@ public struct Summary: Sendable {
             "drops": drops,
             "flows": ["in_use": flowsInUse, "insertions": flowInsertions, "evictions": flowEvictions, "expiries": flowExpiries],
             "ports": ports.map { p -> [String: Any] in
-                ["name": p.name, "rx_packets": p.rxPackets, "rx_bytes": p.rxBytes, "tx_packets": p.txPackets,
-                 "tx_bytes": p.txBytes, "forwarded": p.forwarded, "replied": p.replied,
-                 "to_control": p.toControl, "dropped": p.dropped,
-                 "verdicts": Dictionary(uniqueKeysWithValues: p.verdicts.map { ($0.key.name, $0.value) })]
+                var port: [String: Any] = [
+                    "name": p.name, "rx_packets": p.rxPackets, "rx_bytes": p.rxBytes, "tx_packets": p.txPackets,
+                    "tx_bytes": p.txBytes, "forwarded": p.forwarded, "replied": p.replied,
+                    "to_control": p.toControl, "dropped": p.dropped,
+                    "verdicts": Dictionary(uniqueKeysWithValues: p.verdicts.map { ($0.key.name, $0.value) })]
+                if let d = p.device {
+                    port["device"] = ["rx_missed": d.rxMissed, "rx_nombuf": d.rxNoMbuf, "rx_errors": d.rxErrors, "tx_errors": d.txErrors]
+                }
+                return port
             },
             "vips": vips.map { v -> [String: Any] in
                 ["name": v.name, "address": v.address, "port": v.port, "protocol": v.proto, "mode": v.mode,
@@ -138,6 +154,9 @@ public struct Summary: Sendable {
         for (k, v) in notes { out += "  \(k): \(v)\n" }
         out += "ports:\n"
         for p in ports {
+            if let d = p.device, d.rxMissed + d.rxNoMbuf + d.rxErrors + d.txErrors > 0 {
+                out += "  \(p.name) device: rx missed \(d.rxMissed), rx no mbuf \(d.rxNoMbuf), rx errors \(d.rxErrors), tx errors \(d.txErrors)\n"
+            }
             out += "  \(p.name): rx \(p.rxPackets) (\(p.rxBytes) B), tx \(p.txPackets) (\(p.txBytes) B), "
             out += "forwarded \(p.forwarded), replied \(p.replied), to control \(p.toControl), dropped \(p.dropped)\n"
         }
