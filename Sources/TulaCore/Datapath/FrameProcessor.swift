@@ -264,7 +264,7 @@ func deliver(_ packet: Packet, vip: UnsafeMutablePointer<VIPEntry>, port: Unsafe
 
 /// ICMP to the appliance: echo requests to a VIP are answered; errors (destination unreachable, time
 /// exceeded) about a VIP flow go to the backend that owns the flow (the quoted packet's tuple, reversed).
-@inline(__always)
+@inline(never) // cold: keeps the per-packet loop small
 func handleICMP(_ packet: Packet, l4: UnsafeMutableRawPointer, l4Length: Int, src: UInt32, dst: UInt32,
                 port: UnsafePointer<PortTables>, tables: UnsafePointer<DataplaneTables>, flows: UnsafePointer<FlowTable>,
                 counters: UnsafeMutablePointer<UInt64>, now: UInt32) -> FrameOutcome {
@@ -298,7 +298,7 @@ func handleICMP(_ packet: Packet, l4: UnsafeMutableRawPointer, l4Length: Int, sr
 
 /// ARP: requests for the port's address or a VIP are answered in place; replies to the port's address go
 /// to the control plane (neighbour resolution); anything else is not for us.
-@inline(__always)
+@inline(never) // cold: keeps the per-packet loop small
 func answerARP(_ p: UnsafeMutableRawPointer, length: Int, l2: Int, port: UnsafePointer<PortTables>,
                tables: UnsafePointer<DataplaneTables>) -> FrameOutcome {
     guard length &- l2 >= 28 else { return FrameOutcome(.malformedARP) }
