@@ -4,20 +4,22 @@
 # Usage (as root):
 #   scripts/testbed.sh [run] [--report FILE]   build the bed, run every check, tear it down; exit 1 if a check fails
 #   scripts/testbed.sh up                      build the bed and leave it running, to explore by hand
-#   scripts/testbed.sh server stop|start bN    stop or start backend N's HTTP server in the running bed
+#   scripts/testbed.sh server stop|start bN    stop or start backend N's HTTP server (Tula's health check follows)
 #   scripts/testbed.sh down                    tear down every bed, including leftovers of crashed runs
 #
 # The bed (every address is inside namespaces this script creates; nothing touches the host's own network):
 #
 #   client 10.0.1.10 ──┐
-#   b1     10.0.1.11 ──┤                        VIP 10.0.1.100:80/tcp  l2 (MAC rewrite) -> b1 b2 b3
-#   b2     10.0.1.12 ──┼── bridge br0 (lan)     VIP 10.0.1.200:80/tcp  l3 (IP-in-IP)    -> 10.0.1.21 10.0.1.22 via gw
-#   b3     10.0.1.13 ──┤
-#   gw     10.0.1.1  ──┤  (the l3 next hop; it does not route: this kernel has no ipip module to decapsulate anyway)
-#   tula   10.0.1.2  ──┘  DPDK net_af_packet on the namespace's eth0
+#   b1     10.0.1.11 ──┤                        VIP 10.0.1.100:80/tcp  l2 (MAC rewrite) -> b1 b2 b3, http health check
+#   b2     10.0.1.12 ──┤                        VIP 10.0.1.200:80/tcp  l3 (IP-in-IP)    -> 10.0.1.21 10.0.1.22 via gw
+#   b3     10.0.1.13 ──┼── bridge br0 (lan)     VIP 10.0.1.150:80/tcp  l2               -> 10.0.1.99 (nobody: never resolves)
+#   gw     10.0.1.1  ──┤  (the l3 next hop; it answers ARP but does not route: this kernel has no ipip module anyway)
+#   tula   10.0.1.2  ──┤  DPDK net_af_packet on the tula namespace's eth0 (no kernel address)
+#          10.0.1.3  ──┘  eth1 in the same namespace: the kernel's interface the health probes leave from
 #
 # Backends are set up with `tula-appliance backend-setup --apply` and checked with `tula-appliance doctor`; each runs
-# Python's http.server serving its own name at / and a 1 MiB file at /1mb.bin.
+# Python's http.server serving its own name at / and a 1 MiB file at /1mb.bin. No MAC is configured: Tula resolves the
+# backends and the gateway by ARP from its port address.
 #
 # Environment: TULA_APPLIANCE=path to use a built binary (default: `swift build` the debug tula-appliance);
 # PYTHON=interpreter with scapy (default python3); TULABED_STATE=directory for bed state (default /run/tulabed).
@@ -30,7 +32,11 @@ prefix=tulabed                      # every namespace of a bed is named tulabed-
 
 vip_l2=10.0.1.100
 vip_l3=10.0.1.200
+vip_nobody=10.0.1.150               # an l2 VIP whose only backend is an address nobody has
+nobody=10.0.1.99
 tula_address=10.0.1.2
+probe_address=10.0.1.3              # the kernel interface (eth1) of Tula's namespace, where health probes come from
+probe_mac=02:00:00:00:00:03
 backends=(b1 b2 b3)
 l3_backends=(10.0.1.21 10.0.1.22)
 nodes=(client b1 b2 b3 gw tula)
@@ -40,6 +46,9 @@ declare -A mac=([client]=02:00:00:00:00:10 [b1]=02:00:00:00:01:11 [b2]=02:00:00:
 file_bytes=1048576                  # the download: 1 MiB
 requests=30                         # requests that must reach every backend
 max_appliance_share=10              # percent: appliance bytes against bytes the client received
+check_interval=1 check_rise=2 check_fall=2   # the l2 VIP's health check (seconds, probes in a row)
+check_slack=2                       # seconds allowed beyond interval x fall (or rise) for a state change
+settle=1                            # seconds from Tula's log line to the new tables in the workers, at most (see below)
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Output and checks
@@ -47,6 +56,7 @@ max_appliance_share=10              # percent: appliance bytes against bytes the
 passed=0
 failed=0
 report=""
+nobody_curl="" nobody_drops=""      # curl's exit status for the VIP whose backend never resolves, and the drops it caused
 say() { printf '== %s\n' "$*"; }
 die() { printf 'testbed: error: %s\n' "$*" >&2; exit 1; }
 
@@ -171,29 +181,38 @@ build_bed() {
         if [ -n "${address[$node]:-}" ]; then in_ns "$node" ip addr add "${address[$node]}/24" dev eth0; fi
         in_ns "$node" ip link set eth0 up
     done
-    # The gateway sends nothing, so the bridge would never learn where its MAC is: tell it.
-    in_ns lan bridge fdb add "${mac[gw]}" dev p-gw master static
+    # Tula's namespace also gets a kernel interface on the segment, for the health probes (they go through the kernel's
+    # stack; DPDK keeps eth0 to itself, which has no address). arp_ignore=1 keeps the kernel from answering ARP for
+    # 10.0.1.3 on eth0 (Tula's port), arp_announce=2 makes its own requests come from eth1's address.
+    in_ns tula sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2
+    in_ns lan ip link add p-tula-k type veth peer name eth1 netns "$(ns tula)"
+    in_ns lan ip link set p-tula-k master br0 up
+    in_ns tula ip link set eth1 address "$probe_mac"
+    in_ns tula ip addr add "$probe_address/24" dev eth1
+    in_ns tula ip link set eth1 up
     # Frames the client's kernel leaves for the NIC to checksum reach Tula's AF_PACKET socket with a partial TCP checksum,
     # and Tula forwards them untouched: checksum in software, as a real NIC would have.
     in_ns client ethtool -K eth0 tx off >/dev/null
     for node in "${nodes[@]}"; do
         printf '   %-6s %-9s %s  eth0 in %s\n' "$node" "${address[$node]:-$tula_address}" "${mac[$node]}" "$(ns "$node")"
     done
+    printf '   %-6s %-9s %s  eth1 in %s (kernel side, for health probes)\n' tula "$probe_address" "$probe_mac" "$(ns tula)"
 }
 
-# The Tula config of the bed: the af_packet port on the tula namespace's eth0, the l2 VIP over b1..b3, the l3 VIP.
+# The Tula config of the bed: the af_packet port on the tula namespace's eth0, the l2 VIP over b1..b3 with an http
+# health check, the l3 VIP, and an l2 VIP whose backend nobody has. No MACs: the backends and the gateway are resolved.
 write_config() {
     local file
     file=$(state)/tula.yaml
     {
         cat <<EOF
-# The test bed's Tula: one af_packet port on the bed's segment (its MAC is the interface's own), an l2 and an l3 VIP.
+# The test bed's Tula: one af_packet port on the bed's segment (its MAC is the interface's own), two l2 VIPs and an
+# l3 VIP. No backend MAC and no gateway_mac: Tula resolves them by ARP from its port address.
 ports:
   - name: bed
     device: "net_af_packet0,iface=eth0"
     address: $tula_address
     gateway: ${address[gw]}
-    gateway_mac: ${mac[gw]}
 workers: 1
 flows_per_worker: 65536
 stats_socket: $(state)/tula.sock
@@ -203,9 +222,16 @@ vips:
     port: 80
     protocol: tcp
     mode: l2
+    health_check:
+      type: http
+      path: /
+      interval: $check_interval
+      timeout: 1
+      rise: $check_rise
+      fall: $check_fall
     backends:
 EOF
-        for b in "${backends[@]}"; do printf '      - address: %s\n        mac: %s\n' "${address[$b]}" "${mac[$b]}"; done
+        for b in "${backends[@]}"; do printf '      - address: %s\n' "${address[$b]}"; done
         cat <<EOF
   - name: web-l3
     address: $vip_l3
@@ -215,6 +241,15 @@ EOF
     backends:
 EOF
         for a in "${l3_backends[@]}"; do printf '      - address: %s\n' "$a"; done
+        cat <<EOF
+  - name: nobody-l2
+    address: $vip_nobody
+    port: 80
+    protocol: tcp
+    mode: l2
+    backends:
+      - address: $nobody
+EOF
     } >"$file"
     "$tula" check-config --config "$file" >/dev/null || die "the bed's config is refused"
 }
@@ -263,7 +298,7 @@ setup_backends() {
     expect doctor-passes-after-setup "exit 0, only ok lines on: ${healthy:-none}" '[ "$healthy" = "b1 b2 b3 " ]'
 }
 
-# server start|stop NODE: the backend's HTTP server (the seam health checks will use to take a backend down).
+# server start|stop NODE: the backend's HTTP server (stopping it is how the bed takes a backend down for its health check).
 server() {
     local action=$1 node=$2 www=$(state)/www/$2 pidfile=$(state)/$2.server.pid
     case $action in
@@ -325,6 +360,15 @@ s = json.loads([l for l in open(sys.argv[1]) if l.startswith("{")][-1])
 print(eval(sys.argv[2]))' "$(state)/tula.json" "$1"
 }
 
+# live EXPR: the same from the running Tula (`tula-appliance stats --json` on its control socket); "?" if it cannot.
+live() {
+    local sample
+    sample=$("$tula" stats --json --socket "$(state)/tula.sock" 2>/dev/null) || { echo '?'; return; }
+    "$python" -c 'import json, sys
+s = json.loads(sys.argv[1])
+print(eval(sys.argv[2]))' "$sample" "$1" 2>/dev/null || echo '?'
+}
+
 # ---------------------------------------------------------------------------------------------------------------------
 # The checks through Tula
 
@@ -371,6 +415,102 @@ check_l3() {
     in_ns client bash -c "for i in 1 2 3 4; do curl -s -o /dev/null --connect-timeout 1.5 http://$vip_l3/ & done; wait" || true
     sleep 0.2
     stop_pid "$capture"
+}
+
+# now: the time, in seconds with a fraction. since T0: seconds from T0 to now, one decimal.
+now() { date +%s.%N; }
+since() { awk -v t0="$1" -v t="$(now)" 'BEGIN { printf "%.1f", t - t0 }'; }
+
+# wait_for_log TEXT T0 LIMIT: waits until a line of Tula's stderr contains TEXT; returns 1 when LIMIT seconds after T0
+# passed first.
+wait_for_log() {
+    while ! grep -qF "$1" "$(state)/tula.log"; do
+        awk -v e="$(since "$2")" -v l="$3" 'BEGIN { exit !(e >= l) }' && return 1
+        sleep 0.1
+    done
+}
+
+# l2_requests N: N requests to the l2 VIP from the client, each a new connection; one line each: the body, or
+# "curl-exit-<status>" for a request that failed.
+l2_requests() {
+    in_ns client bash -c "for i in \$(seq $1); do curl -s -m 5 http://$vip_l2/ || echo curl-exit-\$?; done" || true
+}
+
+# tally BODIES: how many of the lines are each backend's name, and how many are something else, with curl's exit
+# statuses: "b1=7 b2=0 b3=13 failed=0", or "b1=7 b2=0 b3=12 failed=1 curl-exit-7 x1".
+tally() {
+    local out="" n known=0
+    for b in "${backends[@]}"; do n=$(grep -cx "$b" <<<"$1" || true); out+="$b=$n "; known=$((known + n)); done
+    out+="failed=$(($(grep -c . <<<"$1") - known))"
+    echo "$out$(grep -o 'curl-exit-[0-9]*' <<<"$1" | sort | uniq -c | awk '{printf " %s x%s", $2, $1}')"
+}
+
+# The l2 VIP's health check: a backend whose HTTP server stops is taken out within interval x fall (+ slack) and gets no
+# new connection; started again, it is back within interval x rise (+ slack). Tula logs both changes on stderr, just
+# before it rebuilds and publishes the tables (tens of milliseconds; a few hundred in a debug build on a busy machine):
+# the requests start `settle` seconds after the log line.
+check_health() {
+    local b=b2 t0 took limit bodies counts status line
+    local down="backend ${address[$b]} of web-l2 is unhealthy" up="backend ${address[$b]} of web-l2 is healthy again"
+
+    say "b1: Tula's health probes arrive from $probe_address (eth1 of Tula's namespace, through its kernel)"
+    local probes neighbour
+    probes=$(grep -c "^$probe_address .*\"GET / HTTP/1.0\" 200" "$(state)/b1.server.log" || true)
+    neighbour=$(in_ns b1 ip neigh show "$probe_address" dev eth0 | awk '{print $3}')
+    expect health-probes-from-kernel-interface \
+        "b1 answered $probes probes GET / from $probe_address; its ARP entry for it: ${neighbour:-missing} (eth1: $probe_mac)" \
+        '[ "$probes" -gt 0 ] && [ "$neighbour" = "$probe_mac" ]'
+
+    limit=$((check_interval * check_fall + check_slack))
+    say "$b: HTTP server stopped; the health check (GET / every $check_interval s, fall $check_fall)" \
+        "must take it out within $limit s"
+    t0=$(now)
+    server stop "$b"
+    status=0
+    wait_for_log "$down" "$t0" "$limit" || status=$?
+    took=$(since "$t0")
+    line=$(grep -F "$down" "$(state)/tula.log" | head -1 | sed 's/^tula-appliance: //')
+    local health
+    health=$(live "' '.join(f\"{b['address']}={b['health']}\" for b in s['vips'][0]['backends'])")
+    expect health-takes-out-stopped-backend "after $took s (limit $limit s), Tula logged: ${line:-nothing}; stats: $health" \
+        '[ "$status" = 0 ] && grep -qw "${address[$b]}=down" <<<"$health"'
+
+    sleep "$settle"
+    say "client: 20 requests while $b is out"
+    bodies=$(l2_requests 20)
+    counts=$(tally "$bodies")
+    expect health-no-new-flows-to-down-backend "$(grep -c . <<<"$bodies") requests: $counts" \
+        '[ "$(grep -c . <<<"$bodies")" = 20 ] && grep -q " $b=0 .*failed=0$" <<<" $counts"'
+
+    limit=$((check_interval * check_rise + check_slack))
+    say "$b: HTTP server started again; the health check (rise $check_rise) must bring it back within $limit s"
+    t0=$(now)
+    server start "$b"
+    status=0
+    wait_for_log "$up" "$t0" "$limit" || status=$?
+    took=$(since "$t0")
+    line=$(grep -F "$up" "$(state)/tula.log" | head -1 | sed 's/^tula-appliance: //')
+    sleep "$settle"
+    bodies=$(l2_requests 30)
+    counts=$(tally "$bodies")
+    expect health-brings-back-restarted-backend \
+        "after $took s (limit $limit s), Tula logged: ${line:-nothing}; then 30 requests: $counts" \
+        '[ "$status" = 0 ] && [ "$(grep -c . <<<"$bodies")" = 30 ] && ! grep -q " $b=0 " <<<" $counts" &&
+              grep -q "failed=0$" <<<"$counts"'
+}
+
+# A connection to the VIP whose only backend (10.0.1.99) nobody has: Tula's ARP requests go unanswered, the client's
+# SYNs are dropped as unresolved-next-hop (counted from the live stats around it; the rest is checked on the summary).
+check_unresolved() {
+    say "client: a connection to $vip_nobody, whose backend $nobody never answers ARP"
+    local before after
+    before=$(live "s['verdicts']['unresolved-next-hop']")
+    nobody_curl=0
+    in_ns client curl -s -o /dev/null --connect-timeout 1 "http://$vip_nobody/" || nobody_curl=$?
+    sleep 0.1
+    after=$(live "s['verdicts']['unresolved-next-hop']")
+    nobody_drops=$(awk -v a="$after" -v b="$before" \
+        'BEGIN { if (a ~ /^[0-9]+$/ && b ~ /^[0-9]+$/) print a - b; else print "?" }')
 }
 
 # Dissects the l3 capture: every frame Tula sent is IP-in-IP to a configured backend, from the port address, with
@@ -442,6 +582,43 @@ check_counters() {
     expect l3-ip-in-ip-on-the-wire "$detail" '[ "$status" = 0 ] && [ "$captured" = "$counted" ]'
 }
 
+# Health as the summary has it: every l2 backend up again (the other VIPs have no check), and exactly two changes logged.
+check_health_summary() {
+    local health l2 others changes
+    health=$(summary "'; '.join(v['name'] + ': ' + ' '.join(f\"{b['address']}={b['health']}\" for b in v['backends'])
+                                for v in s['vips'])")
+    l2=$(summary "' '.join(b['health'] for b in s['vips'][0]['backends'])")
+    others=$(summary "' '.join(sorted({b['health'] for v in s['vips'][1:] for b in v['backends']}))")
+    changes=$(sed -n 's/^tula-appliance: backend \(.*\) of .* is \(unhealthy\|healthy again\).*/\1 \2/p' "$(state)/tula.log" |
+        paste -sd ',')
+    expect health-in-summary "$health; changes logged: ${changes:-none}" \
+        '[ "$l2" = "up up up" ] && [ "$others" = unchecked ] &&
+              [ "$changes" = "${address[b2]} unhealthy,${address[b2]} healthy again" ]'
+}
+
+# Next hops as the summary has them: the backends and the gateway resolved by ARP to their real MACs; the address
+# nobody has failed, and the client's packets for it were dropped as unresolved-next-hop.
+check_neighbors() {
+    local expected="" resolved learned
+    for node in "${backends[@]}" gw; do expected+="${address[$node]}=reachable/${mac[$node]}"$'\n'; done
+    expected=$(sort <<<"$expected" | grep . | paste -sd ' ')
+    resolved=$(summary "' '.join(sorted(f\"{n['address']}={n['state']}/{n.get('mac', 'none')}\"
+                                        for n in s['neighbors'] if n['address'] != '$nobody'))")
+    learned=$(summary "s['verdicts']['arp-learned']")
+    expect arp-resolves-backends-and-gateway "neighbors: $resolved; $learned ARP replies learned" \
+        '[ "$resolved" = "$expected" ]'
+
+    local state packets
+    state=$(summary "' '.join(n['state'] + ', MAC ' + n.get('mac', 'none') for n in s['neighbors']
+                              if n['address'] == '$nobody') or 'missing'")
+    packets=$(summary "s['vips'][2]['packets']")
+    expect arp-unanswered-next-hop-failed \
+        "$nobody: $state; the client's connection to $vip_nobody: curl exit $nobody_curl (timeout), $nobody_drops \
+packet(s) dropped as unresolved-next-hop meanwhile, $packets forwarded" \
+        '[ "$state" = "failed, MAC none" ] && [ "$nobody_curl" = 28 ] && [ "$nobody_drops" != "?" ] &&
+              [ "$nobody_drops" -ge 1 ] && [ "$packets" = 0 ]'
+}
+
 # A backend broken the usual ways (VIP removed from lo, arp_ignore back to 0) is diagnosed, and doctor's fixes repair it.
 check_misconfigured() {
     local b=b3 problems fixes
@@ -505,9 +682,13 @@ run)
     bring_up
     check_l2
     check_l3
+    check_health
+    check_unresolved
     say "tula: stopping (SIGTERM) for its counters"
     stop_tula
     check_counters
+    check_health_summary
+    check_neighbors
     check_misconfigured
     say "tearing down bed $bed"
     teardown_bed "$bed"
@@ -523,7 +704,9 @@ up)
 == bed $bed is up. Try:
    ip netns exec $(ns client) curl -v http://$vip_l2/
    ip netns exec $(ns client) ip neigh show $vip_l2
-   scripts/testbed.sh server stop b2        # and start b2
+   $tula stats --socket $(state)/tula.sock     # health per backend, neighbours (ARP)
+   scripts/testbed.sh server stop b2        # the health check takes b2 out within ~2 s (tail $(state)/tula.log)
+   scripts/testbed.sh server start b2       # and brings it back
    scripts/testbed.sh down                  # prints Tula's counters, then removes everything
 EOF
     ;;
@@ -541,6 +724,8 @@ down)
             stop_pid "$(cat "$(state)/tula.pid")"
             echo "   tula received $(summary "s['ports'][0]['rx_bytes']") B in $(summary "s['rx_packets']") packets;" \
                 "per backend: $(summary "' '.join(f\"{b['address']}={b['packets']}\" for v in s['vips'] for b in v['backends'])")" || true
+            echo "   health: $(summary "' '.join(f\"{b['address']}={b['health']}\" for v in s['vips'] for b in v['backends'] if b['health'] != 'unchecked')");" \
+                "neighbours: $(summary "' '.join(f\"{n['address']}={n['state']}\" + (f\"/{n['mac']}\" if 'mac' in n else '') for n in s['neighbors'])")" || true
         fi
         teardown_bed "$id"
     done

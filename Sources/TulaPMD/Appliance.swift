@@ -183,14 +183,23 @@ public final class Appliance: @unchecked Sendable {
         control.lock()
         defer { control.unlock() }
         guard stopTime == nil else { return }
-        var changed = false
-        for (i, (key, _, check)) in due.enumerated() {
-            if health.record(key, error: results[i], check: check) {
-                changed = true
-                FileHandle.standardError.write(Data("tula-appliance: backend \(key.address) of \(key.vip) is \(health.isHealthy(key) ? "healthy again" : "unhealthy: \(results[i] ?? "")")\n".utf8))
-            }
+        var changes: [String] = []
+        for (i, (key, _, check)) in due.enumerated() where health.record(key, error: results[i], check: check) {
+            changes.append("backend \(key.address) of \(key.vip) is \(health.isHealthy(key) ? "healthy again" : "unhealthy: \(results[i] ?? "")")")
         }
-        if changed { try? applyLocked(config) }
+        guard !changes.isEmpty else { return }
+        // Logged once the workers have the new tables, so the log never runs ahead of the traffic.
+        republish(because: changes.joined(separator: "; "))
+        for change in changes { log(change) }
+    }
+
+    /// Publishes tables for the current config after a health or neighbour change (call with `control` held).
+    private func republish(because reason: String) {
+        do { try applyLocked(config) } catch { log("could not apply \(reason): \(error)") }
+    }
+
+    private func log(_ message: String) {
+        FileHandle.standardError.write(Data("tula-appliance: \(message)\n".utf8))
     }
 
     // MARK: - Neighbour resolution (ARP), off the packet path
@@ -241,7 +250,7 @@ public final class Appliance: @unchecked Sendable {
             sendControlFrame(ARPFrames.request(senderMAC: ports[port].mac, senderIP: config.ports[port].address,
                                                target: address, vlan: config.ports[port].vlan), port: port)
         }
-        if changed || lost { try? applyLocked(config) }
+        if changed || lost { republish(because: "a next-hop MAC change") }
     }
 
     /// Next hops being resolved, for summaries.

@@ -72,7 +72,10 @@ extension Integration {
         static let checks = [
             "doctor-flags-fresh-backends", "backend-setup-apply", "doctor-passes-after-setup",
             "curl-vip-200", "arp-vip-is-tula", "spread-over-all-backends", "download-1mb",
+            "health-probes-from-kernel-interface", "health-takes-out-stopped-backend", "health-no-new-flows-to-down-backend",
+            "health-brings-back-restarted-backend",
             "appliance-bytes-under-10pct", "tula-counted-client-to-server-only", "l3-ip-in-ip-on-the-wire",
+            "health-in-summary", "arp-resolves-backends-and-gateway", "arp-unanswered-next-hop-failed",
             "doctor-diagnoses-misconfigured-backend", "doctor-passes-after-fixes",
         ]
 
