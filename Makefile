@@ -1,0 +1,48 @@
+# Tula developer entry points. `make help` lists them.
+#
+# The release build lives in its own scratch path ($(RELEASE_SCRATCH), git-ignored as .build-*/), so it
+# never contends for the .build lock with `swift build` / `swift test` (the hot-loop test uses the same one).
+
+SWIFT           ?= swift
+PYTHON          ?= python3
+RELEASE_SCRATCH ?= .build-release
+RELEASE_BIN     := $(RELEASE_SCRATCH)/release/tula-appliance
+
+# Benchmark knobs: `make bench BENCH_SECONDS=10 BENCH_REPS=5 BENCH_FLOWS="1000 1000000"`.
+BENCH_SECONDS   ?= 5
+BENCH_REPS      ?= 3
+BENCH_FLOWS     ?= 1000 100000 1000000
+BENCH_ARGS      ?=
+# matplotlib for the chart: used from $(PYTHON) when it has it, else from a venv made here on first use.
+BENCH_VENV      ?= .build-bench/venv
+
+.PHONY: help release bench bench-report bench-chart bench-venv
+
+help:
+	@echo "make release       release build of tula-appliance into $(RELEASE_SCRATCH)"
+	@echo "make bench         throughput against dpdk-testpmd -> BENCHMARKS.md, benchmarks/ (takes ~6 min)"
+	@echo "make bench-report  rewrite BENCHMARKS.md tables and the chart from benchmarks/results.json"
+
+release:
+	$(SWIFT) build -c release --product tula-appliance --scratch-path $(RELEASE_SCRATCH)
+
+# The command as typed (with the knobs that were set), recorded in BENCHMARKS.md.
+BENCH_CMD = $(strip make bench $(foreach v,BENCH_SECONDS BENCH_REPS BENCH_FLOWS BENCH_ARGS,$(if $(filter command% environment%,$(origin $(v))),$(v)='$(strip $($(v)))')))
+
+bench: release bench-venv
+	$(PYTHON) scripts/bench/bench.py --binary $(RELEASE_BIN) --seconds $(BENCH_SECONDS) --reps $(BENCH_REPS) \
+		--flows "$(BENCH_FLOWS)" --command-line "$(BENCH_CMD)" $(BENCH_ARGS)
+	$(MAKE) --no-print-directory bench-chart
+
+bench-report: bench-venv
+	$(PYTHON) scripts/bench/bench.py --report-only
+	$(MAKE) --no-print-directory bench-chart
+
+bench-chart: bench-venv
+	$$($(PYTHON) -c 'import matplotlib' 2>/dev/null && echo $(PYTHON) || echo $(BENCH_VENV)/bin/python) \
+		scripts/bench/chart.py benchmarks/results.json benchmarks/throughput.png
+
+bench-venv:
+	@$(PYTHON) -c 'import matplotlib' 2>/dev/null || $(BENCH_VENV)/bin/python -c 'import matplotlib' 2>/dev/null || \
+		{ echo "creating $(BENCH_VENV) with matplotlib (for the benchmark chart)"; \
+		  $(PYTHON) -m venv $(BENCH_VENV) && $(BENCH_VENV)/bin/pip install --quiet matplotlib; }

@@ -1,0 +1,87 @@
+#!/usr/bin/env python3
+"""Draws benchmarks/throughput.png from benchmarks/results.json (written by bench.py): Mpps per flow count for
+testpmd macswap, Tula L2 and Tula L3 (median bars, every run as a dot), and the ratio to testpmd against the
+targets. Usage: chart.py RESULTS.json OUT.png"""
+
+import json
+import os
+import statistics
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench import human_flows, summarize  # noqa: E402
+
+CASES = [("testpmd", "testpmd macswap", "#7f7f7f"), ("l2", "Tula L2 (MAC rewrite)", "#1f77b4"),
+         ("l3", "Tula L3 (IP-in-IP)", "#ff7f0e")]
+
+
+def main(results_path, out_path):
+    with open(results_path) as f:
+        results = json.load(f)
+    env = results["environment"]
+    rows, scaling = summarize(results)
+    flows = sorted({r["flows"] for r in rows})
+    by = {(r["case"], r["flows"]): r for r in rows}
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.8), gridspec_kw={"width_ratios": [3, 2]})
+    width = 0.26
+    for i, (case, label, color) in enumerate(CASES):
+        xs, ys = [], []
+        for j, f in enumerate(flows):
+            r = by.get((case, f))
+            if not r:
+                continue
+            x = j + (i - 1) * width
+            xs.append(x)
+            ys.append(r["mpps"])
+            ax1.scatter([x] * len(r["runs"]), r["runs"], s=9, color="black", zorder=3)
+            ax1.annotate(f"{r['mpps']:.1f}", (x, r["mpps"]), ha="center", va="bottom", fontsize=8,
+                         xytext=(0, 2), textcoords="offset points")
+        ax1.bar(xs, ys, width, label=label, color=color)
+    ax1.set_xticks(range(len(flows)), [f"{human_flows(f)} flows" for f in flows])
+    ax1.set_ylabel("Mpps, one worker core (median; dots: runs)")
+    ax1.set_title("Throughput on one net_pcap infinite_rx port")
+    ax1.legend(loc="upper right", fontsize=8)
+    ax1.set_ylim(0, max(max(r["runs"]) for r in rows) * 1.12)
+
+    for i, (case, label, color) in enumerate(CASES[1:]):
+        xs, ys = [], []
+        for j, f in enumerate(flows):
+            r = by.get((case, f))
+            if not r or r["ratio"] is None:
+                continue
+            x = j + (i - 0.5) * width
+            xs.append(x)
+            ys.append(r["ratio"])
+            ax2.annotate(f"{r['ratio']:.2f}", (x, r["ratio"]), ha="center", va="bottom", fontsize=8,
+                         xytext=(0, 2), textcoords="offset points")
+            if r["target"]:
+                ax2.hlines(r["target"], x - width / 2, x + width / 2, colors="red", linewidth=2, zorder=3)
+        ax2.bar(xs, ys, width, label=label, color=color)
+    ax2.plot([], [], color="red", linewidth=2, label="target")
+    ax2.axhline(1.0, color="#7f7f7f", linewidth=0.8, linestyle="--")
+    ax2.set_xticks(range(len(flows)), [human_flows(f) for f in flows])
+    ax2.set_ylim(0, 1.15)
+    ax2.set_ylabel("ratio to testpmd macswap")
+    ax2.set_title("Tula / testpmd (same flows, same run)")
+    ax2.legend(loc="upper right", fontsize=8)
+
+    modes = ", ".join(sorted({r["memory"] for r in results["runs"]}))
+    load = statistics.median(r["other_load_cores"] for r in results["runs"])
+    fig.suptitle(f"{env['cpu']} ({env['cpus']} CPUs), DPDK {env['dpdk'].split(' ')[0]}, {modes}, "
+                 f"{env['reps']}x{env['seconds']:g} s per case, median other load {load:.2f} cores — {env['date']}",
+                 fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=110)
+    print(f"wrote {out_path}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3:
+        sys.exit(__doc__)
+    main(sys.argv[1], sys.argv[2])
