@@ -29,11 +29,13 @@ let package = Package(
         .target(
             name: "TulaCore",
             dependencies: [.product(name: "Yams", package: "Yams")],
-            swiftSettings: [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
+            // Cross-module optimization lets the worker loop (TulaPMD) inline the per-frame code.
+            swiftSettings: [.unsafeFlags(["-Ounchecked", "-wmo", "-cross-module-optimization"], .when(configuration: .release))]
         ),
         .target(
             name: "TulaStats",
-            dependencies: ["TulaCore", .product(name: "Atomics", package: "swift-atomics")]
+            dependencies: ["TulaCore", .product(name: "Atomics", package: "swift-atomics")],
+            swiftSettings: [.unsafeFlags(["-cross-module-optimization"], .when(configuration: .release))]
         ),
         .target(
             name: "TulaPMD",

@@ -9,7 +9,7 @@ public struct CounterLayout: Sendable, Equatable {
     public let backendCount: Int
 
     public static let rxPackets = 0, rxBytes = 1, txPackets = 2, txBytes = 3, firstVerdict = 4
-    public static let perPort = firstVerdict + Verdict.count
+    @inlinable public static var perPort: Int { firstVerdict + Verdict.count }
     /// Flow table: slots in use, insertions, evictions of live flows, reuses of expired slots.
     public static let flowsInUse = 0, flowInsertions = 1, flowEvictions = 2, flowExpiries = 3, perFlowTable = 4
     /// Per VIP and per backend: packets, bytes, new flows.

@@ -75,3 +75,25 @@ public struct FlowTable: @unchecked Sendable {
         e.pointee = FlowEntry(src: src, dst: dst, ports: ports, meta: UInt32(proto) | 0x100, backend: backend, lastSeen: now)
     }
 }
+
+/// The flow-table slot the lookup of `frame` will start at, guessed without validating the frame, so the
+/// caller can prefetch it for a whole burst before processing any frame of it (the lookups' cache misses
+/// then overlap instead of coming one after the other). nil when the frame does not look like IPv4 TCP/UDP;
+/// a wrong guess costs one useless prefetch (`processFrame` does all the checking).
+public func flowSlotHint(_ p: UnsafeRawPointer, length: Int, flows: UnsafePointer<FlowTable>) -> UnsafeRawPointer? {
+    guard length >= 42 else { return nil }
+    var l2 = 14
+    var etherType = UInt16(bigEndian: p.loadUnaligned(fromByteOffset: 12, as: UInt16.self))
+    if etherType == 0x8100 { etherType = UInt16(bigEndian: p.loadUnaligned(fromByteOffset: 16, as: UInt16.self)); l2 = 18 }
+    guard etherType == 0x0800 else { return nil }
+    let ip = p + l2
+    let ihl = Int(ip.load(as: UInt8.self) & 0x0F) &* 4
+    let proto = ip.load(fromByteOffset: 9, as: UInt8.self)
+    guard proto == 6 || proto == 17, length >= l2 &+ ihl &+ 4 else { return nil }
+    let ports = UInt32(bigEndian: ip.loadUnaligned(fromByteOffset: ihl, as: UInt32.self))
+    let hash = flowHash(src: UInt32(bigEndian: ip.loadUnaligned(fromByteOffset: 12, as: UInt32.self)),
+                        dst: UInt32(bigEndian: ip.loadUnaligned(fromByteOffset: 16, as: UInt32.self)),
+                        srcPort: UInt16(truncatingIfNeeded: ports >> 16), dstPort: UInt16(truncatingIfNeeded: ports),
+                        proto: proto)
+    return UnsafeRawPointer(flows.pointee.entries + Int(UInt32(truncatingIfNeeded: hash) & flows.pointee.mask))
+}

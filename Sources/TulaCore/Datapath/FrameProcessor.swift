@@ -76,7 +76,7 @@ func classifyAndRewrite(_ p: UnsafeMutableRawPointer, length: Int, headroom: Int
     switch checksum {
     case .good: break
     case .bad: return FrameOutcome(.badIPChecksum)
-    case .unknown: guard onesComplementSum(ip, ihl) == 0xFFFF else { return FrameOutcome(.badIPChecksum) }
+    case .unknown: guard headerChecksumValid(ip, ihl) else { return FrameOutcome(.badIPChecksum) }
     }
     let isFragment = be16(ip, 6) & 0x3FFF != 0
     let proto = ip.load(fromByteOffset: 9, as: UInt8.self)

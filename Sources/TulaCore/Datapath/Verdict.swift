@@ -83,6 +83,8 @@ public enum Verdict: UInt8, CaseIterable, Sendable, CustomStringConvertible {
     public var isToControl: Bool { self == .arpLearned }
     public var isDrop: Bool { !transmits && !isToControl }
 
-    public static let count = Verdict.allCases.count
+    /// Number of verdicts (`txFull` is the last case). A literal computation, not `allCases.count`: a lazy
+    /// static would put a `swift_once` on the packet path.
+    @inlinable public static var count: Int { Int(Verdict.txFull.rawValue) + 1 }
     public static func named(_ name: String) -> Verdict? { allCases.first { $0.name == name } }
 }
