@@ -27,21 +27,29 @@ func writeEthernet(_ out: UnsafeMutableRawPointer, dst: (UInt32, UInt16), src: (
     return 18
 }
 
-/// Writes an outer IPv4 header (protocol 4, TTL 64, checksum) carrying `payload` bytes.
+/// Writes a 20-byte IPv4 header with TTL 64 and a valid checksum.
+@inline(__always)
+func writeIPv4Header(_ ip: UnsafeMutableRawPointer, tos: UInt8, total: Int, identification: UInt16,
+                     flagsFragment: UInt16, proto: UInt8, source: UInt32, destination: UInt32) {
+    ip.storeBytes(of: 0x45, as: UInt8.self)
+    ip.storeBytes(of: tos, toByteOffset: 1, as: UInt8.self)
+    put16(ip, 2, UInt16(truncatingIfNeeded: total))
+    put16(ip, 4, identification)
+    put16(ip, 6, flagsFragment)
+    ip.storeBytes(of: 64, toByteOffset: 8, as: UInt8.self)
+    ip.storeBytes(of: proto, toByteOffset: 9, as: UInt8.self)
+    put16(ip, 10, 0)
+    put32(ip, 12, source)
+    put32(ip, 16, destination)
+    put16(ip, 10, internetChecksum(ip, 20))
+}
+
+/// Writes an outer IPv4 header (protocol 4) carrying `payload` bytes.
 @inline(__always)
 func writeOuterHeader(_ outer: UnsafeMutableRawPointer, tos: UInt8, payload: Int, identification: UInt16,
                       flagsFragment: UInt16, source: UInt32, destination: UInt32) {
-    outer.storeBytes(of: 0x45, as: UInt8.self)
-    outer.storeBytes(of: tos, toByteOffset: 1, as: UInt8.self)
-    put16(outer, 2, UInt16(truncatingIfNeeded: payload &+ ipInIPOverheadBytes))
-    put16(outer, 4, identification)
-    put16(outer, 6, flagsFragment)
-    outer.storeBytes(of: 64, toByteOffset: 8, as: UInt8.self)
-    outer.storeBytes(of: 4, toByteOffset: 9, as: UInt8.self)
-    put16(outer, 10, 0)
-    put32(outer, 12, source)
-    put32(outer, 16, destination)
-    put16(outer, 10, internetChecksum(outer, 20))
+    writeIPv4Header(outer, tos: tos, total: payload &+ ipInIPOverheadBytes, identification: identification,
+                    flagsFragment: flagsFragment, proto: 4, source: source, destination: destination)
 }
 
 /// Builds the IP-in-IP frame in front of the inner packet at `ip` (`total` bytes): Ethernet to the gateway

@@ -36,16 +36,7 @@ func answerFragmentationNeeded(_ p: UnsafeMutableRawPointer, l2: Int, ip: Unsafe
         i &-= 1
     }
     let total = 28 &+ quoted
-    ip.storeBytes(of: 0x45, as: UInt8.self)
-    ip.storeBytes(of: 0, toByteOffset: 1, as: UInt8.self)
-    put16(ip, 2, UInt16(truncatingIfNeeded: total))
-    put32(ip, 4, 0) // identification 0, no flags
-    ip.storeBytes(of: 64, toByteOffset: 8, as: UInt8.self)
-    ip.storeBytes(of: 1, toByteOffset: 9, as: UInt8.self)
-    put16(ip, 10, 0)
-    put32(ip, 12, vip)
-    put32(ip, 16, client)
-    put16(ip, 10, internetChecksum(ip, 20))
+    writeIPv4Header(ip, tos: 0, total: total, identification: 0, flagsFragment: 0, proto: 1, source: vip, destination: client)
     let icmp = ip + 20
     put16(icmp, 0, 0x0304)
     put16(icmp, 2, 0)
