@@ -102,8 +102,8 @@ func classifyAndRewrite(_ p: UnsafeMutableRawPointer, length: Int, headroom: Int
         let vip = t.vips + vipIndex
         let pick = vip.pointee.hash == .source ? flowHash(src: src, dst: 0, srcPort: 0, dstPort: 0, proto: 0)
                                                : flowHash(src: src, dst: dst, srcPort: 0, dstPort: 0, proto: proto)
-        return deliver(packet, vip: vip, port: port, tables: tables, flows: flows, counters: counters, now: now,
-                       flow: nil, pick: pick)
+        return deliverCold(packet, vip: vip, port: port, tables: tables, flows: flows, counters: counters, now: now,
+                           flow: nil, pick: pick, isICMPError: false)
     }
 
     // TCP or UDP header.
@@ -262,6 +262,15 @@ func deliver(_ packet: Packet, vip: UnsafeMutablePointer<VIPEntry>, port: Unsafe
     return FrameOutcome(.forwardedL3, shift: Int32(packet.l2 &+ start), length: UInt32(-start &+ total))
 }
 
+/// `deliver` for the rare callers (fragments, ICMP errors), so the TCP/UDP path keeps its inlined copy.
+@inline(never)
+func deliverCold(_ packet: Packet, vip: UnsafeMutablePointer<VIPEntry>, port: UnsafePointer<PortTables>,
+                 tables: UnsafePointer<DataplaneTables>, flows: UnsafePointer<FlowTable>, counters: UnsafeMutablePointer<UInt64>,
+                 now: UInt32, flow: (key: FlowKey, insert: Bool)?, pick: UInt64, isICMPError: Bool) -> FrameOutcome {
+    deliver(packet, vip: vip, port: port, tables: tables, flows: flows, counters: counters, now: now, flow: flow,
+            pick: pick, isICMPError: isICMPError)
+}
+
 /// ICMP to the appliance: echo requests to a VIP are answered; errors (destination unreachable, time
 /// exceeded) about a VIP flow go to the backend that owns the flow (the quoted packet's tuple, reversed).
 @inline(never) // cold: keeps the per-packet loop small
@@ -292,8 +301,8 @@ func handleICMP(_ packet: Packet, l4: UnsafeMutableRawPointer, l4Length: Int, sr
     guard vipIndex >= 0 else { return FrameOutcome(.noVIP) }
     let vip = t.vips + vipIndex
     let key = FlowKey(src: be32(inner, 16), dst: dst, ports: UInt32(clientPort) << 16 | UInt32(vipPort), proto: innerProto)
-    return deliver(packet, vip: vip, port: port, tables: tables, flows: flows, counters: counters, now: now,
-                   flow: (key, false), pick: key.pickHash(vip.pointee.hash), isICMPError: true)
+    return deliverCold(packet, vip: vip, port: port, tables: tables, flows: flows, counters: counters, now: now,
+                       flow: (key, false), pick: key.pickHash(vip.pointee.hash), isICMPError: true)
 }
 
 /// ARP: requests for the port's address or a VIP are answered in place; replies to the port's address go
