@@ -297,7 +297,7 @@ extension Integration {
                 (#"{"cmd":"set-weight","vip":"nope","address":"10.0.1.11","weight":0}"#, "no VIP named"),
                 (#"{"cmd":"set-weight","vip":"web","address":"10.0.1.11","weight":-1}"#, "out of range"),
                 (#"{"cmd":"remove-backend","vip":"web","address":"10.0.1.99"}"#, "has no backend"),
-                (#"{"cmd":"add-backend","vip":"web","address":"10.0.1.14"}"#, "needs a mac"),
+                (#"{"cmd":"add-backend","vip":"web","address":"10.0.1.11","mac":"02:00:00:00:01:11"}"#, "already has backend"),
             ]
             for (line, reason) in bad {
                 let response = try ControlSocket.request(line, socket: socket)

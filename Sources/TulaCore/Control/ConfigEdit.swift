@@ -30,8 +30,8 @@ public enum ConfigEdit: Sendable, Equatable {
                 throw ControlError("VIP \(name) already has backend \(backend.address)")
             }
             try ConfigEdit.checkWeight(backend.weight)
-            if next.vips[v].mode == .l2 && backend.mac == nil {
-                throw ControlError("l2 backend needs a mac (ARP resolution of backends is not supported yet)")
+            if next.vips[v].mode == .l3 && backend.vlan != nil {
+                throw ControlError("a backend vlan applies to l2 VIPs only")
             }
             guard next.vips[v].tableSize >= 100 * (next.vips[v].backends.count + 1) else {
                 throw ControlError("VIP \(name): maglev_table_size \(next.vips[v].tableSize) is too small for \(next.vips[v].backends.count + 1) backends (needs 100 per backend)")
