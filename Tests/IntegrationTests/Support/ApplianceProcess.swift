@@ -32,33 +32,12 @@ enum Appliance {
 
     /// Runs `tula-appliance args...`; with `interruptAfter`, sends SIGINT after that many seconds.
     static func run(_ args: [String], interruptAfter: Double? = nil, timeout: Double = 120) throws -> ProcessResult {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = args
-        process.currentDirectoryURL = packageRoot
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        // Drain both pipes while the child runs, so a chatty child never blocks on a full pipe.
-        nonisolated(unsafe) var outData = Data(), errData = Data()
-        let group = DispatchGroup()
-        group.enter(); DispatchQueue.global().async { outData = out.fileHandleForReading.readDataToEndOfFile(); group.leave() }
-        group.enter(); DispatchQueue.global().async { errData = err.fileHandleForReading.readDataToEndOfFile(); group.leave() }
+        let child = try BackgroundProcess(executable: binary, args)
         if let interruptAfter {
             Thread.sleep(forTimeInterval: interruptAfter)
-            kill(process.processIdentifier, SIGINT)
+            child.interrupt()
         }
-        let deadline = Date().addingTimeInterval(timeout)
-        while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
-        if process.isRunning {
-            process.terminate()
-            Issue.record("tula-appliance \(args.joined(separator: " ")) did not finish within \(timeout) s")
-        }
-        process.waitUntilExit()
-        group.wait()
-        return ProcessResult(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
-                             stderr: String(decoding: errData, as: UTF8.self))
+        return child.wait(timeout: timeout)
     }
 }
 
