@@ -8,7 +8,7 @@ public enum ARPFrames {
         var f = MACAddress.broadcast.array + senderMAC.array
         if let vlan { f += [0x81, 0x00, UInt8(vlan >> 8), UInt8(vlan & 0xFF)] }
         f += [0x08, 0x06, 0x00, 0x01, 0x08, 0x00, 6, 4, 0x00, 0x01]
-        f += senderMAC.array + bytes(senderIP) + MACAddress.zero.array + bytes(target)
+        f += senderMAC.array + FrameBuilder.bytes32(senderIP.value) + MACAddress.zero.array + FrameBuilder.bytes32(target.value)
         return f + [UInt8](repeating: 0, count: max(0, 60 - f.count))
     }
 
@@ -21,9 +21,5 @@ public enum ARPFrames {
         guard be16(a, 0) == 1, be16(a, 2) == 0x0800, a.load(fromByteOffset: 4, as: UInt8.self) == 6,
               a.load(fromByteOffset: 5, as: UInt8.self) == 4 else { return nil }
         return (IPv4Address(be32(a, 14)), MACAddress(reading: a + 8))
-    }
-
-    static func bytes(_ a: IPv4Address) -> [UInt8] {
-        [UInt8(a.value >> 24), UInt8(a.value >> 16 & 0xFF), UInt8(a.value >> 8 & 0xFF), UInt8(a.value & 0xFF)]
     }
 }
