@@ -125,7 +125,7 @@ public final class Appliance: @unchecked Sendable {
                 flows: flows, counters: privateCounters, published: counters.block(w), stop: stopFlag, tscHz: hz, startTSC: startTSC,
                 pool: pool, arpRing: arpRings[w], controlTx: w == 0 ? controlTx : nil,
                 fragmentID: UInt16(w), fragmentIDStep: UInt16(workerLcores.count),
-                rx: .allocate(capacity: burstSize), tx: .allocate(capacity: outputCapacity),
+                rx: .allocate(capacity: burstSize), flowHashes: .allocate(capacity: burstSize), tx: .allocate(capacity: outputCapacity),
                 txVerdictCounter: .allocate(capacity: outputCapacity), drop: .allocate(capacity: outputCapacity)))
             contexts.append(context)
         }
@@ -287,7 +287,7 @@ public final class Appliance: @unchecked Sendable {
             let c = context.pointee
             rte_free(UnsafeMutableRawPointer(c.flows.pointee.entries))
             c.flows.deallocate(); c.portIDs.deallocate(); c.checksumOffload.deallocate(); c.counters.deallocate()
-            c.rx.deallocate(); c.tx.deallocate(); c.txVerdictCounter.deallocate(); c.drop.deallocate()
+            c.rx.deallocate(); c.flowHashes.deallocate(); c.tx.deallocate(); c.txVerdictCounter.deallocate(); c.drop.deallocate()
             context.deallocate()
         }
         contexts = []

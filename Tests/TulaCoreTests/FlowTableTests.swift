@@ -1,9 +1,9 @@
-// Tests for the per-lcore flow table: hits, idle expiry, eviction of the least recently seen, layout.
+// Tests for the per-lcore flow table: hits, idle expiry, eviction within a bucket, layout, the frame hash.
 import Testing
 @testable import TulaCore
 
 @Suite struct FlowTableTests {
-    /// A flow table over its own zeroed memory, with shorthand for find-then-store.
+    /// A flow table of 4 buckets over its own zeroed memory, with shorthand for find-then-store.
     final class Table {
         static let capacity = 16, idleTimeout = 30
         let memory: UnsafeMutableRawPointer
@@ -19,114 +19,116 @@ import Testing
 
         func slot(_ e: UnsafeMutablePointer<FlowEntry>) -> Int { e - table.entries }
 
-        /// Looks `flow` up at `now` with `hash` (tests pick hashes to aim at slots); stores it on a miss.
+        /// Looks `flow` up at `now` with `hash` (tests pick hashes to aim at buckets); stores it on a miss.
         @discardableResult
         func touch(_ flow: Flow, hash: UInt64, now: UInt32,
                    backend: UInt32 = 7) -> (slot: Int, outcome: FlowTable.Outcome) {
-            let (e, outcome) = table.find(hash: hash, src: flow.src, dst: flow.dst, ports: flow.ports,
-                                          proto: flow.proto, now: now)
+            let (e, outcome) = table.find(hash: hash, src: flow.src, ports: flow.ports, vip: flow.vip, now: now)
             if outcome != .hit {
-                FlowTable.store(e, src: flow.src, dst: flow.dst, ports: flow.ports, proto: flow.proto,
-                                backend: backend, now: now)
+                FlowTable.store(e, src: flow.src, ports: flow.ports, vip: flow.vip, backend: backend, now: now)
             }
             return (slot(e), outcome)
         }
     }
 
     struct Flow {
-        var src: UInt32 = 0xC000_020A, dst: UInt32 = 0x0A00_0164, ports: UInt32 = 40000 << 16 | 443
-        var proto: UInt8 = 6
+        var src: UInt32 = 0xC000_020A, ports: UInt32 = 40000 << 16 | 443
+        var vip: UInt32 = 0
         /// The `n`-th distinct client port.
         static func client(_ n: UInt32) -> Flow { Flow(ports: (40000 + n) << 16 | 443) }
     }
 
-    @Test func entryIs24Bytes() {
-        #expect(MemoryLayout<FlowEntry>.stride == 24)
-        #expect(MemoryLayout<FlowEntry>.size == 24)
-        #expect(FlowTable.bytes(capacity: 1024) == 24 * 1024)
+    @Test func entryIs16BytesFourToACacheLine() {
+        #expect(MemoryLayout<FlowEntry>.stride == 16)
+        #expect(MemoryLayout<FlowEntry>.size == 16)
+        #expect(FlowTable.bytes(capacity: 1024) == 16 * 1024)
+        #expect(FlowTable.bucketSize * MemoryLayout<FlowEntry>.stride == 64)
     }
 
     @Test func insertThenHitReturnsSameSlotAndKeepsBackend() {
         let t = Table()
-        let first = t.touch(Flow(), hash: 5, now: 100, backend: 3)
-        #expect(first == (5, .insertedEmpty))
-        let second = t.table.find(hash: 5, src: Flow().src, dst: Flow().dst, ports: Flow().ports, proto: 6, now: 110)
-        #expect(t.slot(second.0) == 5)
+        var flow = Flow()
+        flow.vip = 255
+        let first = t.touch(flow, hash: 1, now: 100, backend: 4095)
+        #expect(first == (4, .insertedEmpty))
+        let second = t.table.find(hash: 1, src: flow.src, ports: flow.ports, vip: 255, now: 110)
+        #expect(t.slot(second.0) == 4)
         #expect(second.1 == .hit)
-        #expect(second.0.pointee.backend == 3)
+        #expect(second.0.pointee.backend == 4095)
+        #expect(second.0.pointee.vip == 255)
         #expect(second.0.pointee.lastSeen == 110)
-        #expect(second.0.pointee.meta == 0x106)
     }
 
-    @Test func homeSlotIsLowBitsOfHash() {
+    @Test func bucketIsLowBitsOfHash() {
         let t = Table()
-        #expect(t.touch(Flow(), hash: 0xABCD_0000_0000_0013, now: 1).slot == 3)
+        #expect(t.touch(Flow(), hash: 0xABCD_0000_0000_0013, now: 1).slot == 12)
+        #expect(t.table.bucket(0xABCD_0000_0000_0013) == t.table.entries + 12)
     }
 
     @Test func flowIdleUpToTimeoutIsStillAHit() {
         let t = Table()
-        t.touch(Flow(), hash: 9, now: 100)
-        #expect(t.touch(Flow(), hash: 9, now: 130) == (9, .hit))
+        t.touch(Flow(), hash: 2, now: 100)
+        #expect(t.touch(Flow(), hash: 2, now: 130) == (8, .hit))
     }
 
     @Test func flowIdleBeyondTimeoutIsReinsertedAsExpired() {
         let t = Table()
-        t.touch(Flow(), hash: 9, now: 100)
-        #expect(t.touch(Flow(), hash: 9, now: 131) == (9, .insertedExpired))
+        t.touch(Flow(), hash: 2, now: 100)
+        #expect(t.touch(Flow(), hash: 2, now: 131) == (8, .insertedExpired))
     }
 
     @Test func hitRefreshesLastSeen() {
         let t = Table()
-        t.touch(Flow(), hash: 9, now: 100)
-        t.touch(Flow(), hash: 9, now: 125)
-        #expect(t.touch(Flow(), hash: 9, now: 150) == (9, .hit))
+        t.touch(Flow(), hash: 2, now: 100)
+        t.touch(Flow(), hash: 2, now: 125)
+        #expect(t.touch(Flow(), hash: 2, now: 150) == (8, .hit))
     }
 
-    @Test func newFlowReusesExpiredSlotInItsWindow() {
+    @Test func newFlowReusesExpiredSlotInItsBucket() {
         let t = Table()
-        for n in 0..<4 { t.touch(.client(UInt32(n)), hash: 2, now: 10) }   // slots 2...5
+        for n in 0..<4 { t.touch(.client(UInt32(n)), hash: 2, now: 10) }   // slots 8...11
         for n in [0, 2, 3] { #expect(t.touch(.client(UInt32(n)), hash: 2, now: 60).outcome == .insertedExpired) }
-        // Only slot 3 (client 1, idle 51 s > 30 s) is expired now; the others were refreshed at 60.
-        #expect(t.touch(.client(9), hash: 2, now: 61) == (3, .insertedExpired))
+        // Only slot 9 (client 1, idle 51 s > 30 s) is expired now; the others were refreshed at 60.
+        #expect(t.touch(.client(9), hash: 2, now: 61) == (9, .insertedExpired))
     }
 
-    @Test func fullWindowOfLiveFlowsEvictsLeastRecentlySeen() {
+    @Test func fullBucketOfLiveFlowsEvictsLeastRecentlySeen() {
         let t = Table()
-        for n in 0..<4 { t.touch(.client(UInt32(n)), hash: 4, now: 100 + UInt32(n)) }   // slots 4...7
-        #expect(t.touch(.client(0), hash: 4, now: 104) == (4, .hit))
+        for n in 0..<4 { t.touch(.client(UInt32(n)), hash: 1, now: 100 + UInt32(n)) }   // slots 4...7
+        #expect(t.touch(.client(0), hash: 1, now: 104) == (4, .hit))
         #expect((4..<8).map { t.table.entries[$0].lastSeen } == [104, 101, 102, 103])
         // Client 1 in slot 5 was seen longest ago (client 0 was refreshed by its hit).
-        #expect(t.touch(.client(9), hash: 4, now: 105) == (5, .insertedEvicted))
+        #expect(t.touch(.client(9), hash: 1, now: 105) == (5, .insertedEvicted))
         // The evicted flow is gone; the others are still there.
-        #expect(t.touch(.client(0), hash: 4, now: 106) == (4, .hit))
-        #expect(t.touch(.client(2), hash: 4, now: 106) == (6, .hit))
-        #expect(t.touch(.client(3), hash: 4, now: 106) == (7, .hit))
-        #expect(t.touch(.client(9), hash: 4, now: 106) == (5, .hit))
+        #expect(t.touch(.client(0), hash: 1, now: 106) == (4, .hit))
+        #expect(t.touch(.client(2), hash: 1, now: 106) == (6, .hit))
+        #expect(t.touch(.client(3), hash: 1, now: 106) == (7, .hit))
+        #expect(t.touch(.client(9), hash: 1, now: 106) == (5, .hit))
     }
 
-    @Test func probeWindowWrapsAroundTheEnd() {
+    @Test func lastBucketDoesNotSpillIntoTheFirst() {
         let t = Table()
-        let last = UInt64(Table.capacity - 1)
-        let slots = (0..<4).map { t.touch(.client(UInt32($0)), hash: last, now: 1).slot }
-        #expect(slots == [15, 0, 1, 2])
+        let slots = (0..<6).map { t.touch(.client(UInt32($0)), hash: 3, now: 1).slot }
+        #expect(slots.prefix(4) == [12, 13, 14, 15])
+        #expect(slots.suffix(2).allSatisfy { (12..<16).contains($0) })
+        #expect(t.table.entries[0].target == 0)
     }
 
-    @Test func flowOutsideProbeWindowIsNotFound() {
+    @Test func flowInAnotherBucketIsNotFound() {
         let t = Table()
         t.touch(Flow(), hash: 0, now: 1)
-        // Same 5-tuple looked up from a home 4 slots away cannot see slot 0.
-        #expect(t.touch(Flow(), hash: 4, now: 1) == (4, .insertedEmpty))
+        #expect(t.touch(Flow(), hash: 1, now: 1) == (4, .insertedEmpty))
     }
 
-    @Test(arguments: [(UInt8(6), UInt8(17)), (17, 6)])
-    func sameAddressesAndPortsWithOtherProtocolIsAnotherFlow(first: UInt8, second: UInt8) {
+    @Test(arguments: [(UInt32(0), UInt32(1)), (1, 0), (3, 255)])
+    func sameClientAndPortsOfAnotherVIPIsAnotherFlow(first: UInt32, second: UInt32) {
         let t = Table()
         var a = Flow(), b = Flow()
-        a.proto = first; b.proto = second
-        #expect(t.touch(a, hash: 8, now: 1, backend: 1) == (8, .insertedEmpty))
-        #expect(t.touch(b, hash: 8, now: 1, backend: 2) == (9, .insertedEmpty))
-        #expect(t.touch(a, hash: 8, now: 2) == (8, .hit))
-        #expect(t.touch(b, hash: 8, now: 2) == (9, .hit))
+        a.vip = first; b.vip = second
+        #expect(t.touch(a, hash: 2, now: 1, backend: 1) == (8, .insertedEmpty))
+        #expect(t.touch(b, hash: 2, now: 1, backend: 2) == (9, .insertedEmpty))
+        #expect(t.touch(a, hash: 2, now: 2) == (8, .hit))
+        #expect(t.touch(b, hash: 2, now: 2) == (9, .hit))
         #expect(t.table.entries[8].backend == 1 && t.table.entries[9].backend == 2)
     }
 
@@ -135,5 +137,23 @@ import Testing
         #expect(tcp != flowHash(src: 0xC000_020A, dst: 0x0A00_0164, srcPort: 40000, dstPort: 443, proto: 17))
         #expect(tcp != flowHash(src: 0x0A00_0164, dst: 0xC000_020A, srcPort: 443, dstPort: 40000, proto: 6))
         #expect(tcp == flowHash(src: 0xC000_020A, dst: 0x0A00_0164, srcPort: 40000, dstPort: 443, proto: 6))
+    }
+
+    /// `frameFlowHash` reads the 5-tuple `processFrame` hashes, tagged or not; 0 for what is not TCP/UDP.
+    @Test(arguments: [nil, UInt16(0x2064)] as [UInt16?])
+    func frameFlowHashIsTheHashOfTheFrames5Tuple(vlan: UInt16?) {
+        let mac = TestBytes.mac("02:00:00:00:00:01")
+        func frame(_ proto: UInt8, _ l4: [UInt8], type: UInt16 = TestFrames.etherIPv4) -> [UInt8] {
+            TestFrames.ethernet(dst: mac, src: mac, type: type, vlan: vlan,
+                                payload: TestFrames.ipv4(src: "192.0.2.10", dst: "10.0.1.100", proto: proto, payload: l4))
+        }
+        func hash(_ bytes: [UInt8]) -> UInt64 { bytes.withUnsafeBytes { frameFlowHash($0.baseAddress!, length: $0.count) } }
+        let tcp = frame(6, TestFrames.tcp(srcPort: 40000, dstPort: 443))
+        let udp = frame(17, TestFrames.udp(srcPort: 40000, dstPort: 53))
+        #expect(hash(tcp) == flowHash(src: 0xC000_020A, dst: 0x0A00_0164, srcPort: 40000, dstPort: 443, proto: 6))
+        #expect(hash(udp) == flowHash(src: 0xC000_020A, dst: 0x0A00_0164, srcPort: 40000, dstPort: 53, proto: 17))
+        #expect(hash(frame(1, [8, 0, 0, 0, 0, 0, 0, 0])) == 0)
+        #expect(hash(frame(6, TestFrames.tcp(srcPort: 40000, dstPort: 443), type: TestFrames.etherIPv6)) == 0)
+        #expect(hash(Array(tcp.prefix(40))) == 0)
     }
 }

@@ -223,7 +223,8 @@ extension TestDataplane {
         var buffer = [UInt8](repeating: 0xEE, count: headroom) + frame
         let outcome = buffer.withUnsafeMutableBytes { raw in
             processFrame(raw.baseAddress! + headroom, length: frame.count, headroom: headroom, checksum: .unknown,
-                         port: 0, tables: other, flows: flows, counters: counters, now: now)
+                         port: 0, tables: other, flows: flows, counters: counters, now: now,
+                         flowHash: frameFlowHash(raw.baseAddress! + headroom, length: frame.count))
         }
         var output: [UInt8] = []
         if outcome.verdict.transmits {

@@ -290,7 +290,8 @@ final class TestDataplane {
         var buffer = [UInt8](repeating: 0xEE, count: start) + frame
         let outcome = buffer.withUnsafeMutableBytes { raw in
             processFrame(raw.baseAddress! + start, length: frame.count, headroom: headroom, checksum: checksum,
-                         port: port, tables: tables, flows: flows, counters: counters, now: now)
+                         port: port, tables: tables, flows: flows, counters: counters, now: now,
+                         flowHash: frameFlowHash(raw.baseAddress! + start, length: frame.count))
         }
         #expect(buffer[..<Self.guardBytes].allSatisfy { $0 == 0xEE }, "processFrame wrote before its headroom",
                 sourceLocation: sourceLocation)

@@ -1,9 +1,10 @@
 // The fixed-seed flow hash: the same 5-tuple gives the same 64-bit value on every lcore and appliance.
 
 /// Seed of the flow hash. Changing it moves every flow: it is part of the appliance's contract.
-public let flowHashSeed: UInt64 = 0x7475_6C61_6473_7231 // "tuladsr1"
+/// Computed, not a stored global: inlined into other modules a global would be reached through a lazy accessor.
+@inlinable public var flowHashSeed: UInt64 { 0x7475_6C61_6473_7231 } // "tuladsr1"
 
-@inline(__always)
+@inlinable @inline(__always)
 func mix64(_ x: UInt64) -> UInt64 {
     var z = x
     z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
@@ -12,7 +13,7 @@ func mix64(_ x: UInt64) -> UInt64 {
 }
 
 /// Hash of a flow. Addresses and ports in host order.
-@inline(__always)
+@inlinable @inline(__always)
 public func flowHash(src: UInt32, dst: UInt32, srcPort: UInt16, dstPort: UInt16, proto: UInt8) -> UInt64 {
     let a = UInt64(src) << 32 | UInt64(dst)
     let b = UInt64(srcPort) << 48 | UInt64(dstPort) << 32 | UInt64(proto)

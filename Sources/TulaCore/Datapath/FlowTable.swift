@@ -1,58 +1,79 @@
-// The per-lcore flow table: fixed size, one writer, pins a 5-tuple to its backend, with idle aging.
+// The per-lcore flow table: fixed size, one writer, pins a client flow of a VIP to its backend, with idle aging.
 
-/// One pinned flow. 24 bytes; `meta == 0` marks an empty slot.
+/// One pinned flow: 16 bytes, four to a 64-byte bucket. `target == 0` marks an empty slot.
+/// The VIP's counter slot stands for the destination address and protocol (a VIP has one of each), so
+/// (source, ports, VIP slot) identifies a flow as the 5-tuple does.
 public struct FlowEntry: Sendable {
     public var src: UInt32
-    public var dst: UInt32
     /// Source port << 16 | destination port.
     public var ports: UInt32
-    /// Protocol | 0x100 (occupied).
-    public var meta: UInt32
-    /// Global backend index in `DataplaneTables.backends`.
-    public var backend: UInt32
+    /// `FlowEntry.occupied | VIP slot << 16 | backend slot`.
+    public var target: UInt32
     /// Seconds (appliance clock) when the flow was last seen.
     public var lastSeen: UInt32
+
+    @inlinable public static var occupied: UInt32 { 0x8000_0000 }
+    /// The bits of `target` that are part of the flow's key (occupied, VIP slot).
+    @inlinable static var keyBits: UInt32 { 0xFFFF_0000 }
+
+    @inlinable static func key(vip: UInt32) -> UInt32 { occupied | vip << 16 }
+    /// Global backend index in `DataplaneTables.backends`.
+    @inline(__always) public var backend: UInt32 { target & 0xFFFF }
+    /// The VIP's counter slot.
+    @inline(__always) public var vip: UInt32 { (target & ~FlowEntry.occupied) >> 16 }
 }
 
-/// Open addressing over a power-of-two array; a flow lives in one of `probeLimit` slots after its home.
-/// A new flow takes the first empty or expired slot there, else evicts the least recently seen.
-/// The memory is the caller's (hugepage memory in the appliance), `FlowTable.bytes(capacity:)` long.
+/// A power-of-two array of entries in buckets of `bucketSize` (one cache line): a flow lives in the bucket
+/// its hash picks, so a lookup reads one line. A new flow takes the bucket's first empty or expired slot,
+/// else evicts the least recently seen one. The memory is the caller's (hugepage memory in the appliance),
+/// `FlowTable.bytes(capacity:)` long and 64-byte aligned.
 public struct FlowTable: @unchecked Sendable {
-    public static let probeLimit = 4
+    @inlinable public static var bucketSize: Int { 4 }
     public let entries: UnsafeMutablePointer<FlowEntry>
-    public let mask: UInt32
+    /// Buckets - 1.
+    public let bucketMask: UInt32
     /// Idle time after which a slot may be reused, seconds.
     public let idleTimeoutSeconds: UInt32
 
     public static func bytes(capacity: Int) -> Int { capacity * MemoryLayout<FlowEntry>.stride }
 
-    /// `memory` must hold `bytes(capacity:)` zeroed bytes; `capacity` must be a power of two.
+    /// `memory` must hold `bytes(capacity:)` zeroed bytes; `capacity` must be a power of two, at least
+    /// `bucketSize`.
     public init(memory: UnsafeMutableRawPointer, capacity: Int, idleTimeoutSeconds: Int) {
-        precondition(capacity > 0 && capacity & (capacity - 1) == 0, "flow table capacity must be a power of two")
+        precondition(capacity >= FlowTable.bucketSize && capacity & (capacity - 1) == 0,
+                     "flow table capacity must be a power of two of at least \(FlowTable.bucketSize)")
         entries = memory.bindMemory(to: FlowEntry.self, capacity: capacity)
-        mask = UInt32(capacity - 1)
+        bucketMask = UInt32(capacity / FlowTable.bucketSize - 1)
         self.idleTimeoutSeconds = UInt32(idleTimeoutSeconds)
+    }
+
+    /// The first entry of the bucket a flow with `hash` lives in.
+    @inlinable @inline(__always)
+    public func bucket(_ hash: UInt64) -> UnsafeMutablePointer<FlowEntry> {
+        entries + Int(UInt32(truncatingIfNeeded: hash) & bucketMask) &* FlowTable.bucketSize
     }
 
     /// How a lookup ended.
     public enum Outcome: UInt8 { case hit, insertedEmpty, insertedExpired, insertedEvicted }
 
     /// Finds the flow's slot. On a hit, returns it with `.hit` (its `lastSeen` refreshed). Otherwise
-    /// returns the slot the caller must fill (with `store`), and why that slot was free.
-    @inline(__always)
-    public func find(hash: UInt64, src: UInt32, dst: UInt32, ports: UInt32, proto: UInt8, now: UInt32)
+    /// returns the slot the caller must fill (with `store`), and why that slot was free. Transparent: in the
+    /// large `processFrame` a plain `@inline(__always)` was not honoured.
+    @_transparent
+    public func find(hash: UInt64, src: UInt32, ports: UInt32, vip: UInt32, now: UInt32)
         -> (UnsafeMutablePointer<FlowEntry>, Outcome) {
-        let meta = UInt32(proto) | 0x100
-        let home = UInt32(truncatingIfNeeded: hash) & mask
+        let key = FlowEntry.key(vip: vip)
+        let first = bucket(hash)
         var free: UnsafeMutablePointer<FlowEntry>? = nil
         var freeOutcome = Outcome.insertedEvicted
-        var oldest = entries + Int(home)
-        var i: UInt32 = 0
-        while i < UInt32(FlowTable.probeLimit) {
-            let e = entries + Int((home &+ i) & mask)
-            if e.pointee.meta == 0 {
+        var oldest = first
+        var i = 0
+        while i < FlowTable.bucketSize {
+            let e = first + i
+            let target = e.pointee.target
+            if target == 0 {
                 if free == nil { free = e; freeOutcome = .insertedEmpty }
-            } else if e.pointee.src == src && e.pointee.dst == dst && e.pointee.ports == ports && e.pointee.meta == meta {
+            } else if e.pointee.src == src && e.pointee.ports == ports && target & FlowEntry.keyBits == key {
                 if now &- e.pointee.lastSeen <= idleTimeoutSeconds {
                     if e.pointee.lastSeen != now { e.pointee.lastSeen = now }
                     return (e, .hit)
@@ -70,30 +91,30 @@ public struct FlowTable: @unchecked Sendable {
     }
 
     @inline(__always)
-    public static func store(_ e: UnsafeMutablePointer<FlowEntry>, src: UInt32, dst: UInt32, ports: UInt32,
-                             proto: UInt8, backend: UInt32, now: UInt32) {
-        e.pointee = FlowEntry(src: src, dst: dst, ports: ports, meta: UInt32(proto) | 0x100, backend: backend, lastSeen: now)
+    public static func store(_ e: UnsafeMutablePointer<FlowEntry>, src: UInt32, ports: UInt32, vip: UInt32,
+                             backend: UInt32, now: UInt32) {
+        e.pointee = FlowEntry(src: src, ports: ports, target: FlowEntry.key(vip: vip) | backend, lastSeen: now)
     }
 }
 
-/// The flow-table slot the lookup of `frame` will start at, guessed without validating the frame, so the
-/// caller can prefetch it for a whole burst before processing any frame of it (the lookups' cache misses
-/// then overlap instead of coming one after the other). nil when the frame does not look like IPv4 TCP/UDP;
-/// a wrong guess costs one useless prefetch (`processFrame` does all the checking).
-public func flowSlotHint(_ p: UnsafeRawPointer, length: Int, flows: UnsafePointer<FlowTable>) -> UnsafeRawPointer? {
-    guard length >= 42 else { return nil }
+/// The 5-tuple hash of `frame` as `processFrame` will compute it, read without validating anything, so
+/// the caller can prefetch the flow's bucket for a whole burst before processing any frame of it (the
+/// lookups' cache misses then overlap instead of coming one after the other), and hand the hash to
+/// `processFrame`. 0 when the frame does not look like IPv4 TCP/UDP (`processFrame` does all the checking).
+@inlinable @inline(__always)
+public func frameFlowHash(_ p: UnsafeRawPointer, length: Int) -> UInt64 {
+    guard length >= 42 else { return 0 }
     var l2 = 14
     var etherType = UInt16(bigEndian: p.loadUnaligned(fromByteOffset: 12, as: UInt16.self))
     if etherType == 0x8100 { etherType = UInt16(bigEndian: p.loadUnaligned(fromByteOffset: 16, as: UInt16.self)); l2 = 18 }
-    guard etherType == 0x0800 else { return nil }
+    guard etherType == 0x0800 else { return 0 }
     let ip = p + l2
     let ihl = Int(ip.load(as: UInt8.self) & 0x0F) &* 4
     let proto = ip.load(fromByteOffset: 9, as: UInt8.self)
-    guard proto == 6 || proto == 17, length >= l2 &+ ihl &+ 4 else { return nil }
+    guard proto == 6 || proto == 17, length >= l2 &+ ihl &+ 4 else { return 0 }
     let ports = UInt32(bigEndian: ip.loadUnaligned(fromByteOffset: ihl, as: UInt32.self))
-    let hash = flowHash(src: UInt32(bigEndian: ip.loadUnaligned(fromByteOffset: 12, as: UInt32.self)),
-                        dst: UInt32(bigEndian: ip.loadUnaligned(fromByteOffset: 16, as: UInt32.self)),
-                        srcPort: UInt16(truncatingIfNeeded: ports >> 16), dstPort: UInt16(truncatingIfNeeded: ports),
-                        proto: proto)
-    return UnsafeRawPointer(flows.pointee.entries + Int(UInt32(truncatingIfNeeded: hash) & flows.pointee.mask))
+    return flowHash(src: UInt32(bigEndian: ip.loadUnaligned(fromByteOffset: 12, as: UInt32.self)),
+                    dst: UInt32(bigEndian: ip.loadUnaligned(fromByteOffset: 16, as: UInt32.self)),
+                    srcPort: UInt16(truncatingIfNeeded: ports >> 16), dstPort: UInt16(truncatingIfNeeded: ports),
+                    proto: proto)
 }

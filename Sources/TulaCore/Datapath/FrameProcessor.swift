@@ -28,12 +28,13 @@ public let requiredHeadroomBytes = ipInIPOverheadBytes + 4
 /// VIP, backend and flow-table counters) in `counters`, and rewrites it in place when it is to be sent.
 /// `headroom` is how many writable bytes precede `frame`; the buffer must also have room for 96 bytes
 /// past the IPv4 header (an ICMP reply can outgrow a tiny input, as mbufs allow). `now` is in seconds.
+/// `flowHash` must be `frameFlowHash(frame, length: length)` (computed earlier to prefetch the flow's bucket).
 @inline(__always)
 public func processFrame(_ frame: UnsafeMutableRawPointer, length: Int, headroom: Int, checksum: ChecksumStatus,
                          port: Int, tables: UnsafePointer<DataplaneTables>, flows: UnsafePointer<FlowTable>,
-                         counters: UnsafeMutablePointer<UInt64>, now: UInt32) -> FrameOutcome {
+                         counters: UnsafeMutablePointer<UInt64>, now: UInt32, flowHash frameHash: UInt64) -> FrameOutcome {
     let outcome = classifyAndRewrite(frame, length: length, headroom: headroom, checksum: checksum, port: port,
-                                     tables: tables, flows: flows, counters: counters, now: now)
+                                     tables: tables, flows: flows, counters: counters, now: now, flowHash: frameHash)
     counters[tables.pointee.layout.verdict(port, outcome.verdict)] &+= 1
     return outcome
 }
@@ -41,7 +42,7 @@ public func processFrame(_ frame: UnsafeMutableRawPointer, length: Int, headroom
 @inline(__always)
 func classifyAndRewrite(_ p: UnsafeMutableRawPointer, length: Int, headroom: Int, checksum: ChecksumStatus,
                         port portIndex: Int, tables: UnsafePointer<DataplaneTables>, flows: UnsafePointer<FlowTable>,
-                        counters: UnsafeMutablePointer<UInt64>, now: UInt32) -> FrameOutcome {
+                        counters: UnsafeMutablePointer<UInt64>, now: UInt32, flowHash frameHash: UInt64) -> FrameOutcome {
     guard length >= 14 else { return FrameOutcome(.malformedFrame) }
     let port = tables.pointee.ports + portIndex
     var etherType = be16(p, 12)
@@ -120,7 +121,8 @@ func classifyAndRewrite(_ p: UnsafeMutableRawPointer, length: Int, headroom: Int
     let vipIndex = t.findVIP(address: dst, proto: proto, port: UInt16(truncatingIfNeeded: ports))
     guard vipIndex >= 0 else { return FrameOutcome(.noVIP) }
     let vip = t.vips + vipIndex
-    let key = FlowKey(src: src, dst: dst, ports: ports, proto: proto)
+    let key = FlowKey(src: src, dst: dst, ports: ports, proto: proto, hash: frameHash)
+    assert(key.hash == FlowKey(src: src, dst: dst, ports: ports, proto: proto).hash, "flowHash is not frameFlowHash")
     return deliver(packet, vip: vip, port: port, tables: tables, flows: flows, counters: counters, now: now,
                    flow: (key, true), pick: key.pickHash(vip.pointee.hash))
 }
@@ -143,10 +145,17 @@ struct FlowKey {
     /// Source port << 16 | destination port.
     var ports: UInt32
     var proto: UInt8
+    /// The 5-tuple's `flowHash`.
+    var hash: UInt64
 
-    @inline(__always) var hash: UInt64 {
-        flowHash(src: src, dst: dst, srcPort: UInt16(truncatingIfNeeded: ports >> 16),
-                 dstPort: UInt16(truncatingIfNeeded: ports), proto: proto)
+    @inline(__always) init(src: UInt32, dst: UInt32, ports: UInt32, proto: UInt8, hash: UInt64) {
+        self.src = src; self.dst = dst; self.ports = ports; self.proto = proto; self.hash = hash
+    }
+
+    @inline(__always) init(src: UInt32, dst: UInt32, ports: UInt32, proto: UInt8) {
+        self.init(src: src, dst: dst, ports: ports, proto: proto,
+                  hash: flowHash(src: src, dst: dst, srcPort: UInt16(truncatingIfNeeded: ports >> 16),
+                                 dstPort: UInt16(truncatingIfNeeded: ports), proto: proto))
     }
 
     /// The hash that picks a backend under the VIP's `hash` mode.
@@ -161,8 +170,10 @@ struct FlowKey {
 
 /// Sends a packet of `vip` to its backend: the flow's pinned backend when `flow` is given and pinned,
 /// else the Maglev pick by `pick` (pinned when `flow.insert`); checks MTU and next-hop resolution, counts,
-/// and rewrites (l2) or encapsulates (l3).
-@inline(__always)
+/// and rewrites (l2) or encapsulates (l3). Transparent: `@inline(__always)` alone was not honoured in
+/// `processFrame` (the optimizer stops inlining into callers that large), which cost a call and copies of
+/// `Packet` through the stack per packet.
+@_transparent
 func deliver(_ packet: Packet, vip: UnsafeMutablePointer<VIPEntry>, port: UnsafePointer<PortTables>,
              tables: UnsafePointer<DataplaneTables>, flows: UnsafePointer<FlowTable>, counters: UnsafeMutablePointer<UInt64>,
              now: UInt32, flow: (key: FlowKey, insert: Bool)?, pick: UInt64, isICMPError: Bool = false) -> FrameOutcome {
@@ -191,7 +202,7 @@ func deliver(_ packet: Packet, vip: UnsafeMutablePointer<VIPEntry>, port: Unsafe
     var found = FlowTable.Outcome.insertedEmpty
     if let flow {
         let k = flow.key
-        (entry, found) = flows.pointee.find(hash: k.hash, src: k.src, dst: k.dst, ports: k.ports, proto: k.proto, now: now)
+        (entry, found) = flows.pointee.find(hash: k.hash, src: k.src, ports: k.ports, vip: vipSlot, now: now)
         if found == .hit, let entry, t.backends[Int(entry.pointee.backend)].vipSlot == vipSlot {
             backend = entry.pointee.backend
         }
@@ -212,7 +223,7 @@ func deliver(_ packet: Packet, vip: UnsafeMutablePointer<VIPEntry>, port: Unsafe
     }
     if picked, let flow, flow.insert, let entry {
         let k = flow.key
-        FlowTable.store(entry, src: k.src, dst: k.dst, ports: k.ports, proto: k.proto, backend: backend, now: now)
+        FlowTable.store(entry, src: k.src, ports: k.ports, vip: vipSlot, backend: backend, now: now)
         let f = layout.flowTable
         counters[f &+ CounterLayout.flowInsertions] &+= 1
         switch found {

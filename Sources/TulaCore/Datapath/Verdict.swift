@@ -76,11 +76,11 @@ public enum Verdict: UInt8, CaseIterable, Sendable, CustomStringConvertible {
     public var description: String { name }
 
     /// Frames with this verdict leave the appliance.
-    public var transmits: Bool { isForward || isReply }
-    public var isForward: Bool { self == .forwardedL2 || self == .forwardedL3 }
-    public var isReply: Bool { self == .arpReply || self == .icmpEchoReply || self == .icmpFragNeeded }
+    @inlinable public var transmits: Bool { isForward || isReply }
+    @inlinable public var isForward: Bool { self == .forwardedL2 || self == .forwardedL3 }
+    @inlinable public var isReply: Bool { self == .arpReply || self == .icmpEchoReply || self == .icmpFragNeeded }
     /// Consumed by the control plane (neither sent nor dropped).
-    public var isToControl: Bool { self == .arpLearned }
+    @inlinable public var isToControl: Bool { self == .arpLearned }
     public var isDrop: Bool { !transmits && !isToControl }
 
     /// Number of verdicts (`txFull` is the last case). A literal computation, not `allCases.count`: a lazy

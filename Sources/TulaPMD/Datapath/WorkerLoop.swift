@@ -43,6 +43,8 @@ public struct WorkerContext: @unchecked Sendable {
     public var fragmentID: UInt16
     public var fragmentIDStep: UInt16
     public var rx: UnsafeMutablePointer<OpaquePointer?>
+    /// `frameFlowHash` of each received frame of the burst.
+    public var flowHashes: UnsafeMutablePointer<UInt64>
     public var tx: UnsafeMutablePointer<OpaquePointer?>
     /// For each frame queued for TX, the index of the counter of its verdict (undone if TX refuses it).
     public var txVerdictCounter: UnsafeMutablePointer<Int>
@@ -100,15 +102,14 @@ func pollPort(_ ctx: UnsafeMutablePointer<WorkerContext>, _ p: Int, _ tables: Un
     let counters = c.counters
     var txCount = 0, dropCount = 0
     var rxBytes: UInt64 = 0, txBytes: UInt64 = 0
-    // Start every frame's flow-table miss now, so they overlap (at 100k+ flows each one is a DRAM access).
+    // Start every frame's flow-table miss now, so they overlap (at 100k+ flows each one is a DRAM access);
+    // the hashes are kept for processFrame.
     var k = 0
     while k < n {
         let m = c.rx[k].unsafelyUnwrapped
-        if let slot = flowSlotHint(tula_mbuf_data(m).unsafelyUnwrapped, length: Int(tula_mbuf_data_len(m)),
-                                   flows: UnsafePointer(c.flows)) {
-            tula_prefetch0(slot)
-            tula_prefetch0(slot + (MemoryLayout<FlowEntry>.stride - 1)) // an entry may straddle two lines
-        }
+        let hash = frameFlowHash(tula_mbuf_data(m).unsafelyUnwrapped, length: Int(tula_mbuf_data_len(m)))
+        c.flowHashes[k] = hash
+        tula_prefetch0(c.flows.pointee.bucket(hash))
         k &+= 1
     }
     var i = 0
@@ -126,7 +127,8 @@ func pollPort(_ ctx: UnsafeMutablePointer<WorkerContext>, _ p: Int, _ tables: Un
             let status = offload ? ChecksumStatus(rawValue: tula_mbuf_ip_cksum_status(m)).unsafelyUnwrapped : .unknown
             outcome = processFrame(tula_mbuf_data(m).unsafelyUnwrapped, length: length,
                                    headroom: Int(tula_mbuf_headroom(m)), checksum: status, port: p,
-                                   tables: tables, flows: UnsafePointer(c.flows), counters: counters, now: now)
+                                   tables: tables, flows: UnsafePointer(c.flows), counters: counters, now: now,
+                                   flowHash: c.flowHashes[i])
         }
         if outcome.verdict.transmits {
             if outcome.fragments > 0 {
