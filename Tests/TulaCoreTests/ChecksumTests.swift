@@ -82,4 +82,23 @@ import Testing
         let bytes = [UInt8](repeating: 0xFF, count: 9000)
         #expect(withBytes(bytes) { onesComplementSum($0, $1) } == 0xFFFF)
     }
+
+    /// The 20-byte fast paths (native-order sum) agree with the reference on random headers: the verdict of
+    /// `headerChecksumValid`, and the bytes `headerChecksum20` stores natively.
+    @Test func twentyByteFastPathsAgreeWithReference() {
+        var rng = SplitMix64(seed: 20)
+        for _ in 0..<1000 {
+            var header = (0..<20).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            header[10] = 0; header[11] = 0
+            let reference = ~TestBytes.referenceSum(header)
+            let stored: [UInt8] = withBytes(header, misalign: 1) { p, _ in
+                withUnsafeBytes(of: headerChecksum20(p)) { Array($0) }
+            }
+            #expect(stored == TestBytes.be16(reference))
+            header[10] = UInt8(reference >> 8); header[11] = UInt8(reference & 0xFF)
+            #expect(withBytes(header, misalign: 3) { p, n in headerChecksumValid(p, n) })
+            header[8] &+= 1
+            #expect(!withBytes(header) { p, n in headerChecksumValid(p, n) })
+        }
+    }
 }

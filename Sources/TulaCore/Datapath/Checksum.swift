@@ -21,11 +21,10 @@ public func onesComplementSum(_ p: UnsafeRawPointer, _ length: Int, initial: UIn
     return UInt16(truncatingIfNeeded: sum)
 }
 
-/// Whether an IPv4 header of `ihl` bytes verifies; the common 20-byte header in five loads.
+/// Ones'-complement sum of a 20-byte IPv4 header in five native-order loads (the sum is byte-order
+/// independent, and the folded result is compared or stored in the same native order), not inverted.
 @inline(__always)
-public func headerChecksumValid(_ ip: UnsafeRawPointer, _ ihl: Int) -> Bool {
-    guard ihl == 20 else { return onesComplementSum(ip, ihl) == 0xFFFF }
-    // Sum the 32-bit words in native order: the ones'-complement sum is byte-order independent.
+func headerSum20(_ ip: UnsafeRawPointer) -> UInt16 {
     var sum = UInt64(ip.loadUnaligned(as: UInt32.self))
     sum &+= UInt64(ip.loadUnaligned(fromByteOffset: 4, as: UInt32.self))
     sum &+= UInt64(ip.loadUnaligned(fromByteOffset: 8, as: UInt32.self))
@@ -35,11 +34,24 @@ public func headerChecksumValid(_ ip: UnsafeRawPointer, _ ihl: Int) -> Bool {
     sum = (sum & 0xFFFF) &+ (sum >> 16)
     sum = (sum & 0xFFFF) &+ (sum >> 16)
     sum = (sum & 0xFFFF) &+ (sum >> 16)
-    return sum == 0xFFFF
+    return UInt16(truncatingIfNeeded: sum)
+}
+
+/// Whether an IPv4 header of `ihl` bytes verifies; the common 20-byte header in five loads.
+@inline(__always)
+public func headerChecksumValid(_ ip: UnsafeRawPointer, _ ihl: Int) -> Bool {
+    guard ihl == 20 else { return onesComplementSum(ip, ihl) == 0xFFFF }
+    return headerSum20(ip) == 0xFFFF
 }
 
 /// The value to store in a checksum field (zeroed while summing) so the header verifies.
 @inline(__always)
 public func internetChecksum(_ p: UnsafeRawPointer, _ length: Int) -> UInt16 {
     ~onesComplementSum(p, length)
+}
+
+/// `internetChecksum` of a 20-byte IPv4 header, in native byte order: store it with a native store.
+@inline(__always)
+func headerChecksum20(_ ip: UnsafeRawPointer) -> UInt16 {
+    ~headerSum20(ip)
 }

@@ -41,7 +41,7 @@ func writeIPv4Header(_ ip: UnsafeMutableRawPointer, tos: UInt8, total: Int, iden
     put16(ip, 10, 0)
     put32(ip, 12, source)
     put32(ip, 16, destination)
-    put16(ip, 10, internetChecksum(ip, 20))
+    ip.storeBytes(of: headerChecksum20(ip), toByteOffset: 10, as: UInt16.self)
 }
 
 /// Writes an outer IPv4 header (protocol 4) carrying `payload` bytes.
