@@ -1,7 +1,7 @@
 // The Internet checksum (RFC 1071) over raw bytes, as used for IPv4 headers.
 
 /// Ones'-complement sum of `length` bytes at `p` (big-endian 16-bit words), folded to 16 bits, not inverted.
-@inline(__always)
+@inlinable @inline(__always)
 public func onesComplementSum(_ p: UnsafeRawPointer, _ length: Int, initial: UInt32 = 0) -> UInt16 {
     var sum = UInt64(initial)
     var i = 0
@@ -23,7 +23,7 @@ public func onesComplementSum(_ p: UnsafeRawPointer, _ length: Int, initial: UIn
 
 /// Ones'-complement sum of a 20-byte IPv4 header in five native-order loads (the sum is byte-order
 /// independent, and the folded result is compared or stored in the same native order), not inverted.
-@inline(__always)
+@inlinable @inline(__always)
 func headerSum20(_ ip: UnsafeRawPointer) -> UInt16 {
     var sum = UInt64(ip.loadUnaligned(as: UInt32.self))
     sum &+= UInt64(ip.loadUnaligned(fromByteOffset: 4, as: UInt32.self))
@@ -38,20 +38,20 @@ func headerSum20(_ ip: UnsafeRawPointer) -> UInt16 {
 }
 
 /// Whether an IPv4 header of `ihl` bytes verifies; the common 20-byte header in five loads.
-@inline(__always)
+@inlinable @inline(__always)
 public func headerChecksumValid(_ ip: UnsafeRawPointer, _ ihl: Int) -> Bool {
     guard ihl == 20 else { return onesComplementSum(ip, ihl) == 0xFFFF }
     return headerSum20(ip) == 0xFFFF
 }
 
 /// The value to store in a checksum field (zeroed while summing) so the header verifies.
-@inline(__always)
+@inlinable @inline(__always)
 public func internetChecksum(_ p: UnsafeRawPointer, _ length: Int) -> UInt16 {
     ~onesComplementSum(p, length)
 }
 
 /// `internetChecksum` of a 20-byte IPv4 header, in native byte order: store it with a native store.
-@inline(__always)
+@inlinable @inline(__always)
 func headerChecksum20(_ ip: UnsafeRawPointer) -> UInt16 {
     ~headerSum20(ip)
 }

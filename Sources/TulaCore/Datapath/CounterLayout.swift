@@ -19,15 +19,15 @@ public struct CounterLayout: Sendable, Equatable {
         portCount = ports; vipCount = vips; backendCount = backends
     }
 
-    @inline(__always) public func port(_ p: Int) -> Int { p &* CounterLayout.perPort }
-    @inline(__always) public func verdict(_ p: Int, _ v: Verdict) -> Int {
+    @inlinable @inline(__always) public func port(_ p: Int) -> Int { p &* CounterLayout.perPort }
+    @inlinable @inline(__always) public func verdict(_ p: Int, _ v: Verdict) -> Int {
         p &* CounterLayout.perPort &+ CounterLayout.firstVerdict &+ Int(v.rawValue)
     }
-    @inline(__always) public var flowTable: Int { portCount &* CounterLayout.perPort }
-    @inline(__always) public var vipBase: Int { flowTable &+ CounterLayout.perFlowTable }
-    @inline(__always) public func vip(_ slot: Int) -> Int { vipBase &+ slot &* CounterLayout.perTarget }
-    @inline(__always) public var backendBase: Int { vipBase &+ vipCount &* CounterLayout.perTarget }
-    @inline(__always) public func backend(_ slot: Int) -> Int { backendBase &+ slot &* CounterLayout.perTarget }
+    @inlinable @inline(__always) public var flowTable: Int { portCount &* CounterLayout.perPort }
+    @inlinable @inline(__always) public var vipBase: Int { flowTable &+ CounterLayout.perFlowTable }
+    @inlinable @inline(__always) public func vip(_ slot: Int) -> Int { vipBase &+ slot &* CounterLayout.perTarget }
+    @inlinable @inline(__always) public var backendBase: Int { vipBase &+ vipCount &* CounterLayout.perTarget }
+    @inlinable @inline(__always) public func backend(_ slot: Int) -> Int { backendBase &+ slot &* CounterLayout.perTarget }
     /// Number of UInt64 counters in a block.
     public var count: Int { backend(backendCount) }
 }

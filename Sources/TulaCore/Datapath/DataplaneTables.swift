@@ -91,7 +91,7 @@ public struct DataplaneTables: @unchecked Sendable {
         return raw
     }
 
-    @inline(__always)
+    @inlinable @inline(__always)
     static func vipKey(_ address: UInt32, _ proto: UInt8, _ port: UInt16) -> UInt64 {
         UInt64(address) << 24 | UInt64(proto) << 16 | UInt64(port)
     }
@@ -137,7 +137,7 @@ public struct DataplaneTables: @unchecked Sendable {
         let index = UnsafeMutablePointer<VIPSlot>.allocate(capacity: capacity)
         index.initialize(repeating: VIPSlot(key: 0, vip: 0), count: capacity)
         for v in 0..<config.vips.count {
-            var i = Int(truncatingIfNeeded: mix64(vipKey(vips[v].address, vips[v].proto, vips[v].port))) & (capacity - 1)
+            var i = indexSlot(vipKey(vips[v].address, vips[v].proto, vips[v].port), mask: capacity - 1)
             while index[i].key != 0 { i = (i + 1) & (capacity - 1) }
             index[i] = VIPSlot(key: vipKey(vips[v].address, vips[v].proto, vips[v].port), vip: UInt32(v))
         }
@@ -183,16 +183,22 @@ public struct DataplaneTables: @unchecked Sendable {
     }
 
     /// The VIP for (address, protocol, port): an exact port wins over `*`. Returns -1 when there is none.
-    @inline(__always)
+    @inlinable @inline(__always)
     public func findVIP(address: UInt32, proto: UInt8, port: UInt16) -> Int {
         let exact = probe(DataplaneTables.vipKey(address, proto, port))
         if exact >= 0 { return exact }
         return probe(DataplaneTables.vipKey(address, proto, 0))
     }
 
-    @inline(__always)
+    /// Home slot of `key` in the VIP index: one multiply (Fibonacci hashing; the top bits are the well mixed ones).
+    @inlinable @inline(__always)
+    static func indexSlot(_ key: UInt64, mask: Int) -> Int {
+        Int(truncatingIfNeeded: (key &* 0x9E37_79B9_7F4A_7C15) >> 40) & mask
+    }
+
+    @inlinable @inline(__always)
     func probe(_ key: UInt64) -> Int {
-        var i = Int(truncatingIfNeeded: mix64(key)) & vipIndexMask
+        var i = DataplaneTables.indexSlot(key, mask: vipIndexMask)
         while true {
             let slot = vipIndex[i]
             if slot.key == key { return Int(slot.vip) }
@@ -202,7 +208,7 @@ public struct DataplaneTables: @unchecked Sendable {
     }
 
     /// The entry of a VIP address (host order), or nil when no VIP has it.
-    @inline(__always)
+    @inlinable @inline(__always)
     public func vipAddress(_ address: UInt32) -> UnsafeMutablePointer<VIPAddressEntry>? {
         var i = 0
         while i < vipAddressCount {

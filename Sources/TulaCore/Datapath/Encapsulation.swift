@@ -1,10 +1,10 @@
 // Output Ethernet headers (VLAN tag kept, set or inserted), IP-in-IP encapsulation and outer fragments.
 
 /// No 802.1Q tag on output.
-let untagged: Int32 = -1
+@inlinable var untagged: Int32 { -1 }
 
 /// The tag (TCI) an output should carry: `vlan` (with the input's priority) when set, else the input's.
-@inline(__always)
+@inlinable @inline(__always)
 func outputTag(input: Int32, vlan: UInt16) -> Int32 {
     if vlan == 0 { return input }
     let priority = input == untagged ? 0 : UInt16(truncatingIfNeeded: input) & 0xF000
@@ -13,7 +13,7 @@ func outputTag(input: Int32, vlan: UInt16) -> Int32 {
 
 /// Writes an Ethernet header (with an 802.1Q tag unless `tag` is `untagged`) whose ethertype is IPv4;
 /// returns its length (14 or 18).
-@inline(__always)
+@inlinable @inline(__always)
 func writeEthernet(_ out: UnsafeMutableRawPointer, dst: (UInt32, UInt16), src: (UInt32, UInt16), tag: Int32) -> Int {
     putMAC(out, 0, dst.0, dst.1)
     putMAC(out, 6, src.0, src.1)
@@ -28,7 +28,7 @@ func writeEthernet(_ out: UnsafeMutableRawPointer, dst: (UInt32, UInt16), src: (
 }
 
 /// Writes a 20-byte IPv4 header with TTL 64 and a valid checksum.
-@inline(__always)
+@inlinable @inline(__always)
 func writeIPv4Header(_ ip: UnsafeMutableRawPointer, tos: UInt8, total: Int, identification: UInt16,
                      flagsFragment: UInt16, proto: UInt8, source: UInt32, destination: UInt32) {
     ip.storeBytes(of: 0x45, as: UInt8.self)
@@ -45,7 +45,7 @@ func writeIPv4Header(_ ip: UnsafeMutableRawPointer, tos: UInt8, total: Int, iden
 }
 
 /// Writes an outer IPv4 header (protocol 4) carrying `payload` bytes.
-@inline(__always)
+@inlinable @inline(__always)
 func writeOuterHeader(_ outer: UnsafeMutableRawPointer, tos: UInt8, payload: Int, identification: UInt16,
                       flagsFragment: UInt16, source: UInt32, destination: UInt32) {
     writeIPv4Header(outer, tos: tos, total: payload &+ ipInIPOverheadBytes, identification: identification,
@@ -55,7 +55,7 @@ func writeOuterHeader(_ outer: UnsafeMutableRawPointer, tos: UInt8, payload: Int
 /// Builds the IP-in-IP frame in front of the inner packet at `ip` (`total` bytes): Ethernet to the gateway
 /// tagged per `outputTag`, then the outer header (TOS, identification and DF copied from the inner one).
 /// Returns where the frame starts relative to `ip`.
-@inline(__always)
+@inlinable @inline(__always)
 func encapsulate(ip: UnsafeMutableRawPointer, total: Int, inputTag: Int32, port: UnsafePointer<PortTables>,
                  backend: UInt32) -> Int {
     let tag = outputTag(input: inputTag, vlan: port.pointee.vlan)
@@ -73,7 +73,7 @@ func encapsulate(ip: UnsafeMutableRawPointer, total: Int, inputTag: Int32, port:
 public let mbufDataRoomBytes = 2048
 
 /// Inner bytes per outer fragment at `mtu` (a multiple of 8; each fragment frame fits an mbuf).
-@inline(__always)
+@inlinable @inline(__always)
 public func outerFragmentPayload(mtu: UInt32) -> Int {
     (min(Int(mtu), mbufDataRoomBytes &- 18) &- ipInIPOverheadBytes) & ~7
 }

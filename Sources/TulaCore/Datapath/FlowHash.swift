@@ -21,7 +21,7 @@ public func flowHash(src: UInt32, dst: UInt32, srcPort: UInt16, dstPort: UInt16,
 }
 
 /// Maps a hash onto 0..<n without a division (Lemire's multiply-shift on the top 32 bits).
-@inline(__always)
+@inlinable @inline(__always)
 public func reduce(_ hash: UInt64, _ n: UInt32) -> UInt32 {
     UInt32(truncatingIfNeeded: (UInt64(UInt32(truncatingIfNeeded: hash >> 32)) &* UInt64(n)) >> 32)
 }

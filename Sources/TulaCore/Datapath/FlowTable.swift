@@ -12,6 +12,10 @@ public struct FlowEntry: Sendable {
     /// Seconds (appliance clock) when the flow was last seen.
     public var lastSeen: UInt32
 
+    @inlinable public init(src: UInt32, ports: UInt32, target: UInt32, lastSeen: UInt32) {
+        self.src = src; self.ports = ports; self.target = target; self.lastSeen = lastSeen
+    }
+
     @inlinable public static var occupied: UInt32 { 0x8000_0000 }
     /// The bits of `target` that are part of the flow's key (occupied, VIP slot).
     @inlinable static var keyBits: UInt32 { 0xFFFF_0000 }
@@ -90,7 +94,7 @@ public struct FlowTable: @unchecked Sendable {
         return (oldest, .insertedEvicted)
     }
 
-    @inline(__always)
+    @inlinable @inline(__always)
     public static func store(_ e: UnsafeMutablePointer<FlowEntry>, src: UInt32, ports: UInt32, vip: UInt32,
                              backend: UInt32, now: UInt32) {
         e.pointee = FlowEntry(src: src, ports: ports, target: FlowEntry.key(vip: vip) | backend, lastSeen: now)

@@ -11,7 +11,7 @@ public struct FrameOutcome: Sendable, Equatable {
     public var fragments: UInt16 = 0
     public var nextHop: UInt32 = 0
 
-    @inline(__always) public init(_ verdict: Verdict, shift: Int32 = 0, length: UInt32 = 0) {
+    @inlinable @inline(__always) public init(_ verdict: Verdict, shift: Int32 = 0, length: UInt32 = 0) {
         self.verdict = verdict; startShift = shift; self.length = length
     }
 }
@@ -29,7 +29,9 @@ public let requiredHeadroomBytes = ipInIPOverheadBytes + 4
 /// `headroom` is how many writable bytes precede `frame`; the buffer must also have room for 96 bytes
 /// past the IPv4 header (an ICMP reply can outgrow a tiny input, as mbufs allow). `now` is in seconds.
 /// `flowHash` must be `frameFlowHash(frame, length: length)` (computed earlier to prefetch the flow's bucket).
-@inline(__always)
+/// Transparent, so the worker loop in another module gets it inlined (a call per frame cost ~40 instructions
+/// of argument passing, register saves and result unpacking); what it reaches is `@usableFromInline`.
+@_transparent
 public func processFrame(_ frame: UnsafeMutableRawPointer, length: Int, headroom: Int, checksum: ChecksumStatus,
                          port: Int, tables: UnsafePointer<DataplaneTables>, flows: UnsafePointer<FlowTable>,
                          counters: UnsafeMutablePointer<UInt64>, now: UInt32, flowHash frameHash: UInt64) -> FrameOutcome {
@@ -39,7 +41,7 @@ public func processFrame(_ frame: UnsafeMutableRawPointer, length: Int, headroom
     return outcome
 }
 
-@inline(__always)
+@usableFromInline @_transparent
 func classifyAndRewrite(_ p: UnsafeMutableRawPointer, length: Int, headroom: Int, checksum: ChecksumStatus,
                         port portIndex: Int, tables: UnsafePointer<DataplaneTables>, flows: UnsafePointer<FlowTable>,
                         counters: UnsafeMutablePointer<UInt64>, now: UInt32, flowHash frameHash: UInt64) -> FrameOutcome {
@@ -84,11 +86,10 @@ func classifyAndRewrite(_ p: UnsafeMutableRawPointer, length: Int, headroom: Int
     let src = be32(ip, 12), dst = be32(ip, 16)
     let l4 = ip + ihl
     let l4Length = total &- ihl
-    let t = tables.pointee
-    let packet = Packet(frame: p, l2: l2, inputTag: inputTag, ip: ip, ihl: ihl, total: total, headroom: headroom)
 
     if proto == 1 {
         guard !isFragment else { return FrameOutcome(.fragment) }
+        let packet = Packet(frame: p, l2: l2, inputTag: inputTag, ip: ip, ihl: ihl, total: total, headroom: headroom)
         return handleICMP(packet, l4: l4, l4Length: l4Length, src: src, dst: dst, port: port, tables: tables,
                           flows: flows, counters: counters, now: now)
     }
@@ -97,12 +98,13 @@ func classifyAndRewrite(_ p: UnsafeMutableRawPointer, length: Int, headroom: Int
     if isFragment {
         // No ports (or not in every fragment): the address's fragment VIP, and a hash without ports,
         // so every fragment of a datagram reaches the same backend. Never pinned in the flow table.
-        guard let address = t.vipAddress(dst) else { return FrameOutcome(.noVIP) }
+        guard let address = tables.pointee.vipAddress(dst) else { return FrameOutcome(.noVIP) }
         let vipIndex = Int(proto == 6 ? address.pointee.fragmentTCP : address.pointee.fragmentUDP)
         guard vipIndex >= 0 else { return FrameOutcome(.fragment) }
-        let vip = t.vips + vipIndex
+        let vip = tables.pointee.vips + vipIndex
         let pick = vip.pointee.hash == .source ? flowHash(src: src, dst: 0, srcPort: 0, dstPort: 0, proto: 0)
                                                : flowHash(src: src, dst: dst, srcPort: 0, dstPort: 0, proto: proto)
+        let packet = Packet(frame: p, l2: l2, inputTag: inputTag, ip: ip, ihl: ihl, total: total, headroom: headroom)
         return deliverCold(packet, vip: vip, port: port, tables: tables, flows: flows, counters: counters, now: now,
                            flow: nil, pick: pick, isICMPError: false)
     }
@@ -118,48 +120,56 @@ func classifyAndRewrite(_ p: UnsafeMutableRawPointer, length: Int, headroom: Int
         guard udpLength >= 8, udpLength <= l4Length else { return FrameOutcome(.malformedL4) }
     }
     let ports = be32(l4, 0)
-    let vipIndex = t.findVIP(address: dst, proto: proto, port: UInt16(truncatingIfNeeded: ports))
+    let vipIndex = tables.pointee.findVIP(address: dst, proto: proto, port: UInt16(truncatingIfNeeded: ports))
     guard vipIndex >= 0 else { return FrameOutcome(.noVIP) }
-    let vip = t.vips + vipIndex
+    let vip = tables.pointee.vips + vipIndex
     let key = FlowKey(src: src, dst: dst, ports: ports, proto: proto, hash: frameHash)
     assert(key.hash == FlowKey(src: src, dst: dst, ports: ports, proto: proto).hash, "flowHash is not frameFlowHash")
+    let packet = Packet(frame: p, l2: l2, inputTag: inputTag, ip: ip, ihl: ihl, total: total, headroom: headroom)
     return deliver(packet, vip: vip, port: port, tables: tables, flows: flows, counters: counters, now: now,
                    flow: (key, true), pick: key.pickHash(vip.pointee.hash))
 }
 
-/// Where the parts of a received IPv4 frame are.
-struct Packet {
-    var frame: UnsafeMutableRawPointer
-    var l2: Int
-    var inputTag: Int32
-    var ip: UnsafeMutableRawPointer
-    var ihl: Int
-    var total: Int
-    var headroom: Int
+/// Where the parts of a received IPv4 frame are. Built just before each call that takes one: the rare paths
+/// take it by address, and one built once up front was stored to the stack for every packet.
+@usableFromInline struct Packet {
+    @usableFromInline var frame: UnsafeMutableRawPointer
+    @usableFromInline var l2: Int
+    @usableFromInline var inputTag: Int32
+    @usableFromInline var ip: UnsafeMutableRawPointer
+    @usableFromInline var ihl: Int
+    @usableFromInline var total: Int
+    @usableFromInline var headroom: Int
+
+    @inlinable init(frame: UnsafeMutableRawPointer, l2: Int, inputTag: Int32, ip: UnsafeMutableRawPointer, ihl: Int,
+                    total: Int, headroom: Int) {
+        self.frame = frame; self.l2 = l2; self.inputTag = inputTag; self.ip = ip; self.ihl = ihl
+        self.total = total; self.headroom = headroom
+    }
 }
 
 /// A client-to-VIP 5-tuple, addresses and ports in host order.
-struct FlowKey {
-    var src: UInt32
-    var dst: UInt32
+@usableFromInline struct FlowKey {
+    @usableFromInline var src: UInt32
+    @usableFromInline var dst: UInt32
     /// Source port << 16 | destination port.
-    var ports: UInt32
-    var proto: UInt8
+    @usableFromInline var ports: UInt32
+    @usableFromInline var proto: UInt8
     /// The 5-tuple's `flowHash`.
-    var hash: UInt64
+    @usableFromInline var hash: UInt64
 
-    @inline(__always) init(src: UInt32, dst: UInt32, ports: UInt32, proto: UInt8, hash: UInt64) {
+    @inlinable @inline(__always) init(src: UInt32, dst: UInt32, ports: UInt32, proto: UInt8, hash: UInt64) {
         self.src = src; self.dst = dst; self.ports = ports; self.proto = proto; self.hash = hash
     }
 
-    @inline(__always) init(src: UInt32, dst: UInt32, ports: UInt32, proto: UInt8) {
+    @inlinable @inline(__always) init(src: UInt32, dst: UInt32, ports: UInt32, proto: UInt8) {
         self.init(src: src, dst: dst, ports: ports, proto: proto,
                   hash: flowHash(src: src, dst: dst, srcPort: UInt16(truncatingIfNeeded: ports >> 16),
                                  dstPort: UInt16(truncatingIfNeeded: ports), proto: proto))
     }
 
     /// The hash that picks a backend under the VIP's `hash` mode.
-    @inline(__always) func pickHash(_ mode: FlowHashMode) -> UInt64 {
+    @inlinable @inline(__always) func pickHash(_ mode: FlowHashMode) -> UInt64 {
         switch mode {
         case .fiveTuple: hash
         case .threeTuple: flowHash(src: src, dst: dst, srcPort: 0, dstPort: 0, proto: proto)
@@ -173,11 +183,10 @@ struct FlowKey {
 /// and rewrites (l2) or encapsulates (l3). Transparent: `@inline(__always)` alone was not honoured in
 /// `processFrame` (the optimizer stops inlining into callers that large), which cost a call and copies of
 /// `Packet` through the stack per packet.
-@_transparent
+@usableFromInline @_transparent
 func deliver(_ packet: Packet, vip: UnsafeMutablePointer<VIPEntry>, port: UnsafePointer<PortTables>,
              tables: UnsafePointer<DataplaneTables>, flows: UnsafePointer<FlowTable>, counters: UnsafeMutablePointer<UInt64>,
              now: UInt32, flow: (key: FlowKey, insert: Bool)?, pick: UInt64, isICMPError: Bool = false) -> FrameOutcome {
-    let t = tables.pointee
     let mode = vip.pointee.mode
     let total = packet.total
     var fragments = 0
@@ -196,14 +205,14 @@ func deliver(_ packet: Packet, vip: UnsafeMutablePointer<VIPEntry>, port: Unsafe
 
     // Backend: pinned, or picked (and pinned once the packet is sure to go out).
     let vipSlot = vip.pointee.slot
-    let layout = t.layout
+    let layout = tables.pointee.layout
     var backend = UInt32(Maglev.none)
     var entry: UnsafeMutablePointer<FlowEntry>? = nil
     var found = FlowTable.Outcome.insertedEmpty
     if let flow {
         let k = flow.key
         (entry, found) = flows.pointee.find(hash: k.hash, src: k.src, ports: k.ports, vip: vipSlot, now: now)
-        if found == .hit, let entry, t.backends[Int(entry.pointee.backend)].vipSlot == vipSlot {
+        if found == .hit, let entry, tables.pointee.backends[Int(entry.pointee.backend)].vipSlot == vipSlot {
             backend = entry.pointee.backend
         }
     }
@@ -213,7 +222,7 @@ func deliver(_ packet: Packet, vip: UnsafeMutablePointer<VIPEntry>, port: Unsafe
         guard slot != Maglev.none else { return FrameOutcome(.noBackend) }
         backend = UInt32(slot)
     }
-    let b = t.backends + Int(backend)
+    let b = tables.pointee.backends + Int(backend)
     guard mode == .l2 ? b.pointee.resolved : port.pointee.gatewayResolved else {
         return FrameOutcome(.unresolvedNextHop)
     }
@@ -274,7 +283,7 @@ func deliver(_ packet: Packet, vip: UnsafeMutablePointer<VIPEntry>, port: Unsafe
 }
 
 /// `deliver` for the rare callers (fragments, ICMP errors), so the TCP/UDP path keeps its inlined copy.
-@inline(never)
+@usableFromInline @inline(never)
 func deliverCold(_ packet: Packet, vip: UnsafeMutablePointer<VIPEntry>, port: UnsafePointer<PortTables>,
                  tables: UnsafePointer<DataplaneTables>, flows: UnsafePointer<FlowTable>, counters: UnsafeMutablePointer<UInt64>,
                  now: UInt32, flow: (key: FlowKey, insert: Bool)?, pick: UInt64, isICMPError: Bool) -> FrameOutcome {
@@ -284,7 +293,7 @@ func deliverCold(_ packet: Packet, vip: UnsafeMutablePointer<VIPEntry>, port: Un
 
 /// ICMP to the appliance: echo requests to a VIP are answered; errors (destination unreachable, time
 /// exceeded) about a VIP flow go to the backend that owns the flow (the quoted packet's tuple, reversed).
-@inline(never) // cold: keeps the per-packet loop small
+@usableFromInline @inline(never) // cold: keeps the per-packet loop small
 func handleICMP(_ packet: Packet, l4: UnsafeMutableRawPointer, l4Length: Int, src: UInt32, dst: UInt32,
                 port: UnsafePointer<PortTables>, tables: UnsafePointer<DataplaneTables>, flows: UnsafePointer<FlowTable>,
                 counters: UnsafeMutablePointer<UInt64>, now: UInt32) -> FrameOutcome {
@@ -318,7 +327,7 @@ func handleICMP(_ packet: Packet, l4: UnsafeMutableRawPointer, l4Length: Int, sr
 
 /// ARP: requests for the port's address or a VIP are answered in place; replies to the port's address go
 /// to the control plane (neighbour resolution); anything else is not for us.
-@inline(never) // cold: keeps the per-packet loop small
+@usableFromInline @inline(never) // cold: keeps the per-packet loop small
 func answerARP(_ p: UnsafeMutableRawPointer, length: Int, l2: Int, port: UnsafePointer<PortTables>,
                tables: UnsafePointer<DataplaneTables>) -> FrameOutcome {
     guard length &- l2 >= 28 else { return FrameOutcome(.malformedARP) }

@@ -2,7 +2,7 @@
 
 /// Turns an echo request (IPv4 at `ip`, `total` bytes, header `ihl`) into the reply, in place: addresses
 /// swapped, TTL 64, type 0, checksums updated; Ethernet back to the sender (tag kept).
-@inline(never) // cold: keeps the per-packet loop small
+@usableFromInline @inline(never) // cold: keeps the per-packet loop small
 func answerEcho(_ p: UnsafeMutableRawPointer, l2: Int, ip: UnsafeMutableRawPointer, ihl: Int,
                 port: UnsafePointer<PortTables>) -> FrameOutcome {
     let icmp = ip + ihl
@@ -24,7 +24,7 @@ let quotedPayloadBytes = 8
 
 /// Replaces a too-big l3 packet with ICMP type 3 code 4 from the VIP to the client, next-hop MTU = port MTU
 /// − 20, quoting the packet's header and first 8 payload bytes; Ethernet back to the sender (tag kept).
-@inline(never) // cold: keeps the per-packet loop small
+@usableFromInline @inline(never) // cold: keeps the per-packet loop small
 func answerFragmentationNeeded(_ p: UnsafeMutableRawPointer, l2: Int, ip: UnsafeMutableRawPointer, ihl: Int,
                                port: UnsafePointer<PortTables>) -> FrameOutcome {
     let quoted = ihl &+ quotedPayloadBytes
