@@ -239,14 +239,25 @@ def environment(args):
 
 # --- configs, traffic, memory --------------------------------------------------------------------------
 
-def write_config(tmp, name, pcap_paths, workers):
-    """A copy of benchmarks/bench.yaml on a net_pcap vdev replaying `pcap_paths` (one RX queue each)."""
+def table_slots(flows):
+    """`flows_per_worker` for a capture of `flows` flows, as the README advises: 4 x the flows a worker
+    sees, a power of two (at least 4096)."""
+    slots = 4096
+    while slots < 4 * flows:
+        slots *= 2
+    return slots
+
+
+def write_config(tmp, name, pcap_paths, workers, flows):
+    """A copy of benchmarks/bench.yaml on a net_pcap vdev replaying `pcap_paths` (one RX queue each), with the
+    flow table sized for `flows` flows."""
     device = "net_pcap0," + ",".join(f"rx_pcap={p}" for p in pcap_paths) + ",infinite_rx=1"
     text = read(BENCH_CONFIG)
     text, n1 = re.subn(r"(?m)^(\s*device:).*$", lambda m: f'{m.group(1)} "{device}"', text, count=1)
     text, n2 = re.subn(r"(?m)^workers:.*$", f"workers: {workers}", text, count=1)
-    if n1 != 1 or n2 != 1:
-        sys.exit(f"{BENCH_CONFIG}: expected one `device:` and one `workers:` line")
+    text, n3 = re.subn(r"(?m)^flows_per_worker:.*$", f"flows_per_worker: {table_slots(flows)}", text, count=1)
+    if n1 != 1 or n2 != 1 or n3 != 1:
+        sys.exit(f"{BENCH_CONFIG}: expected one `device:`, one `workers:` and one `flows_per_worker:` line")
     path = os.path.join(tmp, f"{name}.yaml")
     with open(path, "w") as f:
         f.write(text)
@@ -498,16 +509,19 @@ def markdown(results):
     mem = [r for r in runs if r["case"] in ("l2", "l3")]
     if mem:
         L.append("")
-        L.append("Memory of Tula (`flows_per_worker: 1048576`, one worker; medians over the runs):")
+        L.append("Memory of Tula (one worker, `flows_per_worker` = 4 x the flows of the capture as the README advises, "
+                 "16 bytes per slot; medians over the runs):")
         L.append("")
-        L.append("| flows in capture | mode | VmRSS (MiB) | hugepages mapped (MiB) | flow-table entries in use | evictions |")
-        L.append("|---:|---|---:|---:|---:|---:|")
+        L.append("| flows in capture | mode | flow-table slots (MiB) | VmRSS (MiB) | hugepages mapped (MiB) | "
+                 "flow-table entries in use | evictions |")
+        L.append("|---:|---|---:|---:|---:|---:|---:|")
         for f in sorted({r["flows"] for r in mem}):
             for case in ("l2", "l3"):
                 rs = [r for r in mem if r["flows"] == f and r["case"] == case]
                 if not rs:
                     continue
-                L.append(f"| {human_flows(f)} | {case} | {statistics.median(r['vmrss_kb'] for r in rs) / 1024:.0f} | "
+                L.append(f"| {human_flows(f)} | {case} | {table_slots(f)} ({table_slots(f) * 16 / 2**20:.1f}) | "
+                         f"{statistics.median(r['vmrss_kb'] for r in rs) / 1024:.0f} | "
                          f"{statistics.median(r['hugetlb_kb'] for r in rs) / 1024:.0f} | "
                          f"{rs[-1]['flows_in_use']} | {rs[-1]['flow_evictions']} |")
     L.append("")
@@ -592,7 +606,7 @@ def main():
                 pcaps[(mode, f)] = path
         log(f"generated {len(pcaps)} captures in {tmp}")
 
-        configs = {(mode, f): write_config(tmp, f"{mode}-{f}", [pcaps[(mode, f)]], 1) for (mode, f) in pcaps}
+        configs = {(mode, f): write_config(tmp, f"{mode}-{f}", [pcaps[(mode, f)]], 1, f) for (mode, f) in pcaps}
         if args.scaling_flows:
             if ("l2", args.scaling_flows) not in pcaps:
                 path = os.path.join(tmp, f"l2-{args.scaling_flows}.pcap")
@@ -600,8 +614,8 @@ def main():
                     str(args.scaling_flows), "--payload", str(args.payload), "--mode", "l2", "--out", path])
                 pcaps[("l2", args.scaling_flows)] = path
             s = pcaps[("l2", args.scaling_flows)]
-            configs["scale-1w"] = write_config(tmp, "scale-1w", [s], 1)
-            configs["scale-2w"] = write_config(tmp, "scale-2w", [s, s], 2)
+            configs["scale-1w"] = write_config(tmp, "scale-1w", [s], 1, args.scaling_flows)
+            configs["scale-2w"] = write_config(tmp, "scale-2w", [s, s], 2, args.scaling_flows)
 
         # Memory mode: hugepages when they can cover the largest run, for every program alike.
         need_mb = max(dry_run_megabytes(binary, c) for c in configs.values())

@@ -103,7 +103,7 @@ func pollPort(_ ctx: UnsafeMutablePointer<WorkerContext>, _ p: Int, _ tables: Un
     var txCount = 0, dropCount = 0
     var rxBytes: UInt64 = 0, txBytes: UInt64 = 0
     // Start every frame's flow-table miss now, so they overlap (at 100k+ flows each one is a DRAM access);
-    // the hashes are kept for processFrame.
+    // the hashes are kept for processFrame. This pass also brings every frame's headers into the cache.
     var k = 0
     while k < n {
         let m = c.rx[k].unsafelyUnwrapped
@@ -115,7 +115,6 @@ func pollPort(_ ctx: UnsafeMutablePointer<WorkerContext>, _ p: Int, _ tables: Un
     var i = 0
     while i < n {
         let m = c.rx[i].unsafelyUnwrapped
-        if i &+ 1 < n { tula_prefetch0(tula_mbuf_data(c.rx[i &+ 1].unsafelyUnwrapped)) }
         let length = Int(tula_mbuf_data_len(m))
         rxBytes &+= UInt64(tula_mbuf_pkt_len(m))
         let outcome: FrameOutcome
