@@ -26,23 +26,6 @@ public final class CounterBlocks: @unchecked Sendable {
     /// The published block of worker `w`, to hand to that worker.
     public func block(_ w: Int) -> UnsafeMutablePointer<CounterCell> { storage + w * layout.count }
 
-    /// Copies counters `[0, prefix)` and `[from, end)` of a private block into a published one (called by
-    /// the owning worker only).
-    @inline(__always)
-    public static func publish(_ source: UnsafePointer<UInt64>, to block: UnsafeMutablePointer<CounterCell>,
-                               prefix: Int, from: Int, end: Int) {
-        var i = 0
-        while i < prefix {
-            UnsafeAtomic<UInt64>(at: block + i).store(source[i], ordering: .relaxed)
-            i &+= 1
-        }
-        i = from
-        while i < end {
-            UnsafeAtomic<UInt64>(at: block + i).store(source[i], ordering: .relaxed)
-            i &+= 1
-        }
-    }
-
     /// The sum over workers of every counter.
     public func sum() -> [UInt64] {
         var total = [UInt64](repeating: 0, count: layout.count)
@@ -51,5 +34,23 @@ public final class CounterBlocks: @unchecked Sendable {
             for i in 0..<layout.count { total[i] &+= UnsafeAtomic<UInt64>(at: b + i).load(ordering: .relaxed) }
         }
         return total
+    }
+}
+
+/// Copies counters `[0, prefix)` and `[from, end)` of a worker's private block into its published one
+/// (called by the owning worker only). A free function: as a static method of `CounterBlocks` every call
+/// first fetched the class's metadata.
+@inline(__always)
+public func publishCounterBlock(_ source: UnsafePointer<UInt64>, to block: UnsafeMutablePointer<CounterCell>,
+                                prefix: Int, from: Int, end: Int) {
+    var i = 0
+    while i < prefix {
+        UnsafeAtomic<UInt64>(at: block + i).store(source[i], ordering: .relaxed)
+        i &+= 1
+    }
+    i = from
+    while i < end {
+        UnsafeAtomic<UInt64>(at: block + i).store(source[i], ordering: .relaxed)
+        i &+= 1
     }
 }

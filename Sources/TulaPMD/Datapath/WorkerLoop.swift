@@ -85,8 +85,8 @@ public func runWorker(_ ctx: UnsafeMutablePointer<WorkerContext>) {
 
 @inline(__always)
 func publishCounters(_ ctx: UnsafeMutablePointer<WorkerContext>, _ tables: UnsafeMutablePointer<DataplaneTables>) {
-    CounterBlocks.publish(ctx.pointee.counters, to: ctx.pointee.published, prefix: tables.pointee.publishedPrefix,
-                          from: tables.pointee.layout.backendBase, end: tables.pointee.publishedEnd)
+    publishCounterBlock(ctx.pointee.counters, to: ctx.pointee.published, prefix: tables.pointee.publishedPrefix,
+                        from: tables.pointee.layout.backendBase, end: tables.pointee.publishedEnd)
 }
 
 /// One RX burst on port index `p`, processed and transmitted. Returns the number of frames received.
