@@ -1,4 +1,4 @@
-// Tests for the per-lcore flow table: hits, idle expiry, eviction within a bucket, layout, the frame hash.
+// Tests for the per-lcore flow table: hits, idle expiry, spilling and eviction, layout, the frame hash.
 import Testing
 @testable import TulaCore
 
@@ -92,8 +92,34 @@ import Testing
         #expect(t.touch(.client(9), hash: 2, now: 61) == (9, .insertedExpired))
     }
 
-    @Test func fullBucketOfLiveFlowsEvictsLeastRecentlySeen() {
+    @Test func fullBucketSpillsIntoTheNextAndFindsTheFlowThere() {
         let t = Table()
+        for n in 0..<4 { t.touch(.client(UInt32(n)), hash: 1, now: 100) }   // slots 4...7
+        #expect(t.table.entries[4].target & FlowEntry.spilled == 0)
+        #expect(t.touch(.client(4), hash: 1, now: 100, backend: 9) == (8, .insertedEmpty))
+        #expect(t.table.entries[4].target & FlowEntry.spilled != 0)
+        #expect(t.touch(.client(4), hash: 1, now: 101) == (8, .hit))
+        #expect(t.table.entries[8].backend == 9)
+        for n in 0..<4 { #expect(t.touch(.client(UInt32(n)), hash: 1, now: 101) == (4 + n, .hit)) }
+        // Bucket 2's own flows do not look back into bucket 1.
+        #expect(t.touch(.client(0), hash: 2, now: 101) == (9, .insertedEmpty))
+    }
+
+    @Test func spilledMarkSurvivesRefillingTheFirstSlot() {
+        let t = Table()
+        for n in 0..<4 { t.touch(.client(UInt32(n)), hash: 1, now: 100) }   // slots 4...7
+        t.touch(.client(4), hash: 1, now: 100)                                  // slot 8
+        for n in 1..<5 { t.touch(.client(UInt32(n)), hash: 1, now: 120) }
+        // Client 0 (slot 4) idles past the timeout; a new flow takes its slot.
+        #expect(t.touch(.client(9), hash: 1, now: 131) == (4, .insertedExpired))
+        #expect(t.table.entries[4].target & FlowEntry.spilled != 0)
+        #expect(t.table.entries[4].vip == 0 && t.table.entries[4].backend == 7)
+        #expect(t.touch(.client(4), hash: 1, now: 131) == (8, .hit))
+    }
+
+    @Test func fullBucketAndFullNextEvictLeastRecentlySeenOfOwnBucket() {
+        let t = Table()
+        for n in 10..<14 { t.touch(.client(UInt32(n)), hash: 2, now: 100) }   // bucket 2: slots 8...11
         for n in 0..<4 { t.touch(.client(UInt32(n)), hash: 1, now: 100 + UInt32(n)) }   // slots 4...7
         #expect(t.touch(.client(0), hash: 1, now: 104) == (4, .hit))
         #expect((4..<8).map { t.table.entries[$0].lastSeen } == [104, 101, 102, 103])
@@ -106,12 +132,32 @@ import Testing
         #expect(t.touch(.client(9), hash: 1, now: 106) == (5, .hit))
     }
 
-    @Test func lastBucketDoesNotSpillIntoTheFirst() {
+    @Test func lastBucketSpillsIntoTheFirst() {
         let t = Table()
         let slots = (0..<6).map { t.touch(.client(UInt32($0)), hash: 3, now: 1).slot }
-        #expect(slots.prefix(4) == [12, 13, 14, 15])
-        #expect(slots.suffix(2).allSatisfy { (12..<16).contains($0) })
-        #expect(t.table.entries[0].target == 0)
+        #expect(slots == [12, 13, 14, 15, 0, 1])
+        #expect((0..<6).map { t.touch(.client(UInt32($0)), hash: 3, now: 2).outcome }.allSatisfy { $0 == .hit })
+    }
+
+    /// At the load the README advises (flows_per_worker 4 x the flows), spilling keeps every flow pinned:
+    /// 1000 flows with random hashes in 4096 slots, looked up again and again, are never evicted.
+    @Test func thousandFlowsInFourThousandSlotsStayPinned() {
+        let capacity = 4096
+        let memory = UnsafeMutableRawPointer.allocate(byteCount: FlowTable.bytes(capacity: capacity), alignment: 64)
+        defer { memory.deallocate() }
+        memory.initializeMemory(as: UInt8.self, repeating: 0, count: FlowTable.bytes(capacity: capacity))
+        let table = FlowTable(memory: memory, capacity: capacity, idleTimeoutSeconds: 300)
+        var rng = SplitMix64(seed: 4)
+        let flows = (0..<1000).map { n in (hash: rng.next(), ports: UInt32(n)) }
+        var outcomes: [FlowTable.Outcome: Int] = [:]
+        for round in 0..<5 {
+            for f in flows {
+                let (e, outcome) = table.find(hash: f.hash, src: 1, ports: f.ports, vip: 0, now: UInt32(round))
+                if outcome != .hit { FlowTable.store(e, src: 1, ports: f.ports, vip: 0, backend: 0, now: UInt32(round)) }
+                outcomes[outcome, default: 0] += 1
+            }
+        }
+        #expect(outcomes == [.insertedEmpty: 1000, .hit: 4000])
     }
 
     @Test func flowInAnotherBucketIsNotFound() {

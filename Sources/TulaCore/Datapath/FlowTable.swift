@@ -1,13 +1,13 @@
 // The per-lcore flow table: fixed size, one writer, pins a client flow of a VIP to its backend, with idle aging.
 
-/// One pinned flow: 16 bytes, four to a 64-byte bucket. `target == 0` marks an empty slot.
+/// One pinned flow: 16 bytes, four to a 64-byte bucket. A slot without `FlowEntry.occupied` is empty.
 /// The VIP's counter slot stands for the destination address and protocol (a VIP has one of each), so
 /// (source, ports, VIP slot) identifies a flow as the 5-tuple does.
 public struct FlowEntry: Sendable {
     public var src: UInt32
     /// Source port << 16 | destination port.
     public var ports: UInt32
-    /// `FlowEntry.occupied | VIP slot << 16 | backend slot`.
+    /// `FlowEntry.occupied | VIP slot << 16 | backend slot`, plus `FlowEntry.spilled` in a bucket's first slot.
     public var target: UInt32
     /// Seconds (appliance clock) when the flow was last seen.
     public var lastSeen: UInt32
@@ -17,20 +17,25 @@ public struct FlowEntry: Sendable {
     }
 
     @inlinable public static var occupied: UInt32 { 0x8000_0000 }
+    /// In the first slot of a bucket: some flow of this bucket was stored in the next bucket (set once, kept).
+    @inlinable public static var spilled: UInt32 { 0x4000_0000 }
     /// The bits of `target` that are part of the flow's key (occupied, VIP slot).
-    @inlinable static var keyBits: UInt32 { 0xFFFF_0000 }
+    @inlinable static var keyBits: UInt32 { 0xBFFF_0000 }
 
     @inlinable static func key(vip: UInt32) -> UInt32 { occupied | vip << 16 }
+    @inlinable public var isOccupied: Bool { target & FlowEntry.occupied != 0 }
     /// Global backend index in `DataplaneTables.backends`.
     @inline(__always) public var backend: UInt32 { target & 0xFFFF }
     /// The VIP's counter slot.
-    @inline(__always) public var vip: UInt32 { (target & ~FlowEntry.occupied) >> 16 }
+    @inline(__always) public var vip: UInt32 { (target >> 16) & 0x3FFF }
 }
 
-/// A power-of-two array of entries in buckets of `bucketSize` (one cache line): a flow lives in the bucket
-/// its hash picks, so a lookup reads one line. A new flow takes the bucket's first empty or expired slot,
-/// else evicts the least recently seen one. The memory is the caller's (hugepage memory in the appliance),
-/// `FlowTable.bytes(capacity:)` long and 64-byte aligned.
+/// A power-of-two array of entries in buckets of `bucketSize` (one cache line). A flow lives in the bucket
+/// its hash picks, so a lookup reads one line; when that bucket is full of live flows, a new flow goes to
+/// the next bucket (and the full one is marked, so its lookups also read the next line), and only when both
+/// are full is the home bucket's least recently seen flow evicted. A new flow takes the first empty or
+/// expired slot. The memory is the caller's (hugepage memory in the appliance), `FlowTable.bytes(capacity:)`
+/// long and 64-byte aligned.
 public struct FlowTable: @unchecked Sendable {
     @inlinable public static var bucketSize: Int { 4 }
     public let entries: UnsafeMutablePointer<FlowEntry>
@@ -42,19 +47,25 @@ public struct FlowTable: @unchecked Sendable {
     public static func bytes(capacity: Int) -> Int { capacity * MemoryLayout<FlowEntry>.stride }
 
     /// `memory` must hold `bytes(capacity:)` zeroed bytes; `capacity` must be a power of two, at least
-    /// `bucketSize`.
+    /// twice `bucketSize`.
     public init(memory: UnsafeMutableRawPointer, capacity: Int, idleTimeoutSeconds: Int) {
-        precondition(capacity >= FlowTable.bucketSize && capacity & (capacity - 1) == 0,
-                     "flow table capacity must be a power of two of at least \(FlowTable.bucketSize)")
+        precondition(capacity >= 2 * FlowTable.bucketSize && capacity & (capacity - 1) == 0,
+                     "flow table capacity must be a power of two of at least \(2 * FlowTable.bucketSize)")
         entries = memory.bindMemory(to: FlowEntry.self, capacity: capacity)
         bucketMask = UInt32(capacity / FlowTable.bucketSize - 1)
         self.idleTimeoutSeconds = UInt32(idleTimeoutSeconds)
     }
 
-    /// The first entry of the bucket a flow with `hash` lives in.
+    /// The first entry of the bucket a flow with `hash` lives in (or spills from).
     @inlinable @inline(__always)
     public func bucket(_ hash: UInt64) -> UnsafeMutablePointer<FlowEntry> {
         entries + Int(UInt32(truncatingIfNeeded: hash) & bucketMask) &* FlowTable.bucketSize
+    }
+
+    /// The bucket after `hash`'s (the first one after the last).
+    @inlinable @inline(__always)
+    func spillBucket(_ hash: UInt64) -> UnsafeMutablePointer<FlowEntry> {
+        entries + Int((UInt32(truncatingIfNeeded: hash) &+ 1) & bucketMask) &* FlowTable.bucketSize
     }
 
     /// How a lookup ended.
@@ -67,37 +78,69 @@ public struct FlowTable: @unchecked Sendable {
     public func find(hash: UInt64, src: UInt32, ports: UInt32, vip: UInt32, now: UInt32)
         -> (UnsafeMutablePointer<FlowEntry>, Outcome) {
         let key = FlowEntry.key(vip: vip)
-        let first = bucket(hash)
-        var free: UnsafeMutablePointer<FlowEntry>? = nil
-        var freeOutcome = Outcome.insertedEvicted
-        var oldest = first
+        let home = bucket(hash)
+        if let e = FlowTable.match(home, src: src, ports: ports, key: key) { return refresh(e, now: now) }
+        let spilled = home.pointee.target & FlowEntry.spilled != 0
+        if spilled, let e = FlowTable.match(spillBucket(hash), src: src, ports: ports, key: key) {
+            return refresh(e, now: now)
+        }
+        return place(hash, home: home, now: now)
+    }
+
+    /// The entry of `bucket` holding the flow, if any.
+    @inlinable @inline(__always)
+    static func match(_ bucket: UnsafeMutablePointer<FlowEntry>, src: UInt32, ports: UInt32,
+                      key: UInt32) -> UnsafeMutablePointer<FlowEntry>? {
         var i = 0
         while i < FlowTable.bucketSize {
-            let e = first + i
-            let target = e.pointee.target
-            if target == 0 {
-                if free == nil { free = e; freeOutcome = .insertedEmpty }
-            } else if e.pointee.src == src && e.pointee.ports == ports && target & FlowEntry.keyBits == key {
-                if now &- e.pointee.lastSeen <= idleTimeoutSeconds {
-                    if e.pointee.lastSeen != now { e.pointee.lastSeen = now }
-                    return (e, .hit)
-                }
-                return (e, .insertedExpired)
-            } else if now &- e.pointee.lastSeen > idleTimeoutSeconds {
-                if free == nil { free = e; freeOutcome = .insertedExpired }
-            } else if e.pointee.lastSeen < oldest.pointee.lastSeen {
-                oldest = e
+            let e = bucket + i
+            if e.pointee.src == src && e.pointee.ports == ports && e.pointee.target & FlowEntry.keyBits == key {
+                return e
             }
             i &+= 1
         }
-        if let free { return (free, freeOutcome) }
+        return nil
+    }
+
+    /// A found flow: a hit (seen now) unless it was idle too long, then its slot is to be refilled.
+    @inlinable @inline(__always)
+    func refresh(_ e: UnsafeMutablePointer<FlowEntry>, now: UInt32) -> (UnsafeMutablePointer<FlowEntry>, Outcome) {
+        guard now &- e.pointee.lastSeen <= idleTimeoutSeconds else { return (e, .insertedExpired) }
+        if e.pointee.lastSeen != now { e.pointee.lastSeen = now }
+        return (e, .hit)
+    }
+
+    /// Where a new flow goes: a free or expired slot of its bucket, else of the next bucket (marking its
+    /// own as spilled), else its bucket's least recently seen slot. Out of line: only new flows get here.
+    @usableFromInline @inline(never)
+    func place(_ hash: UInt64, home: UnsafeMutablePointer<FlowEntry>, now: UInt32) -> (UnsafeMutablePointer<FlowEntry>, Outcome) {
+        if let free = freeSlot(home, now: now) { return free }
+        if let free = freeSlot(spillBucket(hash), now: now) {
+            home.pointee.target |= FlowEntry.spilled
+            return free
+        }
+        var oldest = home
+        for i in 1..<FlowTable.bucketSize where home[i].lastSeen < oldest.pointee.lastSeen { oldest = home + i }
         return (oldest, .insertedEvicted)
     }
 
+    /// The first empty or expired slot of `bucket`.
+    func freeSlot(_ bucket: UnsafeMutablePointer<FlowEntry>, now: UInt32) -> (UnsafeMutablePointer<FlowEntry>, Outcome)? {
+        for i in 0..<FlowTable.bucketSize {
+            let e = bucket + i
+            if !e.pointee.isOccupied { return (e, .insertedEmpty) }
+            if now &- e.pointee.lastSeen > idleTimeoutSeconds { return (e, .insertedExpired) }
+        }
+        return nil
+    }
+
+    /// Fills a slot `find` returned (keeping the bucket's spilled mark if it is the first slot).
     @inlinable @inline(__always)
     public static func store(_ e: UnsafeMutablePointer<FlowEntry>, src: UInt32, ports: UInt32, vip: UInt32,
                              backend: UInt32, now: UInt32) {
-        e.pointee = FlowEntry(src: src, ports: ports, target: FlowEntry.key(vip: vip) | backend, lastSeen: now)
+        e.pointee = FlowEntry(src: src, ports: ports,
+                              target: FlowEntry.key(vip: vip) | backend | (e.pointee.target & FlowEntry.spilled),
+                              lastSeen: now)
     }
 }
 
