@@ -65,8 +65,7 @@ public final class Appliance: @unchecked Sendable {
 
     /// The EAL arguments this run uses (also printed by `--dry-run`).
     public func ealArguments(inMemory: Bool, extra: [String]) -> [String] {
-        let required = EAL.requiredMegabytes(config: config, mbufs: mbufCount)
-        memory = EAL.chooseMemory(required: required)
+        memory = EAL.chooseMemory(config: config, mbufs: mbufCount)
         return EAL.arguments(config: config, workerLcores: workerLcores, mainLcore: LcoreID(UInt32(config.mainLcoreID)),
                              memory: memory, inMemory: inMemory, extra: extra)
     }

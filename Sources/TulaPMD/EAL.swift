@@ -28,9 +28,11 @@ public enum EAL {
         String(device.split(separator: ",", maxSplits: 1).first ?? Substring(device))
     }
 
-    /// Memory the appliance needs from EAL, MiB: mbufs, flow tables, and slack for EAL and drivers.
-    public static func requiredMegabytes(config: TulaConfig, mbufs: Int) -> Int {
-        let mbufBytes = mbufs * (Int(tula_default_buf_size()) + 256)
+    /// Memory the appliance needs from EAL, MiB: mbufs, flow tables, and slack for EAL and drivers. Without
+    /// hugepages every mbuf takes a whole 4 KiB page: DPDK does not let a pool object cross a page boundary,
+    /// and an mbuf (about 2.3 KiB) leaves no room for a second one.
+    public static func requiredMegabytes(config: TulaConfig, mbufs: Int, hugepages: Bool) -> Int {
+        let mbufBytes = mbufs * (hugepages ? Int(tula_default_buf_size()) + 256 : 4096)
         let flowBytes = config.workerCount * FlowTable.bytes(capacity: config.flowsPerWorker)
         return (mbufBytes + flowBytes) / (1 << 20) + 96
     }
@@ -49,9 +51,12 @@ public enum EAL {
         return free * size
     }
 
-    /// Hugepages when enough are free, `--no-huge` otherwise.
-    public static func chooseMemory(required: Int) -> MemoryMode {
-        hugepagesAvailableMegabytes() >= required ? .hugepages : .noHuge(megabytes: required)
+    /// Hugepages when enough are free, `--no-huge` (with what that needs) otherwise.
+    public static func chooseMemory(config: TulaConfig, mbufs: Int) -> MemoryMode {
+        if hugepagesAvailableMegabytes() >= requiredMegabytes(config: config, mbufs: mbufs, hugepages: true) {
+            return .hugepages
+        }
+        return .noHuge(megabytes: requiredMegabytes(config: config, mbufs: mbufs, hugepages: false))
     }
 
     /// The EAL arguments for `config`: lcores (main + workers), devices, memory, file prefix, then `extra`.
