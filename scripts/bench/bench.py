@@ -376,7 +376,8 @@ def run_testpmd(pcaps, label, args, tmp, memory_mode, cores=1):
     if memory_mode == "hugepages":
         eal += ["--in-memory"]
     else:
-        eal += ["--no-huge", "-m", str(mbufs * 2560 // (1 << 20) + 256), "--file-prefix", prefix]
+        # With 4 KiB pages every mbuf takes a page (a pool object may not cross one), as Tula budgets too.
+        eal += ["--no-huge", "-m", str(mbufs * 4096 // (1 << 20) + 256), "--file-prefix", prefix]
     app = ["--forward-mode=macswap", f"--nb-cores={cores}", f"--rxq={len(pcaps)}", f"--txq={len(pcaps)}",
            "--port-topology=loop", f"--total-num-mbufs={mbufs}", "--stats-period=1", "--burst=32"]
     cmd = [TESTPMD] + eal + ["--log-level=lib.eal:warning", "--"] + app
