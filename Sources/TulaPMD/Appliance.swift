@@ -63,6 +63,12 @@ public final class Appliance: @unchecked Sendable {
             + config.ports.reduce(0) { $0 + EthPort.preloadedFrames(device: $1.device) }
     }
 
+    /// What this config needs from EAL, MiB: with hugepages, and without (`--dry-run` prints both).
+    public var requiredMegabytes: (hugepages: Int, noHuge: Int) {
+        (EAL.requiredMegabytes(config: config, mbufs: mbufCount, hugepages: true),
+         EAL.requiredMegabytes(config: config, mbufs: mbufCount, hugepages: false))
+    }
+
     /// The EAL arguments this run uses (also printed by `--dry-run`).
     public func ealArguments(inMemory: Bool, extra: [String]) -> [String] {
         memory = EAL.chooseMemory(config: config, mbufs: mbufCount)

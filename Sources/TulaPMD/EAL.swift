@@ -28,11 +28,12 @@ public enum EAL {
         String(device.split(separator: ",", maxSplits: 1).first ?? Substring(device))
     }
 
-    /// Memory the appliance needs from EAL, MiB: mbufs, flow tables, and slack for EAL and drivers. Without
-    /// hugepages every mbuf takes a whole 4 KiB page: DPDK does not let a pool object cross a page boundary,
-    /// and an mbuf (about 2.3 KiB) leaves no room for a second one.
+    /// Memory the appliance needs from EAL, MiB: mbufs, flow tables, and slack for EAL and drivers (per mbuf:
+    /// its slots in the pool's ring and the pcap driver's, rounded up to powers of two). Without hugepages
+    /// every mbuf takes a whole 4 KiB page: DPDK does not let a pool object cross a page boundary, and an
+    /// mbuf (about 2.3 KiB) leaves no room for a second one.
     public static func requiredMegabytes(config: TulaConfig, mbufs: Int, hugepages: Bool) -> Int {
-        let mbufBytes = mbufs * (hugepages ? Int(tula_default_buf_size()) + 256 : 4096)
+        let mbufBytes = mbufs * ((hugepages ? Int(tula_default_buf_size()) : 4096) + 256)
         let flowBytes = config.workerCount * FlowTable.bytes(capacity: config.flowsPerWorker)
         return (mbufBytes + flowBytes) / (1 << 20) + 96
     }

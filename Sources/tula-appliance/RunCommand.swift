@@ -31,6 +31,9 @@ struct RunCommand: ParsableCommand {
         let appliance = Appliance(config: cfg, configPath: config)
         if dryRun {
             print(appliance.ealArguments(inMemory: false, extra: eal).joined(separator: " "))
+            let need = appliance.requiredMegabytes
+            printNotice("memory: \(need.hugepages) MiB of hugepages (\(EAL.hugepagesAvailableMegabytes()) MiB free), "
+                        + "or --no-huge -m \(need.noHuge) without them")
             return
         }
         let control = try claimControlSocket(cfg.statsSocket)

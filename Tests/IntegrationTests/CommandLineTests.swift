@@ -35,6 +35,13 @@ extension Integration {
             #expect(result.status == 0)
             #expect(result.stdout.contains("--lcores 0@0,1@1 --main-lcore 0 --vdev net_pcap0 --no-pci"), "\(result.stdout)")
             #expect(result.stdout.hasSuffix("--file-prefix x\n"))
+            // The memory line (make bench sizes its hugepage reservation by it): without hugepages every
+            // mbuf takes a 4 KiB page, so that figure is the larger one.
+            let numbers = result.stderr.split(separator: "\n").first { $0.contains("memory: ") }.map {
+                $0.split(whereSeparator: { !$0.isNumber }).compactMap { Int($0) }
+            } ?? []
+            #expect(numbers.count == 3, "\(result.stderr)")
+            if numbers.count == 3 { #expect(numbers[2] > numbers[0], "\(result.stderr)") }
         }
 
         @Test func runForwardsUntilSIGINTAndCompletesTheOutput() throws {

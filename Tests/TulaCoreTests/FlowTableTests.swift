@@ -25,7 +25,7 @@ import Testing
                    backend: UInt32 = 7) -> (slot: Int, outcome: FlowTable.Outcome) {
             let (e, outcome) = table.find(hash: hash, src: flow.src, ports: flow.ports, vip: flow.vip, now: now)
             if outcome != .hit {
-                FlowTable.store(e, src: flow.src, ports: flow.ports, vip: flow.vip, backend: backend, now: now)
+                table.store(e, hash: hash, src: flow.src, ports: flow.ports, vip: flow.vip, backend: backend, now: now)
             }
             return (slot(e), outcome)
         }
@@ -105,6 +105,14 @@ import Testing
         #expect(t.touch(.client(0), hash: 2, now: 101) == (9, .insertedEmpty))
     }
 
+    @Test func lookupThatStoresNothingDoesNotMarkTheBucket() {
+        let t = Table()
+        for n in 0..<4 { t.touch(.client(UInt32(n)), hash: 1, now: 100) }   // slots 4...7
+        let (e, outcome) = t.table.find(hash: 1, src: Flow().src, ports: (40009 << 16) | 443, vip: 0, now: 100)
+        #expect((t.slot(e), outcome) == (8, .insertedEmpty))
+        #expect(t.table.entries[4].target & FlowEntry.spilled == 0)
+    }
+
     @Test func spilledMarkSurvivesRefillingTheFirstSlot() {
         let t = Table()
         for n in 0..<4 { t.touch(.client(UInt32(n)), hash: 1, now: 100) }   // slots 4...7
@@ -153,7 +161,7 @@ import Testing
         for round in 0..<5 {
             for f in flows {
                 let (e, outcome) = table.find(hash: f.hash, src: 1, ports: f.ports, vip: 0, now: UInt32(round))
-                if outcome != .hit { FlowTable.store(e, src: 1, ports: f.ports, vip: 0, backend: 0, now: UInt32(round)) }
+                if outcome != .hit { table.store(e, hash: f.hash, src: 1, ports: f.ports, vip: 0, backend: 0, now: UInt32(round)) }
                 outcomes[outcome, default: 0] += 1
             }
         }

@@ -265,10 +265,12 @@ def write_config(tmp, name, pcap_paths, workers, flows):
 
 
 def dry_run_megabytes(binary, config):
-    """The --no-huge arena Tula would ask for (0 when it would use hugepages)."""
-    out = sh([binary, "run", "--config", config, "--dry-run"]).stdout
-    m = re.search(r"--no-huge -m (\d+)", out)
-    return int(m.group(1)) if m else 0
+    """(MiB of hugepages Tula needs for `config`, whether it would use hugepages now), from `run --dry-run`."""
+    r = sh([binary, "run", "--config", config, "--dry-run"])
+    m = re.search(r"memory: (\d+) MiB of hugepages", r.stderr)
+    if not m:
+        sys.exit(f"tula-appliance run --dry-run printed no memory line:\n{r.stderr}")
+    return int(m.group(1)), "--no-huge" not in r.stdout
 
 
 def reserve_hugepages(pages):
@@ -521,7 +523,8 @@ def markdown(results):
                 rs = [r for r in mem if r["flows"] == f and r["case"] == case]
                 if not rs:
                     continue
-                L.append(f"| {human_flows(f)} | {case} | {table_slots(f)} ({table_slots(f) * 16 / 2**20:.1f}) | "
+                slots = rs[-1].get("table_slots", table_slots(f))
+                L.append(f"| {human_flows(f)} | {case} | {slots} ({slots * 16 / 2**20:.1f}) | "
                          f"{statistics.median(r['vmrss_kb'] for r in rs) / 1024:.0f} | "
                          f"{statistics.median(r['hugetlb_kb'] for r in rs) / 1024:.0f} | "
                          f"{rs[-1]['flows_in_use']} | {rs[-1]['flow_evictions']} |")
@@ -535,7 +538,7 @@ def write_outputs(results, out_dir, md_path):
         json.dump(results, f, indent=1, sort_keys=True)
     with open(os.path.join(out_dir, "results.csv"), "w", newline="") as f:
         cols = ["case", "flows", "rep", "pps", "memory", "window_seconds", "worker_cpu_share", "other_load_cores", "vmrss_kb",
-                "hugetlb_kb", "rx", "tx", "flows_in_use", "flow_evictions"]
+                "hugetlb_kb", "rx", "tx", "flows_in_use", "flow_evictions", "table_slots"]
         w = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
         w.writeheader()
         for r in results["runs"]:
@@ -619,15 +622,15 @@ def main():
             configs["scale-2w"] = write_config(tmp, "scale-2w", [s, s], 2, args.scaling_flows)
 
         # Memory mode: hugepages when they can cover the largest run, for every program alike.
-        need_mb = max(dry_run_megabytes(binary, c) for c in configs.values())
+        needs = [dry_run_megabytes(binary, c) for c in configs.values()]
         hp_detail = None
-        if not args.no_hugepages and need_mb:
+        if not args.no_hugepages and not all(huge for _, huge in needs):
             # Pages others hold stay theirs: ask for a total that leaves enough free for the largest run.
             in_use = meminfo("HugePages_Total") - meminfo("HugePages_Free")
-            pages = in_use + math.ceil(need_mb / 2) + 64
+            pages = in_use + math.ceil(max(mb for mb, _ in needs) / 2) + 64
             owns_hugepages = reserve_hugepages(pages)
-            need_mb = max(dry_run_megabytes(binary, c) for c in configs.values())
-        memory_mode = "hugepages" if (not args.no_hugepages and need_mb == 0) else "no-huge"
+            needs = [dry_run_megabytes(binary, c) for c in configs.values()]
+        memory_mode = "hugepages" if (not args.no_hugepages and all(huge for _, huge in needs)) else "no-huge"
         if memory_mode == "hugepages":
             hp_detail = (f"2 MiB pages, {meminfo('HugePages_Total')} reserved"
                          + (" by this run via scripts/hugepages.sh, released at the end" if owns_hugepages else ""))
@@ -655,6 +658,7 @@ def main():
             r = run_tula(binary, configs[key], label, args, tmp, memory_mode, workers)
             fl = r.pop("flows")
             r["flows_in_use"], r["flow_evictions"] = fl.get("in_use", 0), fl.get("evictions", 0)
+            r["table_slots"] = table_slots(f)
             record(case, f, rep, r)
 
         for f in flows:

@@ -32,8 +32,8 @@ public struct FlowEntry: Sendable {
 
 /// A power-of-two array of entries in buckets of `bucketSize` (one cache line). A flow lives in the bucket
 /// its hash picks, so a lookup reads one line; when that bucket is full of live flows, a new flow goes to
-/// the next bucket (and the full one is marked, so its lookups also read the next line), and only when both
-/// are full is the home bucket's least recently seen flow evicted. A new flow takes the first empty or
+/// the next bucket (and the full one is marked, so its lookups that miss also read the next line), and only
+/// when both are full is the home bucket's least recently seen flow evicted. A new flow takes the first empty or
 /// expired slot. The memory is the caller's (hugepage memory in the appliance), `FlowTable.bytes(capacity:)`
 /// long and 64-byte aligned.
 public struct FlowTable: @unchecked Sendable {
@@ -110,15 +110,13 @@ public struct FlowTable: @unchecked Sendable {
         return (e, .hit)
     }
 
-    /// Where a new flow goes: a free or expired slot of its bucket, else of the next bucket (marking its
-    /// own as spilled), else its bucket's least recently seen slot. Out of line: only new flows get here.
+    /// Where a new flow would go: a free or expired slot of its bucket, else of the next bucket, else its
+    /// bucket's least recently seen slot (`store` marks the bucket spilled when it fills the next one).
+    /// Out of line: only new flows get here.
     @usableFromInline @inline(never)
     func place(_ hash: UInt64, home: UnsafeMutablePointer<FlowEntry>, now: UInt32) -> (UnsafeMutablePointer<FlowEntry>, Outcome) {
         if let free = freeSlot(home, now: now) { return free }
-        if let free = freeSlot(spillBucket(hash), now: now) {
-            home.pointee.target |= FlowEntry.spilled
-            return free
-        }
+        if let free = freeSlot(spillBucket(hash), now: now) { return free }
         var oldest = home
         for i in 1..<FlowTable.bucketSize where home[i].lastSeen < oldest.pointee.lastSeen { oldest = home + i }
         return (oldest, .insertedEvicted)
@@ -134,13 +132,18 @@ public struct FlowTable: @unchecked Sendable {
         return nil
     }
 
-    /// Fills a slot `find` returned (keeping the bucket's spilled mark if it is the first slot).
+    /// Fills the slot `find` returned for the flow with `hash` (keeping a bucket's spilled mark if it is a
+    /// first slot), and marks the flow's bucket spilled when the slot is in the next one. Only a flow that
+    /// is really stored marks it: lookups that store nothing (ICMP errors, frames dropped after the lookup)
+    /// leave the bucket's lookups at one line.
     @inlinable @inline(__always)
-    public static func store(_ e: UnsafeMutablePointer<FlowEntry>, src: UInt32, ports: UInt32, vip: UInt32,
-                             backend: UInt32, now: UInt32) {
+    public func store(_ e: UnsafeMutablePointer<FlowEntry>, hash: UInt64, src: UInt32, ports: UInt32, vip: UInt32,
+                      backend: UInt32, now: UInt32) {
         e.pointee = FlowEntry(src: src, ports: ports,
                               target: FlowEntry.key(vip: vip) | backend | (e.pointee.target & FlowEntry.spilled),
                               lastSeen: now)
+        let home = bucket(hash)
+        if e < home || e >= home + FlowTable.bucketSize { home.pointee.target |= FlowEntry.spilled }
     }
 }
 

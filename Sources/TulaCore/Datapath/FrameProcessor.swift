@@ -232,7 +232,7 @@ func deliver(_ packet: Packet, vip: UnsafeMutablePointer<VIPEntry>, port: Unsafe
     }
     if picked, let flow, flow.insert, let entry {
         let k = flow.key
-        FlowTable.store(entry, src: k.src, ports: k.ports, vip: vipSlot, backend: backend, now: now)
+        flows.pointee.store(entry, hash: k.hash, src: k.src, ports: k.ports, vip: vipSlot, backend: backend, now: now)
         let f = layout.flowTable
         counters[f &+ CounterLayout.flowInsertions] &+= 1
         switch found {
