@@ -231,17 +231,8 @@ func deliver(_ packet: Packet, vip: UnsafeMutablePointer<VIPEntry>, port: Unsafe
         return FrameOutcome(.tooBig)
     }
     if picked, let flow, flow.insert, let entry {
-        let k = flow.key
-        flows.pointee.store(entry, hash: k.hash, src: k.src, ports: k.ports, vip: vipSlot, backend: backend, now: now)
-        let f = layout.flowTable
-        counters[f &+ CounterLayout.flowInsertions] &+= 1
-        switch found {
-        case .insertedEmpty: counters[f &+ CounterLayout.flowsInUse] &+= 1
-        case .insertedEvicted: counters[f &+ CounterLayout.flowEvictions] &+= 1
-        case .insertedExpired, .hit: counters[f &+ CounterLayout.flowExpiries] &+= 1
-        }
-        counters[layout.vip(Int(vipSlot)) &+ CounterLayout.newFlows] &+= 1
-        counters[layout.backend(Int(backend)) &+ CounterLayout.newFlows] &+= 1
+        pinNewFlow(flow.key, at: entry, found: found, vipSlot: vipSlot, backend: backend, flows: flows,
+                   layout: layout, counters: counters, now: now)
     }
     let inLength = UInt64(packet.l2 &+ total)
     let vc = layout.vip(Int(vipSlot)), bc = layout.backend(Int(backend))
@@ -280,6 +271,24 @@ func deliver(_ packet: Packet, vip: UnsafeMutablePointer<VIPEntry>, port: Unsafe
     }
     let start = encapsulate(ip: packet.ip, total: total, inputTag: packet.inputTag, port: port, backend: b.pointee.address)
     return FrameOutcome(.forwardedL3, shift: Int32(packet.l2 &+ start), length: UInt32(-start &+ total))
+}
+
+/// Stores a new flow's backend in the slot `find` gave and counts it (flow table, VIP and backend new flows).
+/// Out of line: it runs once per flow, and inlined its values crowded the per-packet path's registers.
+@usableFromInline @inline(never)
+func pinNewFlow(_ k: FlowKey, at entry: UnsafeMutablePointer<FlowEntry>, found: FlowTable.Outcome, vipSlot: UInt32,
+                backend: UInt32, flows: UnsafePointer<FlowTable>, layout: CounterLayout,
+                counters: UnsafeMutablePointer<UInt64>, now: UInt32) {
+    flows.pointee.store(entry, hash: k.hash, src: k.src, ports: k.ports, vip: vipSlot, backend: backend, now: now)
+    let f = layout.flowTable
+    counters[f &+ CounterLayout.flowInsertions] &+= 1
+    switch found {
+    case .insertedEmpty: counters[f &+ CounterLayout.flowsInUse] &+= 1
+    case .insertedEvicted: counters[f &+ CounterLayout.flowEvictions] &+= 1
+    case .insertedExpired, .hit: counters[f &+ CounterLayout.flowExpiries] &+= 1
+    }
+    counters[layout.vip(Int(vipSlot)) &+ CounterLayout.newFlows] &+= 1
+    counters[layout.backend(Int(backend)) &+ CounterLayout.newFlows] &+= 1
 }
 
 /// `deliver` for the rare callers (fragments, ICMP errors), so the TCP/UDP path keeps its inlined copy.
