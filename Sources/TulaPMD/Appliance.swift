@@ -69,11 +69,13 @@ public final class Appliance: @unchecked Sendable {
          EAL.requiredMegabytes(config: config, mbufs: mbufCount, hugepages: false))
     }
 
-    /// The EAL arguments this run uses (also printed by `--dry-run`).
+    /// The EAL arguments this run uses (also printed by `--dry-run`). `--no-huge` among `extra` makes the run
+    /// go without hugepages even when enough are free; the arena size (`-m`) is still Tula's to choose.
     public func ealArguments(inMemory: Bool, extra: [String]) -> [String] {
-        memory = EAL.chooseMemory(config: config, mbufs: mbufCount)
+        memory = extra.contains("--no-huge") ? .noHuge(megabytes: requiredMegabytes.noHuge)
+                                             : EAL.chooseMemory(config: config, mbufs: mbufCount)
         return EAL.arguments(config: config, workerLcores: workerLcores, mainLcore: LcoreID(UInt32(config.mainLcoreID)),
-                             memory: memory, inMemory: inMemory, extra: extra)
+                             memory: memory, inMemory: inMemory, extra: extra.filter { $0 != "--no-huge" })
     }
 
     /// Starts EAL with `ealArguments`, opens every port and launches one worker per worker lcore.

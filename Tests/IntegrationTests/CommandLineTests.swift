@@ -44,6 +44,27 @@ extension Integration {
             if numbers.count == 3 { #expect(numbers[2] > numbers[0], "\(result.stderr)") }
         }
 
+        /// Without hugepages every mbuf takes a 4 KiB page. A preloaded (`infinite_rx`) capture of 100k frames
+        /// needs 100k mbufs, and an arena sized at an mbuf's own 2.4 KiB failed the pool (ENOMEM at start).
+        @Test func largePreloadedCaptureRunsWithoutHugepages() throws {
+            let scratch = try Scratch()
+            defer { scratch.cleanup() }
+            let example = packageRoot.appendingPathComponent("examples/streaming-dsr.yaml").path
+            let frames = TrafficSynthesizer.packets(config: try ConfigLoader.load(path: example), flows: 1000, packets: 100_000)
+            let input = scratch.file("large.pcap")
+            try Pcap.write(frames.map { PcapRecord(data: $0) }, path: input)
+            let text = try String(contentsOfFile: example, encoding: .utf8)
+                .replacingOccurrences(of: "device: net_pcap0 ", with: "device: \"net_pcap0,rx_pcap=\(input),infinite_rx=1\" ")
+                .replacingOccurrences(of: "stats_socket: /run/tula/tula.sock", with: "stats_socket: \(scratch.file("tula.sock"))")
+            let config = try scratch.write("large.yaml", text)
+            let result = try Appliance.run(["run", "--config", config, "--json", "--", "--no-huge",
+                                            "--file-prefix", "tula-test-\(getpid())"], interruptAfter: 4)
+            #expect(result.status == 0, "\(result.stderr)")
+            let json = try #require(result.json, "\(result.stderr)")
+            #expect("\(json["notes"] ?? "")".contains("--no-huge"), "\(json["notes"] ?? "")")
+            #expect((json["rx_packets"] as? Int ?? 0) > 100_000, "\(json)")
+        }
+
         @Test func runForwardsUntilSIGINTAndCompletesTheOutput() throws {
             let scratch = try Scratch()
             defer { scratch.cleanup() }
