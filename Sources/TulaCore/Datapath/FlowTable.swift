@@ -32,10 +32,10 @@ public struct FlowEntry: Sendable {
 
 /// A power-of-two array of entries in buckets of `bucketSize` (one cache line). A flow lives in the bucket
 /// its hash picks, so a lookup reads one line; when that bucket is full of live flows, a new flow goes to
-/// the next bucket (and the full one is marked, so its lookups that miss also read the next line), and only
-/// when both are full is the home bucket's least recently seen flow evicted. A new flow takes the first empty or
-/// expired slot. The memory is the caller's (hugepage memory in the appliance), `FlowTable.bytes(capacity:)`
-/// long and 64-byte aligned.
+/// the next bucket (and the full one is marked, so its lookups that miss also read the next line), and
+/// only when both are full is the home bucket's least recently seen flow evicted. A new flow takes the
+/// first empty or expired slot. The memory is the caller's (hugepage memory in the appliance),
+/// `FlowTable.bytes(capacity:)` long and 64-byte aligned.
 public struct FlowTable: @unchecked Sendable {
     @inlinable public static var bucketSize: Int { 4 }
     public let entries: UnsafeMutablePointer<FlowEntry>
