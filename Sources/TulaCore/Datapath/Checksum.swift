@@ -1,5 +1,15 @@
 // The Internet checksum (RFC 1071) over raw bytes, as used for IPv4 headers.
 
+/// A 64-bit sum of 16- or 32-bit words folded to a 16-bit ones'-complement sum (end-around carries).
+@inlinable @inline(__always)
+func foldedSum(_ wide: UInt64) -> UInt16 {
+    var sum = (wide & 0xFFFF_FFFF) &+ (wide >> 32)
+    sum = (sum & 0xFFFF) &+ (sum >> 16)
+    sum = (sum & 0xFFFF) &+ (sum >> 16)
+    sum = (sum & 0xFFFF) &+ (sum >> 16)
+    return UInt16(truncatingIfNeeded: sum)
+}
+
 /// Ones'-complement sum of `length` bytes at `p` (big-endian 16-bit words), folded to 16 bits, not inverted.
 @inlinable @inline(__always)
 public func onesComplementSum(_ p: UnsafeRawPointer, _ length: Int, initial: UInt32 = 0) -> UInt16 {
@@ -14,11 +24,7 @@ public func onesComplementSum(_ p: UnsafeRawPointer, _ length: Int, initial: UIn
         i += 2
     }
     if i < length { sum &+= UInt64(p.load(fromByteOffset: i, as: UInt8.self)) << 8 }
-    sum = (sum & 0xFFFF_FFFF) &+ (sum >> 32)
-    sum = (sum & 0xFFFF) &+ (sum >> 16)
-    sum = (sum & 0xFFFF) &+ (sum >> 16)
-    sum = (sum & 0xFFFF) &+ (sum >> 16)
-    return UInt16(truncatingIfNeeded: sum)
+    return foldedSum(sum)
 }
 
 /// Ones'-complement sum of a 20-byte IPv4 header in five native-order loads (the sum is byte-order
@@ -30,11 +36,7 @@ func headerSum20(_ ip: UnsafeRawPointer) -> UInt16 {
     sum &+= UInt64(ip.loadUnaligned(fromByteOffset: 8, as: UInt32.self))
     sum &+= UInt64(ip.loadUnaligned(fromByteOffset: 12, as: UInt32.self))
     sum &+= UInt64(ip.loadUnaligned(fromByteOffset: 16, as: UInt32.self))
-    sum = (sum & 0xFFFF_FFFF) &+ (sum >> 32)
-    sum = (sum & 0xFFFF) &+ (sum >> 16)
-    sum = (sum & 0xFFFF) &+ (sum >> 16)
-    sum = (sum & 0xFFFF) &+ (sum >> 16)
-    return UInt16(truncatingIfNeeded: sum)
+    return foldedSum(sum)
 }
 
 /// Whether an IPv4 header of `ihl` bytes verifies; the common 20-byte header in five loads.
