@@ -21,3 +21,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 command -v swift >/dev/null || { echo "install-deps: swift (6.x) is not on PATH" >&2; exit 1; }
+# The test bed and the golden-capture generator import scapy: say here, once, which interpreter has it.
+root=$(cd "$(dirname "$0")/.." && pwd)
+python=$("$root/scripts/find-python.sh" scapy) || exit 1
+echo "install-deps: scapy from $python" >&2

@@ -22,12 +22,12 @@
 # backends and the gateway by ARP from its port address.
 #
 # Environment: TULA_APPLIANCE=path to use a built binary (default: `swift build` the debug tula-appliance);
-# PYTHON=interpreter with scapy (default python3); TULABED_STATE=directory for bed state (default /run/tulabed).
+# PYTHON=interpreter with scapy (default: the one scripts/find-python.sh finds); TULABED_STATE=directory for bed state (default /run/tulabed).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 state_root=${TULABED_STATE:-/run/tulabed}
-python=${PYTHON:-python3}
+python=${PYTHON:-}                  # chosen by preflight (scripts/find-python.sh)
 prefix=tulabed                      # every namespace of a bed is named tulabed-<id>-<node>
 
 vip_l2=10.0.1.100
@@ -135,10 +135,9 @@ clean_stale() {
 
 preflight() {
     [ "$(id -u)" = 0 ] || die "the test bed needs root (network namespaces, veth pairs, DPDK)"
-    for tool in ip bridge sysctl curl ethtool tcpdump "$python"; do
+    for tool in ip bridge sysctl curl ethtool tcpdump; do
         command -v "$tool" >/dev/null || die "$tool is missing (scripts/install-deps.sh installs what the bed needs)"
     done
-    "$python" -c 'import scapy' 2>/dev/null || die "$python cannot import scapy (apt-get install python3-scapy, or set PYTHON)"
     resolve_python
     if [ -z "${TULA_APPLIANCE:-}" ]; then
         say "building tula-appliance (swift build)"
@@ -156,8 +155,8 @@ preflight() {
     [ -x "$tula" ] || die "no tula-appliance at $tula"
 }
 
-# Uses the interpreter itself rather than a wrapper (pyenv's shims), so that a server's pid is the one `spawn` reports.
-resolve_python() { python=$("$python" -c 'import sys; print(sys.executable)'); }
+# The interpreter itself (find-python.sh resolves pyenv's shims), so that a server's pid is the one `spawn` reports.
+resolve_python() { python=$("$root/scripts/find-python.sh" scapy) || die "no Python with scapy (see above)"; }
 
 # Namespaces, the bridge, one veth pair per node (eth0 in the node, p-<node> on the bridge), addresses, MACs and sysctls.
 build_bed() {
@@ -355,7 +354,7 @@ stop_tula() {
 
 # summary EXPR: a value from Tula's JSON summary, `s` being the summary (e.g. "s['ports'][0]['rx_bytes']").
 summary() {
-    "$python" -c 'import json, sys
+    "${python:-python3}" -c 'import json, sys
 s = json.loads([l for l in open(sys.argv[1]) if l.startswith("{")][-1])
 print(eval(sys.argv[2]))' "$(state)/tula.json" "$1"
 }
