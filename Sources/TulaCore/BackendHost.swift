@@ -6,7 +6,8 @@ import Foundation
 
 /// One command an operator runs on a backend host, with the comment printed above it (if any).
 public struct BackendCommand: Sendable, Equatable, CustomStringConvertible {
-    /// The program and its arguments; none contains spaces, so `description` is also valid shell.
+    /// The program and its arguments (an interface name may hold any character Linux allows: `description`
+    /// quotes what the shell would otherwise interpret).
     public var argv: [String]
     /// A `#` comment line printed before the command, saying why it is needed.
     public var comment: String?
@@ -16,7 +17,19 @@ public struct BackendCommand: Sendable, Equatable, CustomStringConvertible {
         self.comment = comment
     }
 
-    public var description: String { argv.joined(separator: " ") }
+    /// The command as one line of POSIX shell: arguments with anything but `[A-Za-z0-9_./=:@%+,-]` are single-quoted.
+    public var description: String { argv.map(BackendCommand.shellQuoted).joined(separator: " ") }
+
+    /// `word` as the shell reads it back unchanged: as is when it is made of safe characters, else in single quotes.
+    /// A placeholder for the operator to fill in (`<backend-ip>`) is left as it is, to be edited, not run.
+    public static func shellQuoted(_ word: String) -> String {
+        let safe = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_./=:@%+,-")
+        if !word.isEmpty && word.allSatisfy(safe.contains) { return word }
+        if word.count > 2, word.first == "<", word.last == ">", word.dropFirst().dropLast().allSatisfy({ $0.isLowercase || $0 == "-" }) {
+            return word
+        }
+        return "'" + word.replacingOccurrences(of: "'", with: "'\\''") + "'"
+    }
 
     /// `ip addr add ADDRESS/PREFIX dev DEV`.
     static func addAddress(_ address: IPv4Address, prefix: Int = 32, dev: String, comment: String? = nil) -> Self {

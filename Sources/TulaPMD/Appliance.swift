@@ -161,6 +161,8 @@ public final class Appliance: @unchecked Sendable {
     // MARK: - Health checks, off the packet path
 
     private var nextProbe: [BackendKey: Double] = [:]
+    /// Whether probes last came back unknown (the appliance short of fds or memory), so that is logged once.
+    private var probesUnknownLogged = false
 
     /// Probes the backends whose check is due (in parallel, outside the lock), records the results, and
     /// publishes new tables when a backend went down or came back.
@@ -179,8 +181,8 @@ public final class Appliance: @unchecked Sendable {
         }
         control.unlock()
         guard !due.isEmpty else { return }
-        let results = UnsafeMutableBufferPointer<String?>.allocate(capacity: due.count)
-        results.initialize(repeating: nil)
+        let results = UnsafeMutableBufferPointer<ProbeOutcome>.allocate(capacity: due.count)
+        results.initialize(repeating: .passed)
         defer { results.deallocate() }
         nonisolated(unsafe) let out = results
         let probes = due
@@ -189,8 +191,17 @@ public final class Appliance: @unchecked Sendable {
         defer { control.unlock() }
         guard stopTime == nil else { return }
         var changes: [String] = []
-        for (i, (key, _, check)) in due.enumerated() where health.record(key, error: results[i], check: check) {
-            changes.append("backend \(key.address) of \(key.vip) is \(health.isHealthy(key) ? "healthy again" : "unhealthy: \(results[i] ?? "")")")
+        let unknown = results.compactMap { if case .unknown(let why) = $0 { why } else { nil } }
+        if let why = unknown.first, !probesUnknownLogged {
+            log("health probes could not be made (\(why)): the appliance itself is short of resources; "
+                + "backend states stay as they are until probes can run")
+        } else if unknown.isEmpty && probesUnknownLogged {
+            log("health probes run again")
+        }
+        probesUnknownLogged = !unknown.isEmpty
+        for (i, (key, _, check)) in due.enumerated() where health.record(key, results[i], check: check) {
+            let why = if case .failed(let reason) = results[i] { reason } else { "" }
+            changes.append("backend \(key.address) of \(key.vip) is \(health.isHealthy(key) ? "healthy again" : "unhealthy: \(why)")")
         }
         guard !changes.isEmpty else { return }
         // Logged once the workers have the new tables, so the log never runs ahead of the traffic.

@@ -38,11 +38,15 @@ public enum EAL {
         return (mbufBytes + flowBytes) / (1 << 20) + 96
     }
 
-    /// Free 2 MiB hugepages, and whether a hugetlbfs is mounted.
+    /// Free hugepages, MiB, when a hugetlbfs is mounted where this process may create files (a non-root user
+    /// usually may not: it then runs without hugepages rather than failing in EAL), else 0.
     public static func hugepagesAvailableMegabytes() -> Int {
         guard let meminfo = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8),
               let mounts = try? String(contentsOfFile: "/proc/mounts", encoding: .utf8),
-              mounts.contains("hugetlbfs") else { return 0 }
+              mounts.split(separator: "\n").contains(where: { line in
+                  let fields = line.split(separator: " ")
+                  return fields.count > 2 && fields[2] == "hugetlbfs" && access(String(fields[1]), W_OK | X_OK) == 0
+              }) else { return 0 }
         var free = 0, size = 0
         for line in meminfo.split(separator: "\n") {
             let parts = line.split(whereSeparator: { $0 == " " || $0 == ":" })

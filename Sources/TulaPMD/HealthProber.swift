@@ -4,10 +4,18 @@ import Foundation
 import TulaCore
 
 public enum HealthProber {
-    /// Probes `address` as `check` says; nil when it passed, else why it failed.
-    public static func probe(_ address: IPv4Address, _ check: HealthCheckConfig) -> String? {
+    /// Probes `address` as `check` says. A probe that could not be made for want of the appliance's own
+    /// resources (file descriptors, memory, local ports) says nothing about the backend: `.unknown`.
+    public static func probe(_ address: IPv4Address, _ check: HealthCheckConfig) -> ProbeOutcome {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { return "socket: \(String(cString: strerror(errno)))" }
+        guard fd >= 0 else { return ProbeOutcome(localErrno: errno, "socket") }
+        return attempt(fd, address, check).map { error in
+            error.code.map { ProbeOutcome(localErrno: $0, error.text) } ?? .failed(error.text)
+        } ?? .passed
+    }
+
+    /// Why a probe on `fd` failed (with errno when a call failed), or nil when it passed.
+    private static func attempt(_ fd: Int32, _ address: IPv4Address, _ check: HealthCheckConfig) -> (text: String, code: Int32?)? {
         defer { close(fd) }
         var timeout = timeval(tv_sec: Int(check.timeoutSeconds), tv_usec: Int((check.timeoutSeconds.truncatingRemainder(dividingBy: 1)) * 1e6))
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
@@ -19,24 +27,25 @@ public enum HealthProber {
         let connected = withUnsafePointer(to: &sin) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
-        guard connected == 0 else { return "connect \(address):\(check.port): \(String(cString: strerror(errno)))" }
+        guard connected == 0 else { let e = errno; return ("connect \(address):\(check.port): \(String(cString: strerror(e)))", e) }
         guard check.kind == .http else { return nil }
         let request = "GET \(check.path) HTTP/1.0\r\nHost: \(address)\r\nUser-Agent: tula-health\r\nConnection: close\r\n\r\n"
         guard request.utf8.withContiguousStorageIfAvailable({ send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }) == request.utf8.count else {
-            return "send: \(String(cString: strerror(errno)))"
+            let e = errno
+            return ("send: \(String(cString: strerror(e)))", e)
         }
         var buffer = [UInt8](repeating: 0, count: 512)
         var received = 0
         while received < 12 {
             let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress! + received, $0.count - received, 0) }
-            if n <= 0 { return received == 0 ? "no HTTP response" : "truncated HTTP response" }
+            if n <= 0 { return (received == 0 ? "no HTTP response" : "truncated HTTP response", nil) }
             received += n
         }
         let line = String(decoding: buffer[0..<received], as: UTF8.self).split(separator: "\r\n").first ?? ""
         let parts = line.split(separator: " ")
         guard parts.count >= 2, parts[0].hasPrefix("HTTP/"), let status = Int(parts[1]) else {
-            return "not an HTTP response: \(line.prefix(40))"
+            return ("not an HTTP response: \(line.prefix(40))", nil)
         }
-        return status == check.expectStatus ? nil : "HTTP status \(status), expected \(check.expectStatus)"
+        return status == check.expectStatus ? nil : ("HTTP status \(status), expected \(check.expectStatus)", nil)
     }
 }

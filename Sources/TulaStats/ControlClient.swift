@@ -78,7 +78,7 @@ public enum ControlClient {
 /// `sockaddr_un` for a filesystem path.
 enum UnixSocketAddress {
     /// Longest path that fits `sun_path` with its terminating NUL, in bytes.
-    static let maxPathBytes = MemoryLayout.size(ofValue: sockaddr_un().sun_path) - 1
+    static let maxPathBytes = TulaConfig.maxSocketPathBytes
 
     static func make(_ path: String) throws(ControlError) -> sockaddr_un {
         let bytes = Array(path.utf8)

@@ -56,6 +56,9 @@ public enum ControlRequest: Sendable, Equatable {
         } catch {
             throw ControlError("malformed request: expected one JSON object on one line, e.g. {\"cmd\":\"stats\"}")
         }
+        if let key = duplicateTopLevelKey(line) {
+            throw ControlError("malformed request: key \"\(key)\" is given twice")
+        }
         var reader = FieldReader(fields: fields)
         let command = try reader.string("cmd")
         let request: ControlRequest
@@ -101,6 +104,41 @@ public enum ControlRequest: Sendable, Equatable {
         }
         return jsonObject(fields)
     }
+}
+
+/// The first key that occurs twice at the top level of `json` (a valid JSON object), compared after unescaping;
+/// nil when there is none. JSONDecoder keeps one of the two values silently, so a request such as
+/// `{"cmd":"stats","cmd":"reload"}` would mean whatever the decoder happened to keep.
+func duplicateTopLevelKey(_ json: String) -> String? {
+    let bytes = Array(json.utf8)
+    var seen = Set<String>()
+    var depth = 0
+    var i = 0
+    var expectKey = false
+    while i < bytes.count {
+        switch bytes[i] {
+        case UInt8(ascii: "{"), UInt8(ascii: "["):
+            depth += 1
+            expectKey = depth == 1 && bytes[i] == UInt8(ascii: "{")
+        case UInt8(ascii: "}"), UInt8(ascii: "]"):
+            depth -= 1
+        case UInt8(ascii: ","):
+            expectKey = depth == 1
+        case UInt8(ascii: "\""):
+            let start = i
+            i += 1
+            while i < bytes.count && bytes[i] != UInt8(ascii: "\"") { i += bytes[i] == UInt8(ascii: "\\") ? 2 : 1 }
+            if expectKey, i < bytes.count,
+               let key = try? JSONDecoder().decode(String.self, from: Data(bytes[start...i])) {
+                if !seen.insert(key).inserted { return key }
+            }
+            expectKey = false
+        default:
+            break
+        }
+        i += 1
+    }
+    return nil
 }
 
 /// A JSON value of a request field: requests carry only strings and integers.
@@ -162,6 +200,7 @@ struct FieldReader {
     mutating func address(_ key: String) throws(ControlError) -> IPv4Address {
         let text = try string(key)
         guard let address = IPv4Address(text) else { throw ControlError("\(key): \"\(text)\" is not an IPv4 address") }
+        if let reason = address.notAHostReason { throw ControlError("\(key): \(reason)") }
         return address
     }
 }
@@ -201,20 +240,28 @@ public struct ControlServerCounters: Sendable, Equatable {
     public var refused: UInt64 = 0
     /// Clients connected right now.
     public var clients: UInt64 = 0
+    /// Connections turned away because the non-root clients were at their cap.
+    public var rejectedClients: UInt64 = 0
+    /// Non-root connections closed to make room for a root client.
+    public var evictedClients: UInt64 = 0
 
     /// Counters with the given values.
-    public init(requests: UInt64 = 0, refused: UInt64 = 0, clients: UInt64 = 0) {
+    public init(requests: UInt64 = 0, refused: UInt64 = 0, clients: UInt64 = 0, rejectedClients: UInt64 = 0,
+                evictedClients: UInt64 = 0) {
         self.requests = requests; self.refused = refused; self.clients = clients
+        self.rejectedClients = rejectedClients; self.evictedClients = evictedClients
     }
 
-    /// `{"clients":..,"refused":..,"requests":..}`.
+    /// `{"clients":..,"evicted_clients":..,"refused":..,"rejected_clients":..,"requests":..}`.
     public func json() -> String {
-        jsonObject([("clients", "\(clients)"), ("refused", "\(refused)"), ("requests", "\(requests)")])
+        jsonObject([("clients", "\(clients)"), ("evicted_clients", "\(evictedClients)"), ("refused", "\(refused)"),
+                    ("rejected_clients", "\(rejectedClients)"), ("requests", "\(requests)")])
     }
 
     /// Reads the `control` object of a `stats` response.
     public init(json object: [String: Any]) {
         requests = jsonUInt(object["requests"]); refused = jsonUInt(object["refused"]); clients = jsonUInt(object["clients"])
+        rejectedClients = jsonUInt(object["rejected_clients"]); evictedClients = jsonUInt(object["evicted_clients"])
     }
 }
 
@@ -289,6 +336,9 @@ public struct LineBuffer: Sendable {
         bytes.removeSubrange(...newline)
         return .line(text)
     }
+
+    /// Whether a complete (or oversized) line is waiting, without taking it.
+    public var hasLine: Bool { bytes.prefix(limit).contains(UInt8(ascii: "\n")) || bytes.count >= limit }
 
     /// At end of input: the last line when it had no newline (nil when nothing is left).
     public mutating func finish() -> String? {

@@ -20,6 +20,13 @@ public struct ControlServerError: Error, Sendable, CustomStringConvertible {
 /// the socket file. Clients are non-blocking with per-client buffers: a slow or idle client never holds
 /// up the others, idle ones are closed after `Limits.idleTimeoutSeconds`. Requests that change the config
 /// are accepted only from peers whose SO_PEERCRED user id is 0.
+///
+/// Fairness and bounds: each round of the loop answers at most one request per client, and a client whose
+/// answer is still unsent gets no further answers (nor is more of its input read) until it reads, so a client
+/// that pipelines requests and never reads costs one answer and is closed at its idle timeout. Non-root
+/// clients are capped (`Limits.maxClients`, at most a quarter of RLIMIT_NOFILE) and the newest one over the
+/// cap is turned away; root always gets in, up to half of RLIMIT_NOFILE, closing the longest-idle non-root
+/// client when it must. Both are counted (`rejected_clients`, `evicted_clients`) and logged once per episode.
 public final class ControlServer: @unchecked Sendable {
     /// Bounds on what clients may do.
     public struct Limits: Sendable {
@@ -27,13 +34,18 @@ public final class ControlServer: @unchecked Sendable {
         public var maxRequestBytes: Int
         /// A client that neither sends nor receives for this long is closed, seconds.
         public var idleTimeoutSeconds: Double
-        /// Connections served at once; more wait in the listen backlog.
+        /// Non-root connections served at once (lowered to a quarter of RLIMIT_NOFILE); more are turned away.
         public var maxClients: Int
+        /// Connections of any kind served at once (root may use what non-root clients may not); nil: half of
+        /// RLIMIT_NOFILE, and never more than that.
+        public var maxTotalClients: Int?
 
-        public init(maxRequestBytes: Int = controlMaxRequestBytes, idleTimeoutSeconds: Double = 10, maxClients: Int = 1024) {
+        public init(maxRequestBytes: Int = controlMaxRequestBytes, idleTimeoutSeconds: Double = 10, maxClients: Int = 256,
+                    maxTotalClients: Int? = nil) {
             self.maxRequestBytes = maxRequestBytes
             self.idleTimeoutSeconds = idleTimeoutSeconds
             self.maxClients = maxClients
+            self.maxTotalClients = maxTotalClients
         }
     }
 
@@ -52,16 +64,29 @@ public final class ControlServer: @unchecked Sendable {
     private let requestCount = ManagedAtomic<UInt64>(0)
     private let refusedCount = ManagedAtomic<UInt64>(0)
     private let clientCount = ManagedAtomic<UInt64>(0)
+    private let rejectedCount = ManagedAtomic<UInt64>(0)
+    private let evictedCount = ManagedAtomic<UInt64>(0)
+    /// Non-root clients served at once: `Limits.maxClients`, at most a quarter of the fd limit.
+    let nonRootCap: Int
+    /// Clients of any kind served at once (root may use what non-root clients may not): half the fd limit.
+    let totalCap: Int
     private let stopRequested = ManagedAtomic<Bool>(false)
     private let finished = DispatchSemaphore(value: 0)
     private let lifecycle = NSLock()
     private var running = false, closed = false
+    /// Whether the current episode of turned-away clients, evictions or fd exhaustion was logged (server thread only).
+    private var capLogged = false, evictionLogged = false, fdLogged = false
 
     /// Claims `path`: see the type's description. `log` receives one line per change request (made or refused).
     public init(path: String, limits: Limits = Limits(), log: (@Sendable (String) -> Void)? = nil) throws(ControlServerError) {
         self.path = path
         self.limits = limits
         self.log = log
+        var files = rlimit()
+        let fdLimit = getrlimit(Int32(RLIMIT_NOFILE.rawValue), &files) == 0 && files.rlim_cur != rlim_t.max
+            ? Int(clamping: files.rlim_cur) : 1024
+        nonRootCap = max(1, min(limits.maxClients, fdLimit / 4))
+        totalCap = max(nonRootCap + 1, min(limits.maxTotalClients ?? .max, fdLimit / 2))
         let address: sockaddr_un
         do { address = try UnixSocketAddress.make(path) } catch { throw ControlServerError("stats_socket: \(error.message)") }
         let parent = (path as NSString).deletingLastPathComponent
@@ -123,7 +148,8 @@ public final class ControlServer: @unchecked Sendable {
     /// What the server has done so far.
     public var counters: ControlServerCounters {
         ControlServerCounters(requests: requestCount.load(ordering: .relaxed), refused: refusedCount.load(ordering: .relaxed),
-                              clients: clientCount.load(ordering: .relaxed))
+                              clients: clientCount.load(ordering: .relaxed), rejectedClients: rejectedCount.load(ordering: .relaxed),
+                              evictedClients: evictedCount.load(ordering: .relaxed))
     }
 
     /// Starts answering requests on a dedicated thread.
@@ -184,29 +210,40 @@ public final class ControlServer: @unchecked Sendable {
             self.fd = fd; self.uid = uid; input = LineBuffer(limit: limit); lastActivity = now
         }
 
+        /// A complete request line waits in `input`, to be answered in a later round.
+        var pendingLine = false
+
+        /// Reads only while nothing is pending: input stays within one request line plus one read.
         var events: Int16 {
             if dead { return 0 }
             if draining { return Int16(POLLIN) }
             if !output.isEmpty { return Int16(POLLOUT) }
-            return peerClosed ? 0 : Int16(POLLIN)
+            return peerClosed || pendingLine ? 0 : Int16(POLLIN)
         }
+
+        var isRoot: Bool { uid == 0 }
     }
 
     private func serve(_ target: any ControlTarget) {
         var clients: [Int32: Client] = [:]
+        /// Clients in the order they are given their turn; rotated every round so no one always goes first.
+        var turn: [Client] = []
         var acceptPausedUntil = 0.0
         var scratch = [UInt8](repeating: 0, count: 4096)
+        var stats = StatsCache()
         while !stopRequested.load(ordering: .relaxed) {
             var now = monotonicSeconds()
-            let accepting = clients.count < limits.maxClients && now >= acceptPausedUntil
-            let order = Array(clients.values)
+            let accepting = now >= acceptPausedUntil
+            let order = turn
             var fds = [pollfd(fd: wakeRead, events: Int16(POLLIN), revents: 0)]
             if accepting { fds.append(pollfd(fd: listener, events: Int16(POLLIN), revents: 0)) }
             let first = fds.count
             fds += order.map { pollfd(fd: $0.fd, events: $0.events, revents: 0) }
             var deadline = now + 1
             for c in order { deadline = min(deadline, c.draining ? c.drainDeadline : c.lastActivity + limits.idleTimeoutSeconds) }
-            if !accepting && clients.count < limits.maxClients { deadline = min(deadline, acceptPausedUntil) }
+            if !accepting { deadline = min(deadline, acceptPausedUntil) }
+            // A client with a request waiting for its turn: poll without sleeping.
+            if order.contains(where: { $0.pendingLine && $0.output.isEmpty && !$0.dead }) { deadline = now }
             let timeoutMs = Int32(max(0, min(1000, (deadline - now) * 1000)).rounded(.up))
             guard poll(&fds, nfds_t(fds.count), timeoutMs) >= 0 || errno == EINTR else {
                 log?("control: poll failed (\(errnoText())); the control socket stops answering")
@@ -214,43 +251,93 @@ public final class ControlServer: @unchecked Sendable {
             }
             if fds[0].revents != 0 { while read(wakeRead, &scratch, scratch.count) > 0 {} }
             now = monotonicSeconds()
-            for (i, c) in order.enumerated() where fds[first + i].revents != 0 {
-                service(c, revents: fds[first + i].revents, target: target, scratch: &scratch, now: now)
+            stats.round += 1
+            for (i, c) in order.enumerated() {
+                service(c, revents: fds[first + i].revents, target: target, scratch: &scratch, stats: &stats, now: now)
             }
             if accepting && fds[1].revents != 0 {
-                acceptPausedUntil = acceptAll(into: &clients, now: now)
+                acceptPausedUntil = acceptAll(into: &clients, turn: &turn, now: now)
             }
-            for c in clients.values where !c.dead {
+            for c in turn where !c.dead {
                 if c.draining ? now >= c.drainDeadline : now - c.lastActivity >= limits.idleTimeoutSeconds {
-                    if !c.draining {
-                        let bye = Array((ControlResponse.error("idle for \(limits.idleTimeoutSeconds) s; closing") + "\n").utf8)
-                        _ = bye.withUnsafeBytes { send(c.fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-                    }
+                    if !c.draining { farewell(c, "idle for \(limits.idleTimeoutSeconds) s; closing") }
                     c.dead = true
                 }
             }
-            for c in clients.values where c.dead {
+            for c in turn where c.dead {
                 close(c.fd)
                 clients[c.fd] = nil
             }
+            turn.removeAll { $0.dead }
+            if turn.count > 1 { turn.append(turn.removeFirst()) }
             clientCount.store(UInt64(clients.count), ordering: .relaxed)
         }
         for c in clients.values { close(c.fd) }
         clientCount.store(0, ordering: .relaxed)
     }
 
-    /// Accepts every pending connection (up to `maxClients`); returns until when accepting should pause
-    /// (out of file descriptors), or 0.
-    private func acceptAll(into clients: inout [Int32: Client], now: Double) -> Double {
-        while clients.count < limits.maxClients {
+    /// The stats answer, computed at most once per round however many clients ask for it in that round.
+    private struct StatsCache {
+        var round: UInt64 = 0
+        var madeInRound: UInt64 = .max
+        var response = ""
+    }
+
+    /// Sends one last error line to a client about to be closed (best effort: never blocks).
+    private func farewell(_ c: Client, _ message: String) {
+        let bye = Array((ControlResponse.error(message) + "\n").utf8)
+        _ = bye.withUnsafeBytes { send(c.fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+    }
+
+    /// Accepts every pending connection, applying the caps (see the type's description); returns until when
+    /// accepting should pause (out of file descriptors), or 0.
+    private func acceptAll(into clients: inout [Int32: Client], turn: inout [Client], now: Double) -> Double {
+        var rejectedNow = 0, evictedNow = 0
+        defer {
+            if rejectedNow > 0 {
+                rejectedCount.wrappingIncrement(by: UInt64(rejectedNow), ordering: .relaxed)
+                if !capLogged { log?("control: turning away non-root clients: \(nonRootCap) connected, the cap") }
+                capLogged = true
+            } else if clients.values.filter({ !$0.isRoot }).count < nonRootCap / 2 {
+                capLogged = false
+            }
+            if evictedNow > 0 {
+                evictedCount.wrappingIncrement(by: UInt64(evictedNow), ordering: .relaxed)
+                if !evictionLogged { log?("control: closing idle non-root clients to let root in (\(totalCap) clients at most)") }
+                evictionLogged = true
+            }
+        }
+        while true {
             let fd = accept(listener, nil, nil)
             guard fd >= 0 else {
-                return errno == EMFILE || errno == ENFILE ? now + 0.1 : 0
+                if errno == EMFILE || errno == ENFILE {
+                    if !fdLogged { log?("control: out of file descriptors accepting a client (\(errnoText())); pausing") }
+                    fdLogged = true
+                    return now + 0.1
+                }
+                fdLogged = false
+                return 0
             }
             ControlServer.setNonBlocking(fd)
-            clients[fd] = Client(fd: fd, uid: ControlServer.peerUID(fd), limit: limits.maxRequestBytes, now: now)
+            let client = Client(fd: fd, uid: ControlServer.peerUID(fd), limit: limits.maxRequestBytes, now: now)
+            let live = clients.values.filter { !$0.dead }
+            let nonRoot = live.filter { !$0.isRoot }
+            var admit = live.count < totalCap && (client.isRoot || nonRoot.count < nonRootCap)
+            if !admit && client.isRoot, let victim = nonRoot.min(by: { $0.lastActivity < $1.lastActivity }) {
+                farewell(victim, "closing to make room for a root client")
+                victim.dead = true
+                evictedNow += 1
+                admit = true
+            }
+            guard admit else {
+                farewell(client, "too many control clients (\(client.isRoot ? totalCap : nonRootCap)); try again later")
+                close(fd)
+                rejectedNow += 1
+                continue
+            }
+            clients[fd] = client
+            turn.append(client)
         }
-        return 0
     }
 
     /// The user id of the process at the other end (`getsockopt(SO_PEERCRED)`; struct ucred is pid, uid, gid).
@@ -261,9 +348,11 @@ public final class ControlServer: @unchecked Sendable {
         return credentials.1
     }
 
-    /// Reads what `c` sent (or discards it while draining), then answers and writes what it can.
-    private func service(_ c: Client, revents: Int16, target: any ControlTarget, scratch: inout [UInt8], now: Double) {
-        if revents & Int16(POLLIN | POLLHUP | POLLERR) != 0 {
+    /// Reads what `c` sent (or discards it while draining), writes what it can, and answers at most one request.
+    private func service(_ c: Client, revents: Int16, target: any ControlTarget, scratch: inout [UInt8],
+                         stats: inout StatsCache, now: Double) {
+        if c.dead { return }
+        if revents & Int16(POLLIN | POLLHUP | POLLERR) != 0 && (c.draining || !c.pendingLine) {
             let n = scratch.withUnsafeMutableBytes { recv(c.fd, $0.baseAddress, $0.count, 0) }
             if n > 0 {
                 if !c.draining {
@@ -278,38 +367,39 @@ public final class ControlServer: @unchecked Sendable {
                 return
             }
         }
-        if !c.draining { pump(c, target: target, now: now) }
+        if !c.draining { pump(c, target: target, stats: &stats, now: now) }
     }
 
-    /// Writes pending output, then answers the next complete line, until blocked or done.
-    private func pump(_ c: Client, target: any ControlTarget, now: Double) {
-        while !c.dead {
-            if !c.output.isEmpty {
-                guard flush(c, now: now) else { return }
+    /// Writes pending output; once it is all sent, answers the next complete line (one per round) or closes.
+    private func pump(_ c: Client, target: any ControlTarget, stats: inout StatsCache, now: Double) {
+        if !c.output.isEmpty {
+            guard flush(c, now: now) else { return }
+        }
+        if c.closing {
+            if c.peerClosed {
+                c.dead = true
+            } else {
+                shutdown(c.fd, Int32(SHUT_WR))
+                c.draining = true
+                c.drainDeadline = now + min(ControlServer.drainSeconds, limits.idleTimeoutSeconds)
             }
-            if c.closing {
-                if c.peerClosed {
-                    c.dead = true
-                } else {
-                    shutdown(c.fd, Int32(SHUT_WR))
-                    c.draining = true
-                    c.drainDeadline = now + min(ControlServer.drainSeconds, limits.idleTimeoutSeconds)
-                }
-                return
-            }
-            switch c.input.next() {
-            case .line(let line):
-                if !line.allSatisfy(\.isWhitespace) { answer(c, line, target: target) }
-            case .oversized:
-                requestCount.wrappingIncrement(ordering: .relaxed)
-                refuse(c, "request line longer than \(limits.maxRequestBytes) bytes; closing")
-                c.closing = true
-            case .needMore:
-                guard c.peerClosed else { return }
-                if let last = c.input.finish(), !last.allSatisfy(\.isWhitespace) { answer(c, last, target: target) }
+            return
+        }
+        switch c.input.next() {
+        case .line(let line):
+            if !line.allSatisfy(\.isWhitespace) { answer(c, line, target: target, stats: &stats) }
+        case .oversized:
+            requestCount.wrappingIncrement(ordering: .relaxed)
+            refuse(c, "request line longer than \(limits.maxRequestBytes) bytes; closing")
+            c.closing = true
+        case .needMore:
+            if c.peerClosed {
+                if let last = c.input.finish(), !last.allSatisfy(\.isWhitespace) { answer(c, last, target: target, stats: &stats) }
                 c.closing = true
             }
         }
+        c.pendingLine = c.input.hasLine || (c.closing && !c.dead)
+        if !c.output.isEmpty { _ = flush(c, now: now) }
     }
 
     /// Sends as much of `c.output` as the socket takes; true when all of it is sent.
@@ -330,7 +420,7 @@ public final class ControlServer: @unchecked Sendable {
     }
 
     /// Parses, authorizes and carries out one request; queues the response line.
-    private func answer(_ c: Client, _ line: String, target: any ControlTarget) {
+    private func answer(_ c: Client, _ line: String, target: any ControlTarget, stats: inout StatsCache) {
         requestCount.wrappingIncrement(ordering: .relaxed)
         let request: ControlRequest
         do {
@@ -348,7 +438,11 @@ public final class ControlServer: @unchecked Sendable {
         do {
             switch request {
             case .stats:
-                queue(c, ControlResponse.ok(stats: target.statsSummary(), server: counters))
+                if stats.madeInRound != stats.round {
+                    stats.response = ControlResponse.ok(stats: target.statsSummary(), server: counters)
+                    stats.madeInRound = stats.round
+                }
+                queue(c, stats.response)
             case .edit(let change):
                 try target.edit(change)
                 let done = ControlServer.describe(change)

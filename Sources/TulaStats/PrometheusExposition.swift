@@ -54,6 +54,10 @@ public enum PrometheusExposition {
             add("tula_control_requests_total", .counter, "Requests answered by the control socket.", [Sample([], control.requests)])
             add("tula_control_refused_total", .counter, "Control requests answered with an error.", [Sample([], control.refused)])
             add("tula_control_clients", .gauge, "Clients connected to the control socket.", [Sample([], control.clients)])
+            add("tula_control_rejected_clients_total", .counter, "Control connections turned away: non-root clients at their cap.",
+                [Sample([], control.rejectedClients)])
+            add("tula_control_evicted_clients_total", .counter, "Non-root control connections closed to make room for root.",
+                [Sample([], control.evictedClients)])
         }
         return families.map(\.text).joined()
     }

@@ -48,7 +48,9 @@ public enum RateTable {
         if let mbufs = now.mbufsInUse { out += "; mbufs in use: \(mbufs)" }
         out += "\n"
         if let control {
-            out += "control socket: \(control.requests) requests, \(control.refused) refused, \(control.clients) clients connected\n"
+            out += "control socket: \(control.requests) requests, \(control.refused) refused, \(control.clients) clients connected"
+                + (control.rejectedClients + control.evictedClients > 0
+                   ? ", \(control.rejectedClients) connections turned away, \(control.evictedClients) evicted for root" : "") + "\n"
         }
         return out
     }

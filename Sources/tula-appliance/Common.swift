@@ -49,6 +49,17 @@ func waitForSignal(milliseconds: Int) -> Int32? {
     return s > 0 ? s : nil
 }
 
+/// Raises the soft limit on open files to the hard limit: health probes, control clients and DPDK's own files
+/// all take descriptors, and the control server sizes its client caps from this limit.
+func raiseFileLimit() {
+    var files = rlimit()
+    guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &files) == 0, files.rlim_cur < files.rlim_max else { return }
+    files.rlim_cur = files.rlim_max
+    if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &files) != 0 {
+        printNotice("could not raise the open-file limit to \(files.rlim_max): \(String(cString: strerror(errno)))")
+    }
+}
+
 /// Options every data-path subcommand takes.
 struct OutputOptions: ParsableArguments {
     @Flag(name: .long, help: "Print the final summary as one JSON object on stdout.")

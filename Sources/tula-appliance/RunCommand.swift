@@ -36,6 +36,7 @@ struct RunCommand: ParsableCommand {
                         + "or --no-huge -m \(need.noHuge) without them")
             return
         }
+        raiseFileLimit()
         let control = try claimControlSocket(cfg.statsSocket)
         blockStopSignals()
         do { try startOrExit(appliance, inMemory: false, extraEAL: eal) } catch {

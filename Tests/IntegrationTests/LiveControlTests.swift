@@ -313,7 +313,10 @@ extension Integration {
             close(fd)
 
             // Reloads of an invalid file, and of one that needs a restart, are refused (socket and SIGHUP).
+            // A nesting bomb once overflowed the stack of the reload and killed the appliance.
+            let bomb = "workers: " + String(repeating: "[", count: 5000) + String(repeating: "]", count: 5000) + "\n"
             for (text, reason) in [("vips: [\n", "reload refused: \(configPath):"),
+                                   (bomb, "reload refused: \(configPath):1: nesting deeper than 64 levels"),
                                    (good.replacingOccurrences(of: "workers: 1", with: "workers: 2"), "workers changed")] {
                 try text.write(toFile: configPath, atomically: true, encoding: .utf8)
                 let reload = try Appliance.run(["ctl", "reload", "--socket", socket])

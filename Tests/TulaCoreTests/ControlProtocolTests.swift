@@ -28,7 +28,7 @@ private let controlTestYAML = """
 
     """
 
-private func testConfig() throws -> TulaConfig { try ConfigLoader.parse(yaml: controlTestYAML, file: "control.yaml") }
+func testConfig() throws -> TulaConfig { try ConfigLoader.parse(yaml: controlTestYAML, file: "control.yaml") }
 
 /// A summary of `config` with distinct counter values: port rx = 1000 + k, VIP packets = 50, backends 20 and 30.
 private func testSummary(_ config: TulaConfig, elapsed: Double = 10, scale: UInt64 = 1) throws -> Summary {
@@ -246,18 +246,21 @@ private func testSummary(_ config: TulaConfig, elapsed: Double = 10, scale: UInt
 // MARK: - The server, in process
 
 /// A stand-in for a running appliance: a config that `edit` changes, and a `reload` that fails on demand.
-private final class FakeAppliance: ControlTarget, @unchecked Sendable {
+final class FakeAppliance: ControlTarget, @unchecked Sendable {
     private let lock = NSLock()
     private var config: TulaConfig
     var reloadError: ControlError?
     private(set) var reloads = 0
+    /// How long each stats answer takes to compute (the real appliance's summary is not free).
+    var statsDelaySeconds = 0.0
 
     init(_ config: TulaConfig) { self.config = config }
 
     var current: TulaConfig { lock.withLock { config } }
 
     func statsSummary() -> Summary {
-        lock.withLock {
+        if statsDelaySeconds > 0 { Thread.sleep(forTimeInterval: statsDelaySeconds) }
+        return lock.withLock {
             var slots = CounterSlots()
             _ = try? slots.assign(config)
             let layout = CounterLayout(ports: config.ports.count)
@@ -281,7 +284,7 @@ private final class FakeAppliance: ControlTarget, @unchecked Sendable {
 }
 
 /// A raw client for the server tests: sends bytes, reads lines, sees the server close.
-private struct RawClient {
+struct RawClient {
     let fd: Int32
 
     init(_ path: String) throws {
@@ -327,12 +330,12 @@ private struct RawClient {
 }
 
 /// A fresh directory for sockets (a nested path that does not exist yet).
-private func socketPath() -> (directory: String, path: String) {
+func socketPath() -> (directory: String, path: String) {
     let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tula-ctl-\(UUID().uuidString.prefix(8))").path
     return (directory, "\(directory)/run/tula.sock")
 }
 
-private func isError(_ line: String?, containing text: String) -> Bool {
+func isError(_ line: String?, containing text: String) -> Bool {
     guard let line, let (ok, object) = try? ControlResponse.decode(line) else { return false }
     return !ok && (object["error"] as? String ?? "").contains(text)
 }

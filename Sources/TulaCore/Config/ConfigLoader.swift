@@ -12,6 +12,18 @@ import Yams
 public enum ConfigLoader {
     /// Reads the file at `path` and parses it; errors name `path` as given.
     public static func load(path: String) throws(ConfigError) -> TulaConfig {
+        // Refuse an oversized file (or /dev/zero) before reading it whole.
+        var info = stat()
+        if stat(path, &info) == 0 {
+            let kind = info.st_mode & S_IFMT
+            if kind != S_IFREG && kind != S_IFDIR {
+                throw ConfigError(file: path, line: 1, reason: "cannot read file: not a regular file")
+            }
+            if kind == S_IFREG && Int(info.st_size) > YAMLBounds.maxBytes {
+                throw ConfigError(file: path, line: 1, reason: "the config is \(info.st_size) bytes; at most "
+                    + "\(YAMLBounds.maxBytes) (\(YAMLBounds.maxBytes >> 20) MiB) are read")
+            }
+        }
         let text: String
         do {
             text = try String(contentsOfFile: path, encoding: .utf8)
@@ -23,6 +35,7 @@ public enum ConfigLoader {
 
     /// Parses and validates YAML text; `file` is only used in error messages.
     public static func parse(yaml: String, file: String) throws(ConfigError) -> TulaConfig {
+        try YAMLBounds.check(yaml, file: file)
         let root = try composeRoot(yaml: yaml, file: file)
         return try decodeConfig(root)
     }
@@ -130,6 +143,10 @@ public enum ConfigLoader {
     private static func decodeSocketPath(_ node: ConfigNode) throws(ConfigError) -> String {
         let path = try node.nonEmptyString()
         guard path.hasPrefix("/") else { throw node.error("must be an absolute path, got \"\(path)\"") }
+        guard path.utf8.count <= TulaConfig.maxSocketPathBytes else {
+            throw node.error("the path is \(path.utf8.count) bytes; a Unix socket path has at most "
+                + "\(TulaConfig.maxSocketPathBytes)")
+        }
         return path
     }
 
@@ -161,9 +178,9 @@ public enum ConfigLoader {
         var port = PortConfig(
             name: name,
             device: try fields.required("device").nonEmptyString(),
-            address: try fields.required("address").ipv4(),
+            address: try fields.required("address").hostIPv4(),
             mac: try fields.optional("mac")?.mac(),
-            gateway: try fields.optional("gateway")?.ipv4(),
+            gateway: try fields.optional("gateway")?.hostIPv4(),
             gatewayMAC: try fields.optional("gateway_mac")?.mac(),
             mtu: try fields.optional("mtu")?.int(in: 68...9216) ?? 1500,
             line: node.line)
@@ -194,7 +211,7 @@ public enum ConfigLoader {
         }
 
         let addressNode = try fields.required("address")
-        let address = try addressNode.ipv4()
+        let address = try addressNode.hostIPv4()
         if let port = ports.first(where: { $0.address == address }) {
             throw addressNode.error(
                 "\(address) is the own address of port \"\(port.name)\"; a VIP needs an address of its own")
@@ -310,6 +327,9 @@ public enum ConfigLoader {
                                        vipName: String) throws(ConfigError) -> [BackendConfig] {
         let items = try node.sequence()
         guard !items.isEmpty else { throw node.error("VIP \"\(vipName)\" has no backends") }
+        guard items.count <= CounterSlots.maxBackends else {
+            throw node.error("at most \(CounterSlots.maxBackends) backends in all, got \(items.count)")
+        }
         var backends: [BackendConfig] = []
         for item in items { backends.append(try decodeBackend(item, mode: mode, previous: backends)) }
         return backends
@@ -319,7 +339,7 @@ public enum ConfigLoader {
                                       previous: [BackendConfig]) throws(ConfigError) -> BackendConfig {
         let fields = try node.mapping(allowed: Key.backend)
         let addressNode = try fields.required("address")
-        let address = try addressNode.ipv4()
+        let address = try addressNode.hostIPv4()
         if let index = previous.firstIndex(where: { $0.address == address }) {
             throw addressNode.error("duplicate backend \(address) (already backends[\(index)])")
         }

@@ -1,4 +1,5 @@
 // The validated appliance configuration (ports, workers, VIPs, backends) as loaded from tula.yaml.
+import Foundation
 
 /// The whole appliance configuration, as produced by `ConfigLoader` after validation.
 ///
@@ -15,6 +16,8 @@ public struct TulaConfig: Sendable, Equatable {
     public static let flowIdleTimeoutRange = 1...86_400
     /// Default for `stats_socket`.
     public static let defaultStatsSocket = "/run/tula/tula.sock"
+    /// Longest Unix socket path, bytes: `sockaddr_un.sun_path` less its terminating NUL.
+    public static let maxSocketPathBytes = MemoryLayout.size(ofValue: sockaddr_un().sun_path) - 1
 
     /// The DPDK ports (key `ports`); never empty.
     public var ports: [PortConfig]

@@ -135,6 +135,13 @@ struct ConfigNode {
         return address
     }
 
+    /// An IPv4 address that a host can have (not 0/8, loopback, multicast, reserved or broadcast).
+    func hostIPv4() throws(ConfigError) -> IPv4Address {
+        let address = try ipv4()
+        if let reason = address.notAHostReason { throw error(reason) }
+        return address
+    }
+
     /// A MAC address like `02:00:00:00:01:11`.
     func mac() throws(ConfigError) -> MACAddress {
         let text = try string()

@@ -1,4 +1,25 @@
 // Rise/fall bookkeeping of backend health checks, and the config the data path sees (unhealthy = weight 0).
+import Glibc
+
+/// What one health probe found.
+public enum ProbeOutcome: Sendable, Equatable {
+    /// The backend answered as the check expects.
+    case passed
+    /// The backend did not (the reason).
+    case failed(String)
+    /// The probe could not be made for want of the appliance's own resources: the backend's state stays.
+    case unknown(String)
+
+    /// Errno values that describe the prober's own host rather than the backend: out of file descriptors,
+    /// memory or buffers, or of local ports.
+    public static let localErrnos: Set<Int32> = [EMFILE, ENFILE, ENOMEM, ENOBUFS, EADDRNOTAVAIL]
+
+    /// `.unknown` when `code` is one of `localErrnos`, else `.failed`; the text is "`call`: strerror".
+    public init(localErrno code: Int32, _ call: String) {
+        let text = call.contains(":") ? call : "\(call): \(String(cString: strerror(code)))"
+        self = ProbeOutcome.localErrnos.contains(code) ? .unknown(text) : .failed(text)
+    }
+}
 
 /// Health of every checked backend. Backends start healthy; `fall` failed probes in a row make one
 /// unhealthy, `rise` passed probes in a row make it healthy again.
@@ -21,6 +42,15 @@ public struct BackendHealth: Sendable {
         })
         for key in states.keys where !keys.contains(key) { states[key] = nil }
         for key in keys where states[key] == nil { states[key] = State() }
+    }
+
+    /// Records one probe's outcome; `.unknown` changes nothing. Returns true when the backend changed state.
+    public mutating func record(_ key: BackendKey, _ outcome: ProbeOutcome, check: HealthCheckConfig) -> Bool {
+        switch outcome {
+        case .passed: return record(key, error: nil, check: check)
+        case .failed(let reason): return record(key, error: reason, check: check)
+        case .unknown: return false
+        }
     }
 
     /// Records one probe's result (`error` nil = passed). Returns true when the backend changed state.

@@ -28,6 +28,20 @@ public struct IPv4Address: Hashable, Comparable, Sendable, CustomStringConvertib
     }
 
     public static func < (l: IPv4Address, r: IPv4Address) -> Bool { l.value < r.value }
+
+    /// Why this address cannot be a host's (a VIP, a backend, a port or its gateway), or nil when it can:
+    /// 0.0.0.0/8 (this network), 127.0.0.0/8 (loopback), 224.0.0.0/4 (multicast), 240.0.0.0/4 (reserved,
+    /// with 255.255.255.255, the limited broadcast).
+    public var notAHostReason: String? {
+        switch value >> 24 {
+        case 0: return "\(self) is in 0.0.0.0/8 (\"this network\"), not a host address"
+        case 127: return "\(self) is a loopback address"
+        case 224...239: return "\(self) is a multicast address"
+        case 240...255: return value == .max ? "255.255.255.255 is the broadcast address"
+                                             : "\(self) is in the reserved range 240.0.0.0/4"
+        default: return nil
+        }
+    }
 }
 
 /// A 48-bit Ethernet MAC address.
