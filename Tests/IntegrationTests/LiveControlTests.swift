@@ -281,7 +281,8 @@ extension Integration {
             try Pcap.write((0..<30).map { PcapRecord(data: LiveControl.frame(flow: $0 % 10, phase: 0)) }, path: input)
             let good = LiveControl.config(device: "net_pcap0,rx_pcap=\(input),tx_pcap=\(scratch.file("out.pcap"))", socket: socket)
             let configPath = try scratch.write("tula.yaml", good)
-            let appliance = try RunningAppliance(config: configPath, socket: socket)
+            // As after `ulimit -n 1024`, where 1,100 idle non-root connections once took every descriptor.
+            let appliance = try RunningAppliance(config: configPath, socket: socket, fileLimit: 1024)
             var running = true
             defer { if running { _ = appliance.stop() } }
             let initial = ["10.0.1.11": 1, "10.0.1.12": 1, "10.0.1.13": 1]
@@ -339,6 +340,27 @@ extension Integration {
             let nobodyStats = try BackgroundProcess.run("/usr/bin/env", nobody + ["stats", "--socket", socket, "--json"])
             #expect(nobodyStats.status == 0, "\(nobodyStats.stderr)")
             #expect(try ControlSocket.stats(socket).backendWeights == initial)
+
+            // 1,100 idle connections from `nobody`: 256 (a quarter of the fd limit) are served, the rest turned
+            // away and counted, and root's requests are answered throughout.
+            let flood = try BackgroundProcess(executable: "/usr/bin/prlimit", ["--nofile=4096:4096", "--", "/usr/bin/setpriv",
+                "--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-S", "-c",
+                "import socket, sys, time\nheld = []\nfor _ in range(1100):\n    s = socket.socket(socket.AF_UNIX)\n"
+                + "    s.connect(sys.argv[1])\n    held.append(s)\nprint(len(held), flush=True)\ntime.sleep(30)\n", socket])
+            var flooded: [String: Int] = [:]
+            for _ in 0..<100 {
+                flooded = try ControlSocket.request(#"{"cmd":"stats"}"#, socket: socket)["control"] as? [String: Int] ?? [:]
+                if flooded["rejected_clients"] == 1100 - 256 { break }
+                Thread.sleep(forTimeInterval: 0.05)
+            }
+            let rejected = flooded["rejected_clients"], clients = flooded["clients"]
+            #expect(rejected == 1100 - 256 && clients == 256 + 1, "\(flooded); flood: \(flood.isRunning ? "running" : "\(flood.wait())")")
+            let underFlood = Date()
+            #expect(try ControlSocket.request(#"{"cmd":"set-weight","vip":"web","address":"10.0.1.11","weight":1}"#,
+                                              socket: socket)["ok"] as? Bool == true)
+            #expect(Date().timeIntervalSince(underFlood) < 0.5)
+            kill(flood.process.processIdentifier, SIGKILL)
+            _ = flood.wait()
 
             // The stats command: table with rates, JSON, Prometheus, socket from --config, a clear error without a socket.
             let table = try Appliance.run(["stats", "--socket", socket, "--interval", "0.2"])

@@ -66,9 +66,12 @@ final class RunningAppliance: @unchecked Sendable {
 
     /// Starts `tula-appliance run --config config --json -- --file-prefix <unique>` and waits until its control
     /// socket answers.
-    init(config: String, socket: String, timeout: Double = 30) throws {
+    /// With `fileLimit`, the appliance runs under `prlimit --nofile=N:N` (as after `ulimit -n N`).
+    init(config: String, socket: String, timeout: Double = 30, fileLimit: Int? = nil) throws {
         self.socket = socket
-        child = try BackgroundProcess(executable: Appliance.binary, ["run", "--config", config, "--json", "--", "--file-prefix", filePrefix])
+        let command = [Appliance.binary, "run", "--config", config, "--json", "--", "--file-prefix", filePrefix]
+        child = try fileLimit.map { try BackgroundProcess(executable: "/usr/bin/prlimit", ["--nofile=\($0):\($0)", "--"] + command) }
+            ?? BackgroundProcess(executable: command[0], Array(command.dropFirst()))
         let deadline = Date().addingTimeInterval(timeout)
         while (try? ControlSocket.stats(socket)) == nil {
             guard child.isRunning, Date() < deadline else {
