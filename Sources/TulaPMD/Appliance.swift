@@ -43,6 +43,8 @@ public final class Appliance: @unchecked Sendable {
     private var startTime = Date()
     private var stopTime: Date?
     private var mbufPool: OpaquePointer?
+    /// Mbufs still taken from the pool when `stop` freed it (0 unless something leaked).
+    private var finalMbufsInUse: UInt64?
 
     public init(config: TulaConfig, configPath: String? = nil) {
         self.config = config
@@ -315,7 +317,8 @@ public final class Appliance: @unchecked Sendable {
         }
         arpRings = []
         controlTxRing = nil
-        if let mbufPool { rte_mempool_free(mbufPool) }
+        // Every mbuf should be back now: the count is the final summary's leak check (the pool goes below).
+        if let mbufPool { finalMbufsInUse = UInt64(tula_mempool_in_use(mbufPool)); rte_mempool_free(mbufPool) }
         mbufPool = nil
     }
 
@@ -326,7 +329,7 @@ public final class Appliance: @unchecked Sendable {
     public func summary(notes: [(String, String)] = []) -> Summary {
         control.lock()
         defer { control.unlock() }
-        let inUse = mbufPool.map { UInt64(tula_mempool_in_use($0)) }
+        let inUse = mbufPool.map { UInt64(tula_mempool_in_use($0)) } ?? finalMbufsInUse
         var summary = Summary(config: config, counters: currentCounters(), layout: counters.layout, slots: slots,
                        elapsedSeconds: elapsedSeconds, mbufsInUse: inUse, neighbors: neighborStates,
                        health: { key in self.config.vips.first { $0.name == key.vip }?.healthCheck == nil ? nil : self.health.isHealthy(key) },

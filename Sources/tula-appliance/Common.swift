@@ -60,6 +60,25 @@ func raiseFileLimit() {
     }
 }
 
+/// A stop signal (SIGINT, SIGTERM) that arrived since the last call, without waiting; a SIGHUP is taken and ignored.
+/// Needs `blockStopSignals` first. For long preparatory work (reading and splitting a capture) between checks.
+func pendingStopSignal() -> Int32? {
+    while let s = waitForSignal(milliseconds: 0) {
+        if s != SIGHUP { return s }
+    }
+    return nil
+}
+
+/// "SIGINT", "SIGTERM", ... for messages.
+func signalName(_ signal: Int32) -> String {
+    switch signal {
+    case SIGINT: return "SIGINT"
+    case SIGTERM: return "SIGTERM"
+    case SIGHUP: return "SIGHUP"
+    default: return "signal \(signal)"
+    }
+}
+
 /// Options every data-path subcommand takes.
 struct OutputOptions: ParsableArguments {
     @Flag(name: .long, help: "Print the final summary as one JSON object on stdout.")

@@ -80,6 +80,7 @@ extension Integration {
                 with: Data(contentsOf: URL(fileURLWithPath: "\(golden)/l3.expected.json"))) as? [String: Any])
             #expect(json["rx_packets"] as? Int == expectation["rx_packets"] as? Int)
             #expect(json["tx_packets"] as? Int == expectation["tx_packets"] as? Int)
+            #expect(json["mbufs_in_use"] as? Int == 0, "after stop every mbuf is back: \(json["mbufs_in_use"] ?? "missing")")
             let expected = try Pcap.read(path: "\(golden)/l3.expected.pcap").map(\.data)
             #expect(try Pcap.read(path: out).map(\.data) == expected)
         }
