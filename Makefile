@@ -16,12 +16,21 @@ BENCH_ARGS      ?=
 # matplotlib for the chart: used from $(PYTHON) when it has it, else from a venv made here on first use.
 BENCH_VENV      ?= .build-bench/venv
 
-.PHONY: help release bench bench-report bench-chart bench-venv
+# Sanitizer runs (each in its own scratch path, git-ignored as .build-*/): the DPDK-free unit tests under
+# AddressSanitizer, and the control-plane ones (control server, snapshot-free protocol, health, config) under
+# ThreadSanitizer. Integration tests are left out: they run the appliance binary, which is not instrumented.
+ASAN_FILTER     ?= TulaCoreTests
+TSAN_FILTER     ?= TulaCoreTests\.(ControlProtocolTests|ControlServerBoundsTests|ProbeOutcomeTests|BackendHealth)
+# Timing assertions do not hold under TSan's slowdown (5-15x); they run in the normal suite.
+TSAN_SKIP       ?= pipeliningClientsThatNeverReadDoNotStarveRoot
+
+.PHONY: help release bench bench-report bench-chart bench-venv check-sanitizers check-asan check-tsan
 
 help:
 	@echo "make release       release build of tula-appliance into $(RELEASE_SCRATCH)"
 	@echo "make bench         throughput against dpdk-testpmd -> BENCHMARKS.md, benchmarks/ (takes ~6 min)"
 	@echo "make bench-report  rewrite BENCHMARKS.md tables and the chart from benchmarks/results.json"
+	@echo "make check-sanitizers  unit tests under AddressSanitizer, control-plane tests under ThreadSanitizer"
 
 release:
 	$(SWIFT) build -c release --product tula-appliance --scratch-path $(RELEASE_SCRATCH)
@@ -46,3 +55,14 @@ bench-venv:
 	@$(PYTHON) -c 'import matplotlib' 2>/dev/null || $(BENCH_VENV)/bin/python -c 'import matplotlib' 2>/dev/null || \
 		{ echo "creating $(BENCH_VENV) with matplotlib (for the benchmark chart)"; \
 		  $(PYTHON) -m venv $(BENCH_VENV) && $(BENCH_VENV)/bin/pip install --quiet matplotlib; }
+
+check-sanitizers: check-asan check-tsan
+
+check-asan:
+	$(SWIFT) build --build-tests --sanitize=address --scratch-path .build-asan
+	LSAN_OPTIONS=suppressions=$(CURDIR)/scripts/lsan.supp $(SWIFT) test --skip-build --sanitize=address \
+		--scratch-path .build-asan --filter '$(ASAN_FILTER)'
+
+check-tsan:
+	$(SWIFT) build --build-tests --sanitize=thread --scratch-path .build-tsan
+	$(SWIFT) test --skip-build --sanitize=thread --scratch-path .build-tsan --filter '$(TSAN_FILTER)' --skip '$(TSAN_SKIP)'

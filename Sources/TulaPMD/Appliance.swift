@@ -4,6 +4,7 @@ import Atomics
 import CDPDK
 import Foundation
 import TulaCore
+import TulaDatapath
 import TulaStats
 
 /// A running appliance. `start` brings up EAL, ports and workers; `apply`, `edit` and `reload` change

@@ -3,6 +3,7 @@
 import CDPDK
 import Foundation
 import TulaCore
+import TulaDatapath
 
 /// How EAL gets its memory.
 public enum MemoryMode: Equatable, Sendable, CustomStringConvertible {
@@ -102,10 +103,25 @@ public enum EAL {
         guard rc >= 0 else {
             throw DPDKError("rte_eal_init", -tula_errno(), detail: String(cString: rte_strerror(tula_errno())))
         }
+        initialized = true
         _ = cArgs.count
         cArgs.removeAll()
     }
 
-    /// `rte_eal_cleanup`.
-    public static func cleanup() { _ = rte_eal_cleanup() }
+    /// Whether `rte_eal_init` succeeded in this process (so the runtime directory is ours to remove).
+    nonisolated(unsafe) private static var initialized = false
+
+    /// `rte_eal_cleanup`, then the removal of EAL's runtime directory (`/var/run/dpdk/<prefix>`: its config and
+    /// fbarray files), which EAL leaves behind: nothing can attach to a process that has stopped, and every run
+    /// with a per-process prefix (replay, tests) would otherwise leave one more directory.
+    public static func cleanup() {
+        let runtime = initialized ? String(cString: rte_eal_get_runtime_dir()) : ""
+        _ = rte_eal_cleanup()
+        guard initialized, runtime.hasPrefix("/"), runtime.contains("/dpdk/") else { return }
+        initialized = false
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: runtime)) ?? [] {
+            unlink("\(runtime)/\(name)")
+        }
+        rmdir(runtime)
+    }
 }

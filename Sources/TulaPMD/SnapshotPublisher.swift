@@ -4,6 +4,7 @@
 import Atomics
 import Foundation
 import TulaCore
+import TulaDatapath
 import TulaStats
 
 /// The tables workers read. Workers load `current` once per loop iteration and bump their quiescent

@@ -3,6 +3,7 @@
 
 import Foundation
 import TulaCore
+import TulaDatapath
 
 /// Longest request line the control server reads, newline included, in bytes.
 public let controlMaxRequestBytes = 4096

@@ -2,6 +2,7 @@
 
 import Atomics
 import TulaCore
+import TulaDatapath
 
 /// One published counter: a UInt64 that is stored and loaded atomically (relaxed).
 public typealias CounterCell = UnsafeAtomic<UInt64>.Storage

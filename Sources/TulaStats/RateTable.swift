@@ -2,6 +2,7 @@
 
 import Foundation
 import TulaCore
+import TulaDatapath
 
 /// Renders the counters of a running appliance as aligned tables, with per-second rates computed from an
 /// earlier sample (rates show as `-` without one, or when a counter went backwards, e.g. a re-added backend).

@@ -2,6 +2,7 @@
 
 import Foundation
 import TulaCore
+import TulaDatapath
 
 /// Named totals for one run, built from summed counters and the config that produced them.
 public struct Summary: Sendable {

@@ -94,6 +94,7 @@ func startOrExit(_ appliance: Appliance, inMemory: Bool, extraEAL: [String]) thr
     do {
         try appliance.start(inMemory: inMemory, extraEAL: extraEAL)
     } catch {
+        EAL.cleanup()
         printError("\(error)")
         throw ExitCode(exitRuntimeError)
     }

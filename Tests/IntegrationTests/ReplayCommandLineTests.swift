@@ -69,6 +69,8 @@ extension Integration {
             #expect(dir.mode == 0o700, "directory mode \(String(dir.mode, radix: 8))")
             #expect(dir.fileMode & 0o077 == 0, "split file mode \(String(dir.fileMode, radix: 8))")
             #expect(entries(tmp).isEmpty, "left behind: \(entries(tmp))")
+            // EAL's runtime directory for this prefix is removed on exit, too (it used to pile up, one per run).
+            #expect(!FileManager.default.fileExists(atPath: "/var/run/dpdk/tula-test-\(getpid())"))
         }
 
         /// SIGTERM while the input is being split: stops, says what was done, removes its directory, exits 1.

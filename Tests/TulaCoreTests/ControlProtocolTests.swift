@@ -4,6 +4,7 @@
 import Foundation
 import Testing
 @testable import TulaCore
+@testable import TulaDatapath
 @testable import TulaStats
 
 /// One l2 VIP with two backends (weights 1 and 2).

@@ -1,6 +1,7 @@
 // Tests for the per-lcore flow table: hits, idle expiry, spilling and eviction, layout, the frame hash.
 import Testing
 @testable import TulaCore
+@testable import TulaDatapath
 
 @Suite struct FlowTableTests {
     /// A flow table of 4 buckets over its own zeroed memory, with shorthand for find-then-store.

@@ -1,6 +1,7 @@
 // Tests for processFrame: L2/L3 rewrites byte for byte, ARP replies, every drop reason, VIP matching, counters.
 import Testing
 @testable import TulaCore
+@testable import TulaDatapath
 
 private typealias T = TestTopology
 

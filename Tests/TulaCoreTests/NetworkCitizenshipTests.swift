@@ -1,6 +1,7 @@
 // Tests for the data path's network citizenship: ICMP echo and errors, PMTU, outer and IPv4 fragments, VLANs, ARP learning, unresolved next hops.
 import Testing
 @testable import TulaCore
+@testable import TulaDatapath
 
 /// The topology of these tests: `TestTopology`'s port (optionally with a VLAN, another MTU or no gateway
 /// MAC) and one VIP per rule under test. VIP and backend counter slots are numbered in config order.

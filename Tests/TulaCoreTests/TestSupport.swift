@@ -1,6 +1,7 @@
 // Shared helpers for the data-path tests: hand-rolled frame builders, a seeded RNG and a dataplane harness.
 import Testing
 @testable import TulaCore
+@testable import TulaDatapath
 
 // MARK: - Bytes
 

@@ -3,6 +3,7 @@
 import Atomics
 import CDPDK
 import TulaCore
+import TulaDatapath
 import TulaStats
 
 /// Packets per RX/TX burst.

@@ -1,5 +1,7 @@
 // The per-lcore flow table: fixed size, one writer, pins a client flow of a VIP to its backend, with idle aging.
 
+import TulaCore
+
 /// One pinned flow: 16 bytes, four to a 64-byte bucket. A slot without `FlowEntry.occupied` is empty.
 /// The VIP's counter slot stands for the destination address and protocol (a VIP has one of each), so
 /// (source, ports, VIP slot) identifies a flow as the 5-tuple does.

@@ -1,5 +1,7 @@
 // Per-frame work: parse Ethernet/ARP/IPv4/TCP/UDP/ICMP, find the VIP and backend, rewrite in place, count.
 
+import TulaCore
+
 /// What to do with a frame after `processFrame`: its verdict, and for transmitted frames where the
 /// frame now starts (relative to where it started; negative after IP-in-IP or a tag insertion) and how
 /// long it is. An l3 packet too big for one frame (DF clear) is sent as `fragments` outer fragments to

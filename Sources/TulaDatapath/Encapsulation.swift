@@ -1,5 +1,7 @@
 // Output Ethernet headers (VLAN tag kept, set or inserted), IP-in-IP encapsulation and outer fragments.
 
+import TulaCore
+
 /// No 802.1Q tag on output.
 @inlinable var untagged: Int32 { -1 }
 

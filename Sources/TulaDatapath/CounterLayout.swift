@@ -1,5 +1,7 @@
 // Where each counter lives in a worker's flat block of UInt64 counters.
 
+import TulaCore
+
 /// Offsets into one lcore's counter block: per port (rx/tx and one counter per verdict), the flow table's,
 /// then per VIP slot and per backend slot (see `CounterSlots`). Every lcore has a block with this layout;
 /// readers sum them. Only slots below the high-water marks are ever non-zero.

@@ -1,5 +1,7 @@
 // The named fate of every received frame: forwarded, answered, or dropped for one reason.
 
+import TulaCore
+
 /// What happened to one received frame. Each case has a counter; for every port
 /// `rx == forwarded + replied + dropped`.
 public enum Verdict: UInt8, CaseIterable, Sendable, CustomStringConvertible {

@@ -1,5 +1,7 @@
 // The immutable snapshot workers read: ports, VIP index, Maglev tables and backends in flat raw memory.
 
+import TulaCore
+
 /// Per-port facts the data path needs. MACs are kept as the raw words a frame holds, for one-load compares.
 public struct PortTables: Sendable {
     public var macWord0: UInt32

@@ -5,7 +5,7 @@
 @inlinable public var flowHashSeed: UInt64 { 0x7475_6C61_6473_7231 } // "tuladsr1"
 
 @inlinable @inline(__always)
-func mix64(_ x: UInt64) -> UInt64 {
+public func mix64(_ x: UInt64) -> UInt64 {
     var z = x
     z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
     z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB

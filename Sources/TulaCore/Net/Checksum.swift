@@ -2,7 +2,7 @@
 
 /// A 64-bit sum of 16- or 32-bit words folded to a 16-bit ones'-complement sum (end-around carries).
 @inlinable @inline(__always)
-func foldedSum(_ wide: UInt64) -> UInt16 {
+public func foldedSum(_ wide: UInt64) -> UInt16 {
     var sum = (wide & 0xFFFF_FFFF) &+ (wide >> 32)
     sum = (sum & 0xFFFF) &+ (sum >> 16)
     sum = (sum & 0xFFFF) &+ (sum >> 16)
@@ -30,7 +30,7 @@ public func onesComplementSum(_ p: UnsafeRawPointer, _ length: Int, initial: UIn
 /// Ones'-complement sum of a 20-byte IPv4 header in five native-order loads (the sum is byte-order
 /// independent, and the folded result is compared or stored in the same native order), not inverted.
 @inlinable @inline(__always)
-func headerSum20(_ ip: UnsafeRawPointer) -> UInt16 {
+public func headerSum20(_ ip: UnsafeRawPointer) -> UInt16 {
     var sum = UInt64(ip.loadUnaligned(as: UInt32.self))
     sum &+= UInt64(ip.loadUnaligned(fromByteOffset: 4, as: UInt32.self))
     sum &+= UInt64(ip.loadUnaligned(fromByteOffset: 8, as: UInt32.self))
@@ -54,6 +54,6 @@ public func internetChecksum(_ p: UnsafeRawPointer, _ length: Int) -> UInt16 {
 
 /// `internetChecksum` of a 20-byte IPv4 header, in native byte order: store it with a native store.
 @inlinable @inline(__always)
-func headerChecksum20(_ ip: UnsafeRawPointer) -> UInt16 {
+public func headerChecksum20(_ ip: UnsafeRawPointer) -> UInt16 {
     ~headerSum20(ip)
 }

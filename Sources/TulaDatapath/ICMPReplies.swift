@@ -1,5 +1,7 @@
 // ICMP the appliance answers itself: echo replies from a VIP and "fragmentation needed" for l3 PMTU.
 
+import TulaCore
+
 /// Turns an echo request (IPv4 at `ip`, `total` bytes, header `ihl`) into the reply, in place: addresses
 /// swapped, TTL 64, type 0, checksums updated; Ethernet back to the sender (tag kept).
 @usableFromInline @inline(never) // cold: keeps the per-packet loop small
