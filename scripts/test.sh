@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/install-deps.sh
-scripts/hugepages.sh reserve 1024
+scripts/hugepages.sh reserve 1024 || echo "test: going on without hugepages (Tula runs with --no-huge)" >&2
 trap 'scripts/hugepages.sh release' EXIT
 
 swift build --build-tests
