@@ -193,33 +193,32 @@ public final class Appliance: @unchecked Sendable {
         control.lock()
         defer { control.unlock() }
         guard stopTime == nil else { return }
-        var changes: [String] = []
+        var changes: [(LogLevel, String)] = []
         let unknown = results.compactMap { if case .unknown(let why) = $0 { why } else { nil } }
         if let why = unknown.first, !probesUnknownLogged {
-            log("health probes could not be made (\(why)): the appliance itself is short of resources; "
+            log(.warning, "health probes could not be made (\(why)): the appliance itself is short of resources; "
                 + "backend states stay as they are until probes can run")
         } else if unknown.isEmpty && probesUnknownLogged {
-            log("health probes run again")
+            log(.info, "health probes run again")
         }
         probesUnknownLogged = !unknown.isEmpty
         for (i, (key, _, check)) in due.enumerated() where health.record(key, results[i], check: check) {
             let why = if case .failed(let reason) = results[i] { reason } else { "" }
-            changes.append("backend \(key.address) of \(key.vip) is \(health.isHealthy(key) ? "healthy again" : "unhealthy: \(why)")")
+            changes.append(health.isHealthy(key) ? (.info, "backend \(key.address) of \(key.vip) is healthy again")
+                                                 : (.warning, "backend \(key.address) of \(key.vip) is unhealthy: \(why)"))
         }
         guard !changes.isEmpty else { return }
         // Logged once the workers have the new tables, so the log never runs ahead of the traffic.
-        republish(because: changes.joined(separator: "; "))
-        for change in changes { log(change) }
+        republish(because: changes.map(\.1).joined(separator: "; "))
+        for (level, change) in changes { log(level, change) }
     }
 
     /// Publishes tables for the current config after a health or neighbour change (call with `control` held).
     private func republish(because reason: String) {
-        do { try applyLocked(config) } catch { log("could not apply \(reason): \(error)") }
+        do { try applyLocked(config) } catch { log(.error, "could not apply \(reason): \(error)") }
     }
 
-    private func log(_ message: String) {
-        FileHandle.standardError.write(Data("tula-appliance: \(message)\n".utf8))
-    }
+    private func log(_ level: LogLevel, _ message: String) { Log.write(level, message) }
 
     // MARK: - Neighbour resolution (ARP), off the packet path
 
@@ -277,6 +276,33 @@ public final class Appliance: @unchecked Sendable {
         resolver.neighbors.values.sorted { $0.address < $1.address }.map {
             Summary.Neighbor(address: $0.address.description, state: $0.state.rawValue, mac: $0.mac?.description)
         }
+    }
+
+    /// Each worker's loop iterations so far (its quiescent counter, bumped every poll, busy or idle): a worker
+    /// whose count stops advancing is stuck. Empty before `start`.
+    public var workerProgress: [UInt64] {
+        guard let publisher, stopTime == nil else { return [] }
+        return workerLcores.indices.map { publisher.quiescentCounter($0).load(ordering: .relaxed) }
+    }
+
+    /// Ports whose link is up (`rte_eth_link_get_nowait`), and all ports.
+    public var portsUp: (up: Int, total: Int) {
+        (ports.filter { tula_link_up($0.id.raw) == 1 }.count, config.ports.count)
+    }
+
+    /// Backends not taken out by a failing health check (unchecked ones count as healthy), and all backends.
+    public var healthyBackends: (healthy: Int, total: Int) {
+        control.lock()
+        defer { control.unlock() }
+        let keys = config.vips.flatMap { v in v.backends.map { BackendKey(vip: v.name, address: $0.address) } }
+        return (keys.filter { health.isHealthy($0) }.count, keys.count)
+    }
+
+    /// VIPs in the running config.
+    public var vipCount: Int {
+        control.lock()
+        defer { control.unlock() }
+        return config.vips.count
     }
 
     /// Packets received so far on every port, from the published counters.

@@ -57,7 +57,7 @@ public final class ControlServer: @unchecked Sendable {
     /// The socket file's path.
     public let path: String
     let limits: Limits
-    let log: (@Sendable (String) -> Void)?
+    let log: (@Sendable (LogLevel, String) -> Void)?
     private let listener: Int32
     private let wakeRead: Int32, wakeWrite: Int32
     private let socketIdentity: (device: UInt64, inode: UInt64)
@@ -78,7 +78,7 @@ public final class ControlServer: @unchecked Sendable {
     private var capLogged = false, evictionLogged = false, fdLogged = false
 
     /// Claims `path`: see the type's description. `log` receives one line per change request (made or refused).
-    public init(path: String, limits: Limits = Limits(), log: (@Sendable (String) -> Void)? = nil) throws(ControlServerError) {
+    public init(path: String, limits: Limits = Limits(), log: (@Sendable (LogLevel, String) -> Void)? = nil) throws(ControlServerError) {
         self.path = path
         self.limits = limits
         self.log = log
@@ -246,7 +246,7 @@ public final class ControlServer: @unchecked Sendable {
             if order.contains(where: { $0.pendingLine && $0.output.isEmpty && !$0.dead }) { deadline = now }
             let timeoutMs = Int32(max(0, min(1000, (deadline - now) * 1000)).rounded(.up))
             guard poll(&fds, nfds_t(fds.count), timeoutMs) >= 0 || errno == EINTR else {
-                log?("control: poll failed (\(errnoText())); the control socket stops answering")
+                log?(.error, "control: poll failed (\(errnoText())); the control socket stops answering")
                 break
             }
             if fds[0].revents != 0 { while read(wakeRead, &scratch, scratch.count) > 0 {} }
@@ -296,14 +296,14 @@ public final class ControlServer: @unchecked Sendable {
         defer {
             if rejectedNow > 0 {
                 rejectedCount.wrappingIncrement(by: UInt64(rejectedNow), ordering: .relaxed)
-                if !capLogged { log?("control: turning away non-root clients: \(nonRootCap) connected, the cap") }
+                if !capLogged { log?(.warning, "control: turning away non-root clients: \(nonRootCap) connected, the cap") }
                 capLogged = true
             } else if clients.values.filter({ !$0.isRoot }).count < nonRootCap / 2 {
                 capLogged = false
             }
             if evictedNow > 0 {
                 evictedCount.wrappingIncrement(by: UInt64(evictedNow), ordering: .relaxed)
-                if !evictionLogged { log?("control: closing idle non-root clients to let root in (\(totalCap) clients at most)") }
+                if !evictionLogged { log?(.warning, "control: closing idle non-root clients to let root in (\(totalCap) clients at most)") }
                 evictionLogged = true
             }
         }
@@ -311,7 +311,7 @@ public final class ControlServer: @unchecked Sendable {
             let fd = accept(listener, nil, nil)
             guard fd >= 0 else {
                 if errno == EMFILE || errno == ENFILE {
-                    if !fdLogged { log?("control: out of file descriptors accepting a client (\(errnoText())); pausing") }
+                    if !fdLogged { log?(.warning, "control: out of file descriptors accepting a client (\(errnoText())); pausing") }
                     fdLogged = true
                     return now + 0.1
                 }
@@ -431,7 +431,7 @@ public final class ControlServer: @unchecked Sendable {
         }
         let peer = c.uid.map { "uid \($0)" } ?? "unknown peer"
         if let refusal = request.refusal(peerUID: c.uid) {
-            log?("control: refused \(request.command) from \(peer): not root")
+            log?(.warning, "control: refused \(request.command) from \(peer): not root")
             refuse(c, refusal)
             return
         }
@@ -446,15 +446,15 @@ public final class ControlServer: @unchecked Sendable {
             case .edit(let change):
                 try target.edit(change)
                 let done = ControlServer.describe(change)
-                log?("control: \(done) (\(peer))")
+                log?(.info, "control: \(done) (\(peer))")
                 queue(c, ControlResponse.ok(message: done))
             case .reload:
                 try target.reload()
-                log?("control: reloaded the config file (\(peer))")
+                log?(.info, "control: reloaded the config file (\(peer))")
                 queue(c, ControlResponse.ok(message: "reloaded the config file"))
             }
         } catch {
-            log?("control: \(request.command) refused: \(error.message); the running config stays")
+            log?(.warning, "control: \(request.command) refused: \(error.message); the running config stays")
             refuse(c, error.message)
         }
     }

@@ -11,13 +11,11 @@ let exitConfigError: Int32 = 2
 /// Exit status for a failure while bringing up or running the data path.
 let exitRuntimeError: Int32 = 1
 
-func printError(_ message: String) {
-    FileHandle.standardError.write(Data("tula-appliance: error: \(message)\n".utf8))
-}
+func printError(_ message: String) { Log.error(message) }
 
-func printNotice(_ message: String) {
-    FileHandle.standardError.write(Data("tula-appliance: \(message)\n".utf8))
-}
+func printNotice(_ message: String) { Log.info(message) }
+
+func printWarning(_ message: String) { Log.warning(message) }
 
 /// Loads and validates the config, or exits with status 2 and `file:line: reason`.
 func loadConfigOrExit(_ path: String) throws -> TulaConfig {
@@ -56,7 +54,7 @@ func raiseFileLimit() {
     guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &files) == 0, files.rlim_cur < files.rlim_max else { return }
     files.rlim_cur = files.rlim_max
     if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &files) != 0 {
-        printNotice("could not raise the open-file limit to \(files.rlim_max): \(String(cString: strerror(errno)))")
+        printWarning("could not raise the open-file limit to \(files.rlim_max): \(String(cString: strerror(errno)))")
     }
 }
 

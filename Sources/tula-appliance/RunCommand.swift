@@ -45,16 +45,21 @@ struct RunCommand: ParsableCommand {
         }
         control.start(target: appliance)
         printNotice("control socket \(cfg.statsSocket) (tula-appliance stats, tula-appliance ctl)")
+        var service = ServiceState(appliance: appliance, notifier: SystemdNotifier())
         while true {
-            guard let signal = waitForSignal(milliseconds: 500) else { continue }
+            service.tick()
+            guard let signal = waitForSignal(milliseconds: service.tickMilliseconds) else { continue }
             guard signal == SIGHUP else { break }
+            service.reloading()
             do {
                 try appliance.reload()
                 printNotice("SIGHUP: reloaded \(config)")
             } catch {
                 printError("SIGHUP: \(error); the running config stays")
             }
+            service.reloaded()
         }
+        service.stopping()
         control.stop()
         appliance.stop()
         printSummary(appliance.summary(), json: output.json)
@@ -65,7 +70,7 @@ struct RunCommand: ParsableCommand {
     /// before it takes any port), or exits with status 1 and the reason.
     private func claimControlSocket(_ path: String) throws -> ControlServer {
         do {
-            return try ControlServer(path: path, log: { printNotice($0) })
+            return try ControlServer(path: path, log: { Log.write($0, $1) })
         } catch {
             printError("\(error)")
             throw ExitCode(exitRuntimeError)

@@ -75,5 +75,11 @@ static inline uint64_t tula_rss_hf_ip_tcp_udp(void) { return RTE_ETH_RSS_IP | RT
 static inline uint32_t tula_mq_rx_rss(void) { return RTE_ETH_MQ_RX_RSS; }
 static inline uint32_t tula_mq_rx_none(void) { return RTE_ETH_MQ_RX_NONE; }
 static inline uint64_t tula_rx_offload_ipv4_cksum(void) { return RTE_ETH_RX_OFFLOAD_IPV4_CKSUM; }
+/* rte_eth_link_get_nowait's link_status (a bitfield Swift cannot read): 1 up, 0 down, -1 unknown port. */
+static inline int tula_link_up(uint16_t port) {
+    struct rte_eth_link link;
+    if (rte_eth_link_get_nowait(port, &link) != 0) return -1;
+    return link.link_status;
+}
 
 #endif

@@ -11,9 +11,13 @@ final class BackgroundProcess: @unchecked Sendable {
     private var outData = Data(), errData = Data()
     private let drained = DispatchGroup()
 
-    init(executable: String, _ args: [String]) throws {
+    /// Starts `executable args...` with the test's environment plus `environment`.
+    init(executable: String, _ args: [String], environment: [String: String] = [:]) throws {
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = args
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         process.currentDirectoryURL = packageRoot
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
