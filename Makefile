@@ -24,16 +24,28 @@ TSAN_FILTER     ?= TulaCoreTests\.(ControlProtocolTests|ControlServerBoundsTests
 # Timing assertions do not hold under TSan's slowdown (5-15x); they run in the normal suite.
 TSAN_SKIP       ?= pipeliningClientsThatNeverReadDoNotStarveRoot
 
-.PHONY: help release bench bench-report bench-chart bench-venv check-sanitizers check-asan check-tsan
+# `make install` / `make uninstall` (scripts/install.sh): DESTDIR and PREFIX as usual.
+PREFIX          ?= /usr/local
+export PREFIX DESTDIR SYSCONFDIR UNITDIR
+
+.PHONY: install uninstall help release bench bench-report bench-chart bench-venv check-sanitizers check-asan check-tsan
 
 help:
 	@echo "make release       release build of tula-appliance into $(RELEASE_SCRATCH)"
+	@echo "make install       binary, systemd units, hugepages.sh and /etc/tula/tula.yaml (DESTDIR, PREFIX honoured)"
+	@echo "make uninstall     remove exactly what make install put there (an edited config stays)"
 	@echo "make bench         throughput against dpdk-testpmd -> BENCHMARKS.md, benchmarks/ (takes ~6 min)"
 	@echo "make bench-report  rewrite BENCHMARKS.md tables and the chart from benchmarks/results.json"
 	@echo "make check-sanitizers  unit tests under AddressSanitizer, control-plane tests under ThreadSanitizer"
 
 release:
 	$(SWIFT) build -c release --product tula-appliance --scratch-path $(RELEASE_SCRATCH)
+
+install: release
+	scripts/install.sh install $(RELEASE_BIN)
+
+uninstall:
+	scripts/install.sh uninstall
 
 # The command as typed (with the knobs that were set), recorded in BENCHMARKS.md.
 BENCH_CMD = $(strip make bench $(foreach v,BENCH_SECONDS BENCH_REPS BENCH_FLOWS BENCH_ARGS,$(if $(filter command% environment%,$(origin $(v))),$(v)='$(strip $($(v)))')))
