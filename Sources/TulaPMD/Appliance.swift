@@ -423,4 +423,16 @@ public final class Appliance: @unchecked Sendable {
 
 extension Appliance: ControlTarget {
     public func statsSummary() -> Summary { summary() }
+
+    public func save(to path: String?) throws(ControlError) -> String {
+        control.lock()
+        defer { control.unlock() }
+        guard let target = path ?? configPath else {
+            throw ControlError("save: the appliance was not started from a file; give one with --to")
+        }
+        let stamp = ISO8601DateFormatter().string(from: Date())
+        return try ConfigWriter.save(config, to: target,
+                                     header: ["Written by `tula-appliance ctl save` at \(stamp) from the running config.",
+                                              "Comments of the file it replaced are in \(target).bak."])
+    }
 }

@@ -16,6 +16,7 @@ public let controlMaxRequestBytes = 4096
 /// {"cmd":"remove-backend","vip":"web","address":"10.0.1.12"}
 /// {"cmd":"set-weight","vip":"web","address":"10.0.1.11","weight":0}
 /// {"cmd":"reload"}
+/// {"cmd":"save","to":"/etc/tula/tula.yaml"}
 /// ```
 public enum ControlRequest: Sendable, Equatable {
     /// The counters of the running appliance (`stats`).
@@ -24,15 +25,18 @@ public enum ControlRequest: Sendable, Equatable {
     case edit(ConfigEdit)
     /// Re-read the config file (`reload`), as SIGHUP does.
     case reload
+    /// Write the running config back to a file (`save`; nil: the file the appliance was started with).
+    case save(to: String?)
 
     /// Every command name, as sent in `cmd`.
-    public static let commands = ["stats", "add-backend", "remove-backend", "set-weight", "reload"]
+    public static let commands = ["stats", "add-backend", "remove-backend", "set-weight", "reload", "save"]
 
     /// The command name sent in `cmd`.
     public var command: String {
         switch self {
         case .stats: "stats"
         case .reload: "reload"
+        case .save: "save"
         case .edit(.addBackend): "add-backend"
         case .edit(.removeBackend): "remove-backend"
         case .edit(.setWeight): "set-weight"
@@ -66,6 +70,10 @@ public enum ControlRequest: Sendable, Equatable {
         switch command {
         case "stats": request = .stats
         case "reload": request = .reload
+        case "save":
+            let to = try reader.optionalString("to")
+            if let to, !to.hasPrefix("/") { throw ControlError("to: \"\(to)\" must be an absolute path") }
+            request = .save(to: to)
         case "add-backend":
             let vip = try reader.string("vip"), address = try reader.address("address")
             var mac: MACAddress? = nil
@@ -93,7 +101,8 @@ public enum ControlRequest: Sendable, Equatable {
     public var line: String {
         var fields: [(String, String)] = [("cmd", jsonString(command))]
         switch self {
-        case .stats, .reload: break
+        case .stats, .reload, .save(to: nil): break
+        case .save(let to?): fields.append(("to", jsonString(to)))
         case .edit(.addBackend(let vip, let backend)):
             fields += [("vip", jsonString(vip)), ("address", jsonString(backend.address.description))]
             if let mac = backend.mac { fields.append(("mac", jsonString(mac.description))) }

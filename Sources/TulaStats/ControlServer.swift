@@ -452,6 +452,10 @@ public final class ControlServer: @unchecked Sendable {
                 try target.reload()
                 log?(.info, "control: reloaded the config file (\(peer))")
                 queue(c, ControlResponse.ok(message: "reloaded the config file"))
+            case .save(let path):
+                let done = try target.save(to: path)
+                log?(.info, "control: \(done) (\(peer))")
+                queue(c, ControlResponse.ok(message: done))
             }
         } catch {
             log?(.warning, "control: \(request.command) refused: \(error.message); the running config stays")

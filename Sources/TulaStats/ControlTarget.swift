@@ -11,4 +11,7 @@ public protocol ControlTarget: AnyObject, Sendable {
     func edit(_ change: ConfigEdit) throws(ControlError)
     /// Re-reads the config file and applies it; an invalid file or one that needs a restart changes nothing.
     func reload() throws(ControlError)
+    /// Writes the running config to `path` (nil: the file the appliance was started with) atomically, keeping
+    /// the previous file as `.bak`; returns what it did.
+    func save(to path: String?) throws(ControlError) -> String
 }

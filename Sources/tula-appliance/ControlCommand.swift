@@ -13,7 +13,7 @@ struct ControlCommand: ParsableCommand {
             workers; flows pinned to a backend that stays keep it. Only root may make changes. The \
             appliance answers with what it did, or with why it refused (then nothing changed).
             """,
-        subcommands: [AddBackend.self, RemoveBackend.self, SetWeight.self, Reload.self])
+        subcommands: [AddBackend.self, RemoveBackend.self, SetWeight.self, Reload.self, Save.self])
 
     /// Sends a change and prints the appliance's answer (exit status 1 when refused).
     static func send(_ request: ControlRequest, via socket: SocketOptions) throws {
@@ -79,5 +79,20 @@ struct ControlCommand: ParsableCommand {
         @OptionGroup var socket: SocketOptions
 
         func run() throws { try ControlCommand.send(.reload, via: socket) }
+    }
+
+    struct Save: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "save",
+            abstract: "Write the running config (with ctl changes) to its file, or --to FILE; the old file stays as FILE.bak.",
+            discussion: "The file is replaced atomically (a new file renamed over it), so a restart keeps what was changed live.")
+        @OptionGroup var socket: SocketOptions
+        @Option(help: "Where to write (an absolute path; default: the file the appliance was started with).") var to: String?
+
+        func validate() throws {
+            if let to, !to.hasPrefix("/") { throw ValidationError("--to: \"\(to)\" must be an absolute path") }
+        }
+
+        func run() throws { try ControlCommand.send(.save(to: to), via: socket) }
     }
 }

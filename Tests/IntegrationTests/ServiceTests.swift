@@ -93,6 +93,34 @@ extension Integration {
             #expect(lines.contains { $0 == "<6>tula-appliance: SIGHUP: reloaded \(config)" }, "\(lines)")
         }
 
+        /// `ctl add-backend` then `ctl save`: after a restart on the same file the backend is still there; the file
+        /// it replaced is kept as .bak.
+        @Test func savedLiveChangesSurviveARestart() throws {
+            let scratch = try Scratch()
+            defer { scratch.cleanup() }
+            let input = scratch.file("in.pcap")
+            try Pcap.write((0..<10).map { PcapRecord(data: LiveControl.frame(flow: $0, phase: 0)) }, path: input)
+            let socket = scratch.file("tula.sock")
+            let original = LiveControl.config(device: "net_pcap0,rx_pcap=\(input),tx_pcap=\(scratch.file("out.pcap"))", socket: socket)
+            let config = try scratch.write("tula.yaml", original)
+            var appliance = try RunningAppliance(config: config, socket: socket)
+            let add = try Appliance.run(["ctl", "add-backend", "--socket", socket, "--vip", "web", "--address", "10.0.1.40",
+                                         "--mac", "02:00:00:00:01:40", "--weight", "5"])
+            #expect(add.status == 0, "\(add.stderr)")
+            let save = try Appliance.run(["ctl", "save", "--socket", socket])
+            #expect(save.status == 0 && save.stdout.contains("saved the running config to \(config) (the previous file is \(config).bak)"),
+                    "\(save.stdout)\(save.stderr)")
+            let relative = try Appliance.run(["ctl", "save", "--socket", socket, "--to", "x.yaml"])
+            #expect(relative.status != 0 && relative.stderr.contains("must be an absolute path"), "\(relative.stderr)")
+            #expect(appliance.stop().status == 0)
+            #expect(try String(contentsOfFile: config + ".bak", encoding: .utf8) == original)
+
+            appliance = try RunningAppliance(config: config, socket: socket)
+            let weights = try ControlSocket.stats(socket).backendWeights
+            #expect(appliance.stop().status == 0)
+            #expect(weights == ["10.0.1.11": 1, "10.0.1.12": 1, "10.0.1.13": 1, "10.0.1.40": 5], "\(weights)")
+        }
+
         /// A config that does not load stops `run` at once with file:line and exit status 2, the status the
         /// unit's RestartPreventExitStatus= names, so systemd does not restart it in a loop.
         @Test func badConfigExitsTwoWithFileAndLine() throws {

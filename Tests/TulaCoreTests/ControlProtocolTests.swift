@@ -65,6 +65,8 @@ private func testSummary(_ config: TulaConfig, elapsed: Double = 10, scale: UInt
         let cases: [(String, ControlRequest)] = [
             (#"{"cmd":"stats"}"#, .stats),
             (#"{"cmd":"reload"}"#, .reload),
+            (#"{"cmd":"save"}"#, .save(to: nil)),
+            (#"{"cmd":"save","to":"/etc/tula/new.yaml"}"#, .save(to: "/etc/tula/new.yaml")),
             (#"{"cmd":"add-backend","vip":"web","address":"10.0.1.14","mac":"02:00:00:00:01:14","weight":3}"#,
              .edit(.addBackend(vip: web, backend: BackendConfig(address: b, mac: MACAddress(2, 0, 0, 0, 1, 0x14), weight: 3)))),
             (#"{"address":"10.0.1.14","cmd":"add-backend","vip":"web"}"#,
@@ -99,6 +101,7 @@ private func testSummary(_ config: TulaConfig, elapsed: Double = 10, scale: UInt
             (#"{"cmd":"remove-backend","vip":"web","address":"10.0.1.256"}"#, #"address: "10.0.1.256" is not an IPv4 address"#),
             (#"{"cmd":"remove-backend","address":"10.0.1.11"}"#, #"missing key "vip""#),
             (#"{"cmd":"add-backend","vip":"web","address":"10.0.1.14","mac":"02:00:00"}"#, #"mac: "02:00:00" is not a MAC address"#),
+            (#"{"cmd":"save","to":"tula.yaml"}"#, #"to: "tula.yaml" must be an absolute path"#),
         ]
         for (line, reason) in cases {
             #expect(throws: ControlError.self, "\(line)") { try ControlRequest.parse(line) }
@@ -116,6 +119,7 @@ private func testSummary(_ config: TulaConfig, elapsed: Double = 10, scale: UInt
         #expect(ControlRequest.stats.refusal(peerUID: nil) == nil)
         #expect(edit.refusal(peerUID: 0) == nil)
         #expect(ControlRequest.reload.refusal(peerUID: 0) == nil)
+        #expect(ControlRequest.save(to: nil).refusal(peerUID: 1000) != nil)
         #expect(try #require(edit.refusal(peerUID: 65534)).contains("permission denied: set-weight"))
         #expect(try #require(ControlRequest.reload.refusal(peerUID: nil)).contains("unidentified"))
     }
@@ -281,6 +285,11 @@ final class FakeAppliance: ControlTarget, @unchecked Sendable {
         defer { lock.unlock() }
         if let reloadError { throw reloadError }
         reloads += 1
+    }
+
+    func save(to path: String?) throws(ControlError) -> String {
+        guard let path else { throw ControlError("save: no file") }
+        return try ConfigWriter.save(current, to: path)
     }
 }
 
