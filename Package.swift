@@ -19,6 +19,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
         .package(url: "https://github.com/apple/swift-atomics", from: "1.2.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.65.0"),
     ],
     targets: [
         .target(
@@ -41,7 +42,9 @@ let package = Package(
         ),
         .target(
             name: "TulaStats",
-            dependencies: ["TulaCore", "TulaDatapath", .product(name: "Atomics", package: "swift-atomics")],
+            dependencies: ["TulaCore", "TulaDatapath", .product(name: "Atomics", package: "swift-atomics"),
+                           .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+                           .product(name: "NIOHTTP1", package: "swift-nio")],
             swiftSettings: [.unsafeFlags(["-cross-module-optimization"], .when(configuration: .release))]
         ),
         .target(

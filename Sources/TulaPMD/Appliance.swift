@@ -285,6 +285,42 @@ public final class Appliance: @unchecked Sendable {
         return workerLcores.indices.map { publisher.quiescentCounter($0).load(ordering: .relaxed) }
     }
 
+    private let progressLock = NSLock()
+    private var progressSeen: [UInt64] = [], progressChanged: [Double] = []
+
+    /// Workers whose loop count has not advanced for more than `seconds` (judged from the calls made so far:
+    /// the first call records). For /healthz.
+    public func stalledWorkers(olderThan seconds: Double) -> [Int] {
+        let progress = workerProgress
+        var t = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &t)
+        let now = Double(t.tv_sec) + Double(t.tv_nsec) / 1e9
+        return progressLock.withLock {
+            if progressSeen.count != progress.count {
+                progressSeen = progress
+                progressChanged = Array(repeating: now, count: progress.count)
+                return []
+            }
+            for i in progress.indices where progress[i] != progressSeen[i] {
+                progressSeen[i] = progress[i]
+                progressChanged[i] = now
+            }
+            return progress.indices.filter { now - progressChanged[$0] > seconds }
+        }
+    }
+
+    /// nil when the appliance serves (started, every port up, every worker polling within the last second),
+    /// else why not.
+    public func notServingReason() -> String? {
+        if publisher == nil { return "not started" }
+        if stopTime != nil { return "stopping" }
+        let down = ports.filter { tula_link_up($0.id.raw) != 1 }.map(\.name)
+        if !down.isEmpty { return "link down on port \(down.joined(separator: ", "))" }
+        let stalled = stalledWorkers(olderThan: 1)
+        if !stalled.isEmpty { return "worker \(stalled.map(String.init).joined(separator: ", ")) made no progress for 1 s" }
+        return nil
+    }
+
     /// Ports whose link is up (`rte_eth_link_get_nowait`), and all ports.
     public var portsUp: (up: Int, total: Int) {
         (ports.filter { tula_link_up($0.id.raw) == 1 }.count, config.ports.count)

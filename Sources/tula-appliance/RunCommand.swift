@@ -45,6 +45,20 @@ struct RunCommand: ParsableCommand {
         }
         control.start(target: appliance)
         printNotice("control socket \(cfg.statsSocket) (tula-appliance stats, tula-appliance ctl)")
+        var metrics: MetricsServer?
+        if let listen = cfg.metricsListen {
+            do {
+                metrics = try MetricsServer(listen: listen, source: ApplianceMetrics(appliance: appliance, control: control),
+                                            log: { Log.write($0, $1) })
+                printNotice("metrics on http://\(listen)/metrics (and /healthz)")
+            } catch {
+                printError("\(error)")
+                control.stop()
+                appliance.stop()
+                EAL.cleanup()
+                throw ExitCode(exitRuntimeError)
+            }
+        }
         var service = ServiceState(appliance: appliance, notifier: SystemdNotifier())
         while true {
             service.tick()
@@ -60,6 +74,7 @@ struct RunCommand: ParsableCommand {
             service.reloaded()
         }
         service.stopping()
+        metrics?.stop()
         control.stop()
         appliance.stop()
         printSummary(appliance.summary(), json: output.json)
@@ -76,4 +91,19 @@ struct RunCommand: ParsableCommand {
             throw ExitCode(exitRuntimeError)
         }
     }
+}
+
+/// What the HTTP metrics endpoint serves: the stats socket's Prometheus text (counters and the control
+/// socket's own), and whether the appliance serves.
+final class ApplianceMetrics: MetricsSource, @unchecked Sendable {
+    let appliance: Appliance
+    let control: ControlServer
+
+    init(appliance: Appliance, control: ControlServer) {
+        self.appliance = appliance
+        self.control = control
+    }
+
+    func metricsText() -> String { PrometheusExposition.render(appliance.summary(), control: control.counters) }
+    func notServingReason() -> String? { appliance.notServingReason() }
 }

@@ -90,7 +90,8 @@ public enum ConfigLoader {
     // MARK: - Top level
 
     private enum Key {
-        static let top = ["ports", "workers", "flows_per_worker", "flow_idle_timeout", "stats_socket", "gratuitous_arp", "vips"]
+        static let top = ["ports", "workers", "flows_per_worker", "flow_idle_timeout", "stats_socket", "metrics_listen",
+                          "gratuitous_arp", "vips"]
         static let port = ["name", "device", "address", "mac", "gateway", "gateway_mac", "mtu", "vlan"]
         static let vip = ["name", "address", "port", "protocol", "mode", "hash", "icmp_echo", "health_check",
                           "maglev_table_size", "backends"]
@@ -117,6 +118,14 @@ public enum ConfigLoader {
         var config = TulaConfig(ports: ports, workers: workers, flowsPerWorker: roundUpToPowerOfTwo(flows),
                                 flowIdleTimeoutSeconds: idleTimeout, statsSocket: statsSocket, vips: vips)
         config.gratuitousARP = try fields.optional("gratuitous_arp")?.bool() ?? false
+        if let listenNode = fields.optional("metrics_listen") {
+            let listen = try listenNode.nonEmptyString()
+            guard TulaConfig.splitListen(listen) != nil else {
+                throw listenNode.error("expected HOST:PORT with an IPv4 address or a bracketed IPv6 one "
+                    + "(e.g. \"127.0.0.1:9469\", \"[::1]:9469\"), got \"\(listen)\"")
+            }
+            config.metricsListen = listen
+        }
         return config
     }
 

@@ -36,6 +36,21 @@ public struct TulaConfig: Sendable, Equatable {
     public var vips: [VIPConfig]
     /// Announce every VIP with a gratuitous ARP on every port at start (key `gratuitous_arp`, default false).
     public var gratuitousARP: Bool = false
+    /// `metrics_listen`: where the HTTP metrics endpoint listens (`HOST:PORT`), nil (the default) for nowhere.
+    public var metricsListen: String? = nil
+
+    /// `127.0.0.1:9469` -> ("127.0.0.1", 9469), `[::1]:9469` -> ("::1", 9469); nil for anything else.
+    public static func splitListen(_ listen: String) -> (host: String, port: Int)? {
+        guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]),
+              (1...65535).contains(port) else { return nil }
+        let host = String(listen[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") {
+            let inner = String(host.dropFirst().dropLast())
+            var v6 = in6_addr()
+            return inet_pton(AF_INET6, inner, &v6) == 1 ? (inner, port) : nil
+        }
+        return IPv4Address(host) != nil ? (host, port) : nil
+    }
 
     /// Builds a configuration; unspecified values take the same defaults as the YAML loader.
     public init(ports: [PortConfig], workers: WorkerSpec = .count(1),

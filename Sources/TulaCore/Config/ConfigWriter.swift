@@ -24,6 +24,7 @@ public enum ConfigWriter {
         out += "flows_per_worker: \(config.flowsPerWorker)\n"
         out += "flow_idle_timeout: \(config.flowIdleTimeoutSeconds)\n"
         out += "stats_socket: \(quoted(config.statsSocket))\n"
+        if let listen = config.metricsListen { out += "metrics_listen: \(quoted(listen))\n" }
         out += "gratuitous_arp: \(config.gratuitousARP)\n"
         out += config.vips.isEmpty ? "vips: []\n" : "vips:\n"
         for v in config.vips {

@@ -67,12 +67,14 @@ extension TulaConfig {
     /// Why `next` cannot replace this config without a restart (ports, workers and the flow table are
     /// fixed at start), or nil when it can be applied live.
     public func restartRequired(for next: TulaConfig) -> String? {
-        if next.ports != ports { return "ports changed; restart the appliance to apply" }
+        // Line numbers are not settings: a file with a comment added (or one `ctl save` wrote) is the same.
+        if next.withoutLines.ports != withoutLines.ports { return "ports changed; restart the appliance to apply" }
         if next.workers != workers { return "workers changed; restart the appliance to apply" }
         if next.flowsPerWorker != flowsPerWorker || next.flowIdleTimeoutSeconds != flowIdleTimeoutSeconds {
             return "flows_per_worker or flow_idle_timeout changed; restart the appliance to apply"
         }
         if next.statsSocket != statsSocket { return "stats_socket changed; restart the appliance to apply" }
+        if next.metricsListen != metricsListen { return "metrics_listen changed; restart the appliance to apply" }
         if next.vips.count > CounterSlots.maxVIPs { return "at most \(CounterSlots.maxVIPs) VIPs" }
         return nil
     }
