@@ -4,6 +4,7 @@
 # Standard library only (it runs under whatever python3 is first on PATH): frames are built with struct.
 #
 #   scripts/soak.py --minutes 30 [--binary PATH] [--out DIR] [--rate FPS]      (root; `make soak MINUTES=30`)
+#   scripts/soak.py clean      removes what a soak killed with SIGKILL left (every run also does this first)
 #
 # It creates a network namespace tula-soak-<pid> holding a veth pair t0/s0, runs `tula-appliance run` in it on
 # net_af_packet0,iface=t0 (config, stats socket and logs in a private temp dir, EAL file prefix tula-soak-<pid>), and
@@ -459,12 +460,19 @@ def remove_eal_files(prefix):
                 pass
 
 
+def stale(name):
+    """Whether `name` (tula-soak-<pid>, maybe with a -suffix) belongs to a soak whose process is gone."""
+    rest = name[len(PREFIX) + 1:] if name.startswith(PREFIX + "-") else ""
+    pid = rest.split("-")[0]
+    return pid.isdigit() and int(pid) != os.getpid() and not alive(int(pid))
+
+
 def clean_stale():
-    """Removes namespaces and EAL files of soaks whose process is gone (a run killed with SIGKILL)."""
-    listing = run(["ip", "netns", "list"], check=False).stdout
-    for line in listing.splitlines():
+    """Removes what a soak killed with SIGKILL left: its namespace (and anything still running in it), EAL files,
+    temp dir. (Its appliance and sender get SIGTERM when it dies: see `die_with_parent`.)"""
+    for line in run(["ip", "netns", "list"], check=False).stdout.splitlines():
         name = line.split()[0] if line.split() else ""
-        if name.startswith(PREFIX + "-") and name[len(PREFIX) + 1:].isdigit() and not alive(int(name[len(PREFIX) + 1:])):
+        if stale(name):
             say(f"removing the namespace {name} of a soak that is gone")
             for pid in run(["ip", "netns", "pids", name], check=False).stdout.split():
                 try:
@@ -473,6 +481,22 @@ def clean_stale():
                     pass
             run(["ip", "netns", "delete", name], check=False)
             remove_eal_files(name)
+    for path in glob.glob(f"/var/run/dpdk/{PREFIX}-*"):
+        if stale(os.path.basename(path)):
+            remove_eal_files(os.path.basename(path))
+    for path in glob.glob(os.path.join(tempfile.gettempdir(), f"{PREFIX}-*")):
+        if stale(os.path.basename(path)):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def die_with_parent():
+    """In a child before exec: SIGTERM when the soak dies, even by SIGKILL (prctl PR_SET_PDEATHSIG survives the exec
+    of `ip netns exec` and of what it runs)."""
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)   # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 class Soak:
@@ -550,7 +574,7 @@ class Soak:
         with open(self.appliance_out, "w") as out, open(self.appliance_log, "w") as err:
             # Its own session: a Ctrl-C in the terminal reaches only this script, which stops everything in order.
             self.appliance = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                              start_new_session=True)
+                                              start_new_session=True, preexec_fn=die_with_parent)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.appliance.poll() is not None:
@@ -703,7 +727,7 @@ class Soak:
         self.sender = subprocess.Popen(
             self.ns(sys.executable, os.path.abspath(__file__), "send", "--iface", "s0", "--rate", str(args.rate)),
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            start_new_session=True)
+            start_new_session=True, preexec_fn=die_with_parent)
         start = time.monotonic()
         next_tick, next_sample, tick = start + 1, start + args.sample, 0
         while True:
@@ -856,6 +880,16 @@ class Soak:
             lines.append(f"appliance stderr mentions errors ({len(warnings)} lines), e.g.: {warnings[0]}")
         return reasons, lines
 
+    def write_samples(self):
+        """samples.csv in --out (also after a failure, with the samples taken until then)."""
+        os.makedirs(self.args.out, exist_ok=True)
+        with open(os.path.join(self.args.out, "samples.csv"), "w", newline="") as f:
+            fields = ["phase", "t", "rx", "tx", "pps", "mbufs", "rss_kib", "fds", "flows", "forwarded", "replied",
+                      "to_control", "dropped", "unaccounted", "rx_missed", "evictions", "expiries"]
+            writer = csv.DictWriter(f, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(self.samples)
+
     def report(self, reasons, lines):
         a = self.args
         out = []
@@ -877,12 +911,7 @@ class Soak:
         os.makedirs(a.out, exist_ok=True)
         with open(os.path.join(a.out, "report.txt"), "w") as f:
             f.write(text)
-        with open(os.path.join(a.out, "samples.csv"), "w", newline="") as f:
-            fields = ["phase", "t", "rx", "tx", "pps", "mbufs", "rss_kib", "fds", "flows", "forwarded", "replied",
-                      "to_control", "dropped", "unaccounted", "rx_missed", "evictions", "expiries"]
-            writer = csv.DictWriter(f, fieldnames=fields)
-            writer.writeheader()
-            writer.writerows(self.samples)
+        self.write_samples()
         if self.final:
             with open(os.path.join(a.out, "summary.json"), "w") as f:
                 json.dump(self.final, f, indent=1, sort_keys=True)
@@ -968,6 +997,9 @@ def soak_main(argv):
         return 2
     except Exception as error:                  # the appliance died, the stats socket failed, ...
         print(f"soak: FAIL: {error}", file=sys.stderr)
+        if soak.samples:
+            soak.write_samples()
+            print(f"soak: the samples until then, and tula.log, are in {args.out}", file=sys.stderr)
         return 1
     finally:
         # Nothing may interrupt the cleanup itself.
@@ -985,6 +1017,12 @@ def main():
         parser.add_argument("--iface", required=True)
         parser.add_argument("--rate", type=float, required=True)
         return send_main(parser.parse_args(sys.argv[2:]))
+    if len(sys.argv) > 1 and sys.argv[1] == "clean":
+        if os.geteuid() != 0:
+            print("soak: error: cleaning up needs root (network namespaces)", file=sys.stderr)
+            return 2
+        clean_stale()
+        return 0
     return soak_main(sys.argv[1:])
 
 
