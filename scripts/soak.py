@@ -69,6 +69,9 @@ WEIGHT_CYCLE = [2, 0, 1]      # 0 = drain
 # From this many minutes after warm-up on, the least-squares RSS slope must also stay under --rss-limit (shorter spans are
 # dominated by page-granular noise of a few hundred KiB: only the end-to-end growth, with --rss-floor, is judged).
 SLOPE_MINUTES = 10
+# RSS moves in a sawtooth with the reloads (up about 1 MiB, then back, every 20 s): the verdict compares the highest
+# values of windows of this many seconds, at the start and the end of the span after warm-up.
+RSS_WINDOW = 30
 
 # What the mix must have produced by the end (per verdict name); a verdict missing means the mix did not reach Tula.
 EXPECTED_VERDICTS = ["forwarded-l2", "forwarded-l3", "arp-reply", "icmp-reply", "icmp-frag-needed", "arp-ignored",
@@ -800,18 +803,24 @@ class Soak:
         if self.idle_after["fds"] != warm["fds"]:
             reasons.append(f"open fds changed: {warm['fds']} after warm-up, {self.idle_after['fds']} at the end")
 
-        # RSS
+        # RSS: it moves in a sawtooth of about 1 MiB with the reloads (period 20 s), so the highest value of the first
+        # window after warm-up is compared with the highest of the last one, windows of RSS_WINDOW s (half the span
+        # after warm-up when that is shorter).
+        end_t = self.idle_after["t"]
+        span_h = (end_t - warm["t"]) / 3600
+        window = min(RSS_WINDOW, (end_t - warm["t"]) / 2)
+        first = max(r["rss_kib"] for r in after_warm if r["t"] <= warm["t"] + window) / 1024
+        last = max(r["rss_kib"] for r in after_warm if r["t"] >= end_t - window) / 1024
+        growth = last - first
         points = [(r["t"], r["rss_kib"] / 1024) for r in after_warm]
         slope = fit_slope(points) * 3600 if len(points) >= 2 else 0.0
-        growth = self.idle_after["rss_kib"] / 1024 - warm["rss_kib"] / 1024
-        span_h = (self.idle_after["t"] - warm["t"]) / 3600
         allowed = max(a.rss_limit * span_h, a.rss_floor)
-        lines.append(f"RSS: idle before {self.idle_before['rss_kib'] / 1024:.2f} MiB, after warm-up "
-                     f"{warm['rss_kib'] / 1024:.2f} MiB, end {self.idle_after['rss_kib'] / 1024:.2f} MiB, peak "
-                     f"{max(r['rss_kib'] for r in self.samples) / 1024:.2f} MiB; growth after warm-up {growth * 1024:+.0f} KiB "
-                     f"over {span_h * 60:.1f} min = {growth / span_h if span_h else 0:+.2f} MiB/h, fitted slope "
+        lines.append(f"RSS: idle before {self.idle_before['rss_kib'] / 1024:.2f} MiB, highest in the first {window:.0f} s "
+                     f"after warm-up {first:.2f} MiB, in the last {window:.0f} s {last:.2f} MiB, idle after "
+                     f"{self.idle_after['rss_kib'] / 1024:.2f} MiB; growth {growth * 1024:+.0f} KiB over "
+                     f"{span_h * 60:.1f} min = {growth / span_h if span_h else 0:+.2f} MiB/h, fitted slope "
                      f"{slope:+.2f} MiB/h (allowed: {allowed * 1024:.0f} KiB = max({a.rss_limit:g} MiB/h x span, "
-                     f"{a.rss_floor * 1024:.0f} KiB))")
+                     f"{a.rss_floor * 1024:.0f} KiB){'' if span_h * 60 >= SLOPE_MINUTES else '; slope not judged under ' + str(SLOPE_MINUTES) + ' min'})")
         if growth > allowed:
             reasons.append(f"RSS grew {growth * 1024:.0f} KiB after warm-up ({growth / span_h:.1f} MiB/h; allowed "
                            f"{allowed * 1024:.0f} KiB)")
