@@ -8,6 +8,10 @@ PYTHON          ?= python3
 RELEASE_SCRATCH ?= .build-release
 RELEASE_BIN     := $(RELEASE_SCRATCH)/release/tula-appliance
 
+# Soak knobs: `make soak MINUTES=30 SOAK_ARGS="--rate 5000 --out out/soak/30min"` (root; see README, Soak).
+MINUTES         ?= 2
+SOAK_ARGS       ?=
+
 # Benchmark knobs: `make bench BENCH_SECONDS=10 BENCH_REPS=5 BENCH_FLOWS="1000 1000000"`.
 BENCH_SECONDS   ?= 5
 BENCH_REPS      ?= 3
@@ -31,6 +35,7 @@ export PREFIX DESTDIR SYSCONFDIR UNITDIR
 .PHONY: install uninstall help release bench bench-report bench-chart bench-venv check-sanitizers check-asan check-tsan
 
 help:
+	@echo "make soak          MINUTES=N of mixed traffic and live changes against the release build: mbufs, RSS, fds"
 	@echo "make release       release build of tula-appliance into $(RELEASE_SCRATCH)"
 	@echo "make install       binary, systemd units, hugepages.sh and /etc/tula/tula.yaml (DESTDIR, PREFIX honoured)"
 	@echo "make uninstall     remove exactly what make install put there (an edited config stays)"
@@ -46,6 +51,10 @@ install: release
 
 uninstall:
 	scripts/install.sh uninstall
+
+.PHONY: soak
+soak: release
+	$(PYTHON) scripts/soak.py --minutes $(MINUTES) --binary $(RELEASE_BIN) $(SOAK_ARGS)
 
 # The command as typed (with the knobs that were set), recorded in BENCHMARKS.md.
 BENCH_CMD = $(strip make bench $(foreach v,BENCH_SECONDS BENCH_REPS BENCH_FLOWS BENCH_ARGS,$(if $(filter command% environment%,$(origin $(v))),$(v)='$(strip $($(v)))')))
