@@ -44,6 +44,7 @@ struct RunCommand: ParsableCommand {
             throw error
         }
         control.start(target: appliance)
+        TulaTelemetry.register(appliance)
         printNotice("control socket \(cfg.statsSocket) (tula-appliance stats, tula-appliance ctl)")
         var metrics: MetricsServer?
         if let listen = cfg.metricsListen {
