@@ -4,7 +4,7 @@ import Testing
 @testable import TulaCore
 
 /// A minimal valid config; mistakes below are made by replacing one line, so line numbers stay put.
-private let baseConfig = """
+let baseConfig = """
     ports:
       - name: wan
         device: net_pcap0

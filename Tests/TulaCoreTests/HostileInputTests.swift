@@ -5,23 +5,8 @@ import Testing
 @testable import TulaCore
 @testable import TulaStats
 
-private let minimalConfig = """
-    ports:
-      - name: wan
-        device: net_pcap0
-        address: 10.0.1.2
-        gateway: 10.0.1.1
-    vips:
-      - name: web
-        address: 10.0.1.100
-        port: 443
-        protocol: tcp
-        mode: l2
-        backends:
-          - address: 10.0.1.11
-            mac: 02:00:00:00:01:11
-
-    """
+/// ConfigTests' base config (lines: 4 port address, 5 gateway, 9 VIP address, 14 first backend, 16 appended).
+private let minimalConfig = baseConfig
 
 private func refusal(_ yaml: String) -> ConfigError? {
     #expect(throws: ConfigError.self) { _ = try ConfigLoader.parse(yaml: yaml, file: "h.yaml") }
@@ -81,11 +66,11 @@ private func refusal(_ yaml: String) -> ConfigError? {
 
 @Suite struct ConfigLimitTests {
     @Test(arguments: [
-        ("VIP 0.0.0.0", ("    address: 10.0.1.100", "    address: 0.0.0.0"), 8, "vips[0].address: 0.0.0.0 is in 0.0.0.0/8"),
-        ("broadcast backend", ("      - address: 10.0.1.11", "      - address: 255.255.255.255"), 13,
+        ("VIP 0.0.0.0", ("    address: 10.0.1.100", "    address: 0.0.0.0"), 9, "vips[0].address: 0.0.0.0 is in 0.0.0.0/8"),
+        ("broadcast backend", ("      - address: 10.0.1.11", "      - address: 255.255.255.255"), 14,
          "vips[0].backends[0].address: 255.255.255.255 is the broadcast address"),
-        ("multicast VIP", ("    address: 10.0.1.100", "    address: 239.1.1.1"), 8, "239.1.1.1 is a multicast address"),
-        ("loopback backend", ("      - address: 10.0.1.11", "      - address: 127.0.0.1"), 13, "127.0.0.1 is a loopback address"),
+        ("multicast VIP", ("    address: 10.0.1.100", "    address: 239.1.1.1"), 9, "239.1.1.1 is a multicast address"),
+        ("loopback backend", ("      - address: 10.0.1.11", "      - address: 127.0.0.1"), 14, "127.0.0.1 is a loopback address"),
         ("reserved gateway", ("    gateway: 10.0.1.1", "    gateway: 240.0.0.1"), 5, "240.0.0.1 is in the reserved range"),
         ("port address 0", ("    address: 10.0.1.2", "    address: 0.1.2.3"), 4, "ports[0].address: 0.1.2.3 is in 0.0.0.0/8"),
     ])
@@ -100,7 +85,7 @@ private func refusal(_ yaml: String) -> ConfigError? {
         let fits = "/run/" + String(repeating: "t", count: TulaConfig.maxSocketPathBytes - 5)
         #expect(try ConfigLoader.parse(yaml: minimalConfig + "stats_socket: \(fits)\n", file: "h.yaml").statsSocket == fits)
         let error = refusal(minimalConfig + "stats_socket: \(fits)x\n")
-        #expect(error?.line == 15)
+        #expect(error?.line == 16)
         #expect(error?.reason == "stats_socket: the path is 108 bytes; a Unix socket path has at most 107", "\(String(describing: error))")
     }
 

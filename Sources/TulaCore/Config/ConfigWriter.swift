@@ -60,22 +60,8 @@ public enum ConfigWriter {
         return out
     }
 
-    /// A YAML double-quoted scalar (JSON's escapes are a subset of YAML's).
-    static func quoted(_ s: String) -> String {
-        var out = "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\t": out += "\\t"
-            case _ where scalar.value < 0x20 || scalar.value == 0x7F:
-                out += "\\x" + String(format: "%02x", scalar.value)
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
-    }
+    /// A YAML double-quoted scalar: the JSON string literal (JSON's escapes are a subset of YAML's).
+    static func quoted(_ s: String) -> String { jsonString(s) }
 
     /// `2` for whole numbers, `0.5` otherwise.
     static func number(_ value: Double) -> String {

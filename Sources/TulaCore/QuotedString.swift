@@ -1,0 +1,21 @@
+// One way to quote a string for the JSON Tula prints and the YAML it writes (a JSON string is a YAML double-quoted scalar).
+
+/// `s` as a JSON string literal, which is also a valid YAML double-quoted scalar: quotes, backslashes and
+/// control characters (C0, DEL and C1, which YAML does not allow raw) escaped.
+public func jsonString(_ s: String) -> String {
+    var out = "\""
+    for scalar in s.unicodeScalars {
+        switch scalar {
+        case "\"": out += "\\\""
+        case "\\": out += "\\\\"
+        case "\n": out += "\\n"
+        case "\r": out += "\\r"
+        case "\t": out += "\\t"
+        case _ where scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value):
+            let hex = String(scalar.value, radix: 16)
+            out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+        default: out.unicodeScalars.append(scalar)
+        }
+    }
+    return out + "\""
+}
