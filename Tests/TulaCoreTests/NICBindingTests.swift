@@ -169,6 +169,17 @@ private func plan(_ fake: FakeSysfs, _ addresses: [String] = ["0000:3b:00.0"], s
         ])
     }
 
+    /// A virtio NIC's interface is under `virtioN/net`; missing it made the NIC look busy (no interface).
+    @Test func aVirtioNICsInterfaceIsFoundUnderItsVirtioDevice() throws {
+        let fake = try FakeSysfs()
+        try fake.addDevice("0000:00:03.0", driver: "virtio-pci", interface: nil)
+        try fake.mkdir("sys/bus/pci/devices/0000:00:03.0/virtio2/net/eth0")
+        try fake.defaultRoute(via: "eth0")
+        let plan = try plan(fake, ["0000:00:03.0"])
+        #expect(plan.refusals.map(\.reason) == [.defaultRoute])
+        #expect(plan.refusals.first?.description.contains("interface eth0 carries the default route") == true)
+    }
+
     @Test func alreadyBoundIsNothingToDo() throws {
         let fake = try FakeSysfs()
         try fake.addDevice("0000:3b:00.0", driver: "vfio-pci", interface: nil)

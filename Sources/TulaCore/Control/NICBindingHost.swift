@@ -56,9 +56,11 @@ public struct HostRoot: Sendable {
                 devices[address] = PCIDeviceState(address: address, exists: false)
                 continue
             }
-            let interfaces = list("\(directory)/net").map { name in
+            // A virtio NIC's interface hangs off its virtio device (`virtio2/net/eth0`), not the PCI function.
+            let netDirectories = ["\(directory)/net"] + list(directory).filter { $0.hasPrefix("virtio") }.map { "\(directory)/\($0)/net" }
+            let interfaces = netDirectories.flatMap { net in list(net).map { (net, $0) } }.map { net, name in
                 let ip = listing[name]
-                let operstate = read("sys/class/net/\(name)/operstate") ?? read("\(directory)/net/\(name)/operstate")
+                let operstate = read("sys/class/net/\(name)/operstate") ?? read("\(net)/\(name)/operstate")
                 return NetInterfaceState(name: name, isUp: operstate == "up" || (ip?.adminUp ?? false),
                                          addresses: ip?.all ?? [], usedAddresses: ip?.used ?? [],
                                          carriesDefaultRoute: defaultRoutes.contains(name))
