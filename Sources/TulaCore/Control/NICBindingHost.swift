@@ -203,6 +203,16 @@ public struct BindingState: Codable, Sendable, Equatable {
     }
 }
 
+extension BindingState {
+    /// Puts the file back byte for byte as it was (`original`), or removes it when there was none; false on failure.
+    static func restore(path: String, _ original: Data?) -> Bool {
+        guard let original else {
+            return !FileManager.default.fileExists(atPath: path) || (try? FileManager.default.removeItem(atPath: path)) != nil
+        }
+        return (try? original.write(to: URL(fileURLWithPath: path), options: .atomic)) != nil
+    }
+}
+
 /// A bind or unbind that failed, with what was put back.
 public struct BindingError: Error, CustomStringConvertible {
     public var description: String
@@ -243,8 +253,8 @@ public struct NICBindingExecutor {
     /// `bind`: remembers the devices in the state file first (a crash part way still leaves the record `unbind`
     /// needs), then moves them. Returns a line per device.
     public func bind(_ plan: BindingPlan, statePath: String) throws -> [String] {
-        let before = try BindingState.load(path: statePath)
-        var after = before
+        var after = try BindingState.load(path: statePath)
+        let original = FileManager.default.contents(atPath: statePath)
         for move in plan.moves {
             after.devices.removeAll { $0.address == move.address.description }
             after.devices.append(BoundDevice(address: move.address.description, ports: move.ports, driver: move.from,
@@ -254,8 +264,8 @@ public struct NICBindingExecutor {
         do {
             try perform(plan.moves)
         } catch {
-            let restored = (try? before.save(path: statePath)) != nil
-            throw BindingError("\(error)" + (restored ? "" : "; the state file \(statePath) could not be restored"))
+            throw BindingError("\(error)" + (BindingState.restore(path: statePath, original) ? ""
+                : "; the state file \(statePath) could not be restored"))
         }
         return plan.moves.map { move in
             "\(move.address): \(move.from ?? "no driver") -> \(move.to ?? "no driver")"
