@@ -20,8 +20,7 @@ public enum MemoryMode: Equatable, Sendable, CustomStringConvertible {
 public enum EAL {
     /// Whether a device string names a PCI device (`0000:3b:00.0` or `3b:00.0`) rather than a vdev.
     public static func isPCI(_ device: String) -> Bool {
-        let name = device.split(separator: ",").first.map(String.init) ?? device
-        return name.range(of: #"^([0-9a-fA-F]{4}:)?[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$"#, options: .regularExpression) != nil
+        PCIAddress(device: device) != nil
     }
 
     /// The ethdev name DPDK gives the device (the part before the first comma).

@@ -1,4 +1,4 @@
-// The tula-appliance command line: subcommands run, replay and check-config.
+// The tula-appliance command line: the subcommands (run, replay, check-config, stats, ctl, bind, ...).
 
 import ArgumentParser
 
@@ -8,6 +8,6 @@ struct TulaAppliance: ParsableCommand {
         commandName: "tula-appliance",
         abstract: "Tula: a Direct Server Return L4 load balancer on DPDK.",
         subcommands: [RunCommand.self, ReplayCommand.self, CheckConfigCommand.self, SynthCommand.self, BackendSetupCommand.self, DoctorCommand.self,
-                      StatsCommand.self, ControlCommand.self]
+                      StatsCommand.self, ControlCommand.self, BindCommand.self, UnbindCommand.self]
     )
 }
