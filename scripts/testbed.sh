@@ -468,7 +468,7 @@ check_health() {
     status=0
     wait_for_log "$down" "$t0" "$limit" || status=$?
     took=$(since "$t0")
-    line=$(grep -F "$down" "$(state)/tula.log" | head -1 | sed 's/^tula-appliance: //')
+    line=$(grep -F "$down" "$(state)/tula.log" | head -1 | sed 's/^tula-appliance: \(warning: \)\{0,1\}//')
     local health
     health=$(live "' '.join(f\"{b['address']}={b['health']}\" for b in s['vips'][0]['backends'])")
     expect health-takes-out-stopped-backend "after $took s (limit $limit s), Tula logged: ${line:-nothing}; stats: $health" \
@@ -488,7 +488,7 @@ check_health() {
     status=0
     wait_for_log "$up" "$t0" "$limit" || status=$?
     took=$(since "$t0")
-    line=$(grep -F "$up" "$(state)/tula.log" | head -1 | sed 's/^tula-appliance: //')
+    line=$(grep -F "$up" "$(state)/tula.log" | head -1 | sed 's/^tula-appliance: \(warning: \)\{0,1\}//')
     sleep "$settle"
     bodies=$(l2_requests 30)
     counts=$(tally "$bodies")
@@ -588,7 +588,7 @@ check_health_summary() {
                                 for v in s['vips'])")
     l2=$(summary "' '.join(b['health'] for b in s['vips'][0]['backends'])")
     others=$(summary "' '.join(sorted({b['health'] for v in s['vips'][1:] for b in v['backends']}))")
-    changes=$(sed -n 's/^tula-appliance: backend \(.*\) of .* is \(unhealthy\|healthy again\).*/\1 \2/p' "$(state)/tula.log" |
+    changes=$(sed -n 's/^tula-appliance: \(warning: \)\{0,1\}backend \(.*\) of .* is \(unhealthy\|healthy again\).*/\2 \3/p' "$(state)/tula.log" |
         paste -sd ',')
     expect health-in-summary "$health; changes logged: ${changes:-none}" \
         '[ "$l2" = "up up up" ] && [ "$others" = unchecked ] &&
