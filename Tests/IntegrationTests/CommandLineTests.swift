@@ -44,6 +44,27 @@ extension Integration {
             if numbers.count == 3 { #expect(numbers[2] > numbers[0], "\(result.stderr)") }
         }
 
+        /// A user who may not create files in the hugetlbfs mount runs without hugepages (and says so), instead of
+        /// picking them and failing in EAL's init. Root, on the same machine, picks them when enough are free.
+        @Test func nonRootRunFallsBackToNoHuge() throws {
+            let scratch = try Scratch()
+            defer { scratch.cleanup() }
+            #expect(chmod(scratch.path, 0o755) == 0)
+            let binary = scratch.file("tula-appliance")
+            try FileManager.default.copyItem(atPath: Appliance.binary, toPath: binary)
+            let config = scratch.file("golden.yaml")
+            try FileManager.default.copyItem(atPath: "\(golden)/golden.yaml", toPath: config)
+            #expect(chmod(config, 0o644) == 0)
+            let nobody = try BackgroundProcess.run("/usr/bin/setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups",
+                                                                        binary, "run", "--config", config, "--dry-run"])
+            #expect(nobody.status == 0, "\(nobody.stderr)")
+            #expect(nobody.stdout.contains("--no-huge -m "), "\(nobody.stdout)")
+            #expect(nobody.stderr.contains("(0 MiB free)"), "\(nobody.stderr)")
+            let root = try Appliance.run(["run", "--config", config, "--dry-run"])
+            let free = root.stderr.split(separator: "(").dropFirst().first.flatMap { Int($0.split(separator: " ")[0]) } ?? 0
+            if free >= 512 { #expect(!root.stdout.contains("--no-huge"), "root with \(free) MiB free: \(root.stdout)") }
+        }
+
         /// Without hugepages every mbuf takes a 4 KiB page. A preloaded (`infinite_rx`) capture of 100k frames
         /// needs 100k mbufs, and an arena sized at an mbuf's own 2.4 KiB failed the pool (ENOMEM at start).
         @Test func largePreloadedCaptureRunsWithoutHugepages() throws {
