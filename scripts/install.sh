@@ -50,7 +50,8 @@ place() {
     tmp=$(mktemp "$(dirname -- "$target")/.tula-install.XXXXXX")
     if ! { cat -- "$source" >"$tmp" && chmod "$mode" "$tmp"; }; then rm -f -- "$tmp"; return 1; fi
     if [ -e "$target" ]; then
-        cp -p -- "$target" "$target.tula-undo" && undo+=("saved $target $target.tula-undo")
+        cp -p -- "$target" "$target.tula-undo" || { rm -f -- "$tmp"; return 1; }
+        undo+=("saved $target $target.tula-undo")
     else
         undo+=("new $target")
     fi

@@ -253,7 +253,8 @@ public final class PcapWriter {
     public func write(seconds: UInt32, fraction: UInt32, originalLength: UInt32, bytes: UnsafeRawBufferPointer) throws {
         if used + 16 + bytes.count > capacity { try flush() }
         put32(seconds); put32(fraction); put32(UInt32(bytes.count)); put32(originalLength)
-        if bytes.count > capacity {
+        // The record header is in the buffer now: the frame goes around it unless it fits after it.
+        if used + bytes.count > capacity {
             try flush()
             var done = 0
             while done < bytes.count {

@@ -37,6 +37,8 @@ public final class Appliance: @unchecked Sendable {
     private let controlStop = UnsafeAtomic<Bool>.create(false)
     public private(set) var memory: MemoryMode = .hugepages
     public private(set) var ports: [EthPort] = []
+    /// The config's port count: fixed for the process (a port change needs a restart), so any thread may read it.
+    public let portCount: Int
     public private(set) var counters: CounterBlocks
     private var contexts: [UnsafeMutablePointer<WorkerContext>] = []
     private let stopFlag = UnsafeAtomic<Bool>.create(false)
@@ -49,6 +51,7 @@ public final class Appliance: @unchecked Sendable {
 
     public init(config: TulaConfig, configPath: String? = nil) {
         self.config = config
+        portCount = config.ports.count
         self.configPath = configPath
         workerLcores = config.workerLcoreIDs.map { LcoreID(UInt32($0)) }
         counters = CounterBlocks(layout: CounterLayout(ports: config.ports.count), workers: config.workerCount)
@@ -281,6 +284,8 @@ public final class Appliance: @unchecked Sendable {
     /// Each worker's loop iterations so far (its quiescent counter, bumped every poll, busy or idle): a worker
     /// whose count stops advancing is stuck. Empty before `start`.
     public var workerProgress: [UInt64] {
+        control.lock()
+        defer { control.unlock() }
         guard let publisher, stopTime == nil else { return [] }
         return workerLcores.indices.map { publisher.quiescentCounter($0).load(ordering: .relaxed) }
     }
@@ -312,10 +317,13 @@ public final class Appliance: @unchecked Sendable {
     /// nil when the appliance serves (started, every port up, every worker polling within the last second),
     /// else why not.
     public func notServingReason() -> String? {
-        if publisher == nil { return "not started" }
-        if stopTime != nil { return "stopping" }
-        let down = ports.filter { tula_link_up($0.id.raw) != 1 }.map(\.name)
-        if !down.isEmpty { return "link down on port \(down.joined(separator: ", "))" }
+        let state: String? = control.withLock {
+            if publisher == nil { return "not started" }
+            if stopTime != nil { return "stopping" }
+            let down = ports.filter { tula_link_up($0.id.raw) != 1 }.map(\.name)
+            return down.isEmpty ? nil : "link down on port \(down.joined(separator: ", "))"
+        }
+        if let state { return state }
         let stalled = stalledWorkers(olderThan: 1)
         if !stalled.isEmpty { return "worker \(stalled.map(String.init).joined(separator: ", ")) made no progress for 1 s" }
         return nil
@@ -323,7 +331,7 @@ public final class Appliance: @unchecked Sendable {
 
     /// Ports whose link is up (`rte_eth_link_get_nowait`), and all ports.
     public var portsUp: (up: Int, total: Int) {
-        (ports.filter { tula_link_up($0.id.raw) == 1 }.count, config.ports.count)
+        control.withLock { (ports.filter { tula_link_up($0.id.raw) == 1 }.count, portCount) }
     }
 
     /// Backends not taken out by a failing health check (unchecked ones count as healthy), and all backends.
@@ -344,7 +352,7 @@ public final class Appliance: @unchecked Sendable {
     /// Packets received so far on every port, from the published counters.
     public var receivedPackets: UInt64 {
         let c = counters.sum()
-        return (0..<config.ports.count).reduce(0) { $0 + c[counters.layout.port($1) + CounterLayout.rxPackets] }
+        return (0..<portCount).reduce(0) { $0 + c[counters.layout.port($1) + CounterLayout.rxPackets] }
     }
 
     /// Stops the workers (`rte_eal_mp_wait_lcore`), closes the ports and frees per-worker memory.

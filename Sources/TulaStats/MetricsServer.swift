@@ -14,11 +14,14 @@ public protocol MetricsSource: AnyObject, Sendable {
     func notServingReason() -> String?
 }
 
-/// A small HTTP/1.1 server on one event-loop thread, off the data path. Bounds: `maxConnections` at once
-/// (more are closed on accept, counted), each request complete within `requestTimeoutSeconds` of the
+/// A small HTTP/1.1 server on one event-loop thread, off the data path. Bounds: `maxConnections` at once (a new
+/// connection over that closes the longest-idle one that has no request under way, so a client holding idle
+/// connections cannot lock a scraper out; counted), each request complete within `requestTimeoutSeconds` of the
 /// connection's start or of the previous answer (a slowloris client, or an idle keep-alive one, is closed then),
 /// `maxHeaderBytes` of head and no body (a request with one is answered 413 and closed without reading it).
-/// /metrics is rendered at most every `cacheSeconds` however many clients ask.
+/// /metrics is rendered at most every `cacheSeconds` however many clients ask. A client that sends its next
+/// request before it has taken the previous answer (pipelining without reading) is closed, so no connection
+/// holds more than one answer beyond what the kernel's socket buffer takes.
 public final class MetricsServer: @unchecked Sendable {
     public struct Limits: Sendable {
         public var maxConnections = 64
@@ -46,10 +49,10 @@ public final class MetricsServer: @unchecked Sendable {
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(ChannelOptions.maxMessagesPerRead, value: 4)
             .childChannelInitializer { channel in
-                guard state.admit() else {
+                guard state.admit(channel) else {
                     return channel.close()
                 }
-                channel.closeFuture.whenComplete { _ in state.release() }
+                channel.closeFuture.whenComplete { _ in state.release(channel) }
                 return channel.pipeline.configureHTTPServerPipeline(withPipeliningAssistance: true,
                                                                     withErrorHandling: true).flatMap {
                     channel.pipeline.addHandler(HeadSizeGuard(limit: limits.maxHeaderBytes), position: .first)
@@ -68,8 +71,10 @@ public final class MetricsServer: @unchecked Sendable {
         address = listen
     }
 
-    /// Connections closed on accept because `maxConnections` were open.
+    /// Connections closed on accept because `maxConnections` were open and none was idle, and idle ones closed
+    /// to make room.
     public var refusedConnections: UInt64 { state.counts().refused }
+    public var evictedConnections: UInt64 { state.counts().evicted }
 
     public func stop() {
         try? channel.close().wait()
@@ -82,30 +87,61 @@ public final class MetricsServer: @unchecked Sendable {
         let limits: Limits
         let log: (@Sendable (LogLevel, String) -> Void)?
         private let lock = NSLock()
-        private var open = 0, refused: UInt64 = 0, refusalLogged = false
+        /// Open connections: when each last finished a request (or opened), and whether one is under way.
+        private var open: [ObjectIdentifier: (channel: Channel, idleSince: Double, busy: Bool)] = [:]
+        private var refused: UInt64 = 0, evicted: UInt64 = 0, capLogged = false
         private var cached = "", cachedAt = -Double.infinity
 
         init(source: MetricsSource, limits: Limits, log: (@Sendable (LogLevel, String) -> Void)?) {
             self.source = source; self.limits = limits; self.log = log
         }
 
-        func admit() -> Bool {
-            lock.lock()
-            defer { lock.unlock() }
-            guard open < limits.maxConnections else {
-                refused += 1
-                if !refusalLogged { log?(.warning, "metrics: \(limits.maxConnections) connections open; closing new ones") }
-                refusalLogged = true
-                return false
-            }
-            open += 1
-            if open < limits.maxConnections / 2 { refusalLogged = false }
-            return true
+        static func now() -> Double {
+            var t = timespec()
+            clock_gettime(CLOCK_MONOTONIC, &t)
+            return Double(t.tv_sec) + Double(t.tv_nsec) / 1e9
         }
 
-        func release() { lock.withLock { open -= 1 } }
+        /// Takes `channel` in; at the cap, closes the longest-idle connection with no request under way to make
+        /// room, or refuses when every one is busy.
+        func admit(_ channel: Channel) -> Bool {
+            var victim: Channel?
+            var logCap = false
+            let admitted: Bool = lock.withLock {
+                if open.count >= limits.maxConnections {
+                    logCap = !capLogged
+                    capLogged = true
+                    guard let oldest = open.filter({ !$0.value.busy }).min(by: { $0.value.idleSince < $1.value.idleSince }) else {
+                        refused += 1
+                        return false
+                    }
+                    open[oldest.key] = nil
+                    victim = oldest.value.channel
+                    evicted += 1
+                } else if open.count < limits.maxConnections / 2 {
+                    capLogged = false
+                }
+                open[ObjectIdentifier(channel)] = (channel, SharedState.now(), false)
+                return true
+            }
+            if logCap { log?(.warning, "metrics: \(limits.maxConnections) connections open; closing the idlest for each new one") }
+            victim?.close(promise: nil)
+            return admitted
+        }
 
-        func counts() -> (open: Int, refused: UInt64) { lock.withLock { (open, refused) } }
+        func release(_ channel: Channel) { lock.withLock { open[ObjectIdentifier(channel)] = nil } }
+
+        /// Marks a request under way on `channel` (not to be evicted), or finished (idle from now).
+        func busy(_ channel: Channel, _ busy: Bool) {
+            lock.withLock {
+                guard var entry = open[ObjectIdentifier(channel)] else { return }
+                entry.busy = busy
+                if !busy { entry.idleSince = SharedState.now() }
+                open[ObjectIdentifier(channel)] = entry
+            }
+        }
+
+        func counts() -> (open: Int, refused: UInt64, evicted: UInt64) { lock.withLock { (open.count, refused, evicted) } }
 
         func metrics(now: Double) -> String {
             lock.lock()
@@ -158,6 +194,8 @@ final class MetricsHandler: ChannelInboundHandler {
     private var head: HTTPRequestHead?
     private var rejected = false
     private var deadline: Scheduled<Void>?
+    /// Answers written but not yet taken by the socket.
+    private var unsent = 0
 
     init(state: MetricsServer.SharedState) { self.state = state }
 
@@ -183,8 +221,14 @@ final class MetricsHandler: ChannelInboundHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
         case .head(let request):
+            // The next request while the last answer still waits to be sent: a client that does not read.
+            guard unsent == 0 else {
+                context.close(promise: nil)
+                return
+            }
             head = request
             rejected = false
+            state.busy(context.channel, true)
         case .body:
             // A scrape has no body: answer 413 at once and close without reading the rest.
             if !rejected {
@@ -214,6 +258,7 @@ final class MetricsHandler: ChannelInboundHandler {
                 respond(context, .notFound, "not found: try /metrics or /healthz\n", close: !keepAlive)
             }
             if keepAlive { armDeadline(context) }
+            state.busy(context.channel, false)
         }
     }
 
@@ -228,7 +273,13 @@ final class MetricsHandler: ChannelInboundHandler {
             buffer.writeString(body)
             context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
         }
+        unsent += 1
         let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
-        if close { done.whenComplete { _ in context.close(promise: nil) } }
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        done.whenComplete { _ in
+            let (handler, context) = loopBound.value
+            handler.unsent -= 1
+            if close { context.close(promise: nil) }
+        }
     }
 }

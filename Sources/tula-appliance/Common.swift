@@ -92,6 +92,7 @@ func startOrExit(_ appliance: Appliance, inMemory: Bool, extraEAL: [String]) thr
     do {
         try appliance.start(inMemory: inMemory, extraEAL: extraEAL)
     } catch {
+        appliance.stop()   // workers already launched, ports already open: stopped before EAL's memory goes
         EAL.cleanup()
         printError("\(error)")
         throw ExitCode(exitRuntimeError)

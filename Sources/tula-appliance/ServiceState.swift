@@ -30,14 +30,18 @@ struct ServiceState {
         return max(10, min(500, Int(interval * 500)))
     }
 
-    /// One turn of duties: readiness (READY=1 once every port is up and every worker polls), the STATUS line,
-    /// and the watchdog ping.
+    /// One turn of duties: readiness (READY=1 once every port is started and every worker polls; a port whose
+    /// link is down does not hold it back, or systemd's start timeout would restart the appliance and cut the
+    /// ports that work: it shows in STATUS, /healthz and the log), the STATUS line, and the watchdog ping.
     mutating func tick(now: Double = monotonic()) {
         let progress = appliance.workerProgress
         if !ready {
             let ports = appliance.portsUp
-            if ports.up == ports.total && !progress.isEmpty && progress.allSatisfy({ $0 > 0 }) {
+            if !progress.isEmpty && progress.allSatisfy({ $0 > 0 }) {
                 ready = true
+                if ports.up < ports.total {
+                    Log.warning("\(ports.total - ports.up) of \(ports.total) ports have no link; forwarding on the others")
+                }
                 lastSample = now
                 lastPackets = appliance.receivedPackets
                 lastStatus = statusLine()
@@ -45,7 +49,7 @@ struct ServiceState {
                 Log.info("ready: \(lastStatus)")
             } else if now >= nextStatus {
                 nextStatus = now + ServiceState.statusInterval
-                notifier?.status("starting: \(ports.up) of \(ports.total) ports up, waiting for link and workers")
+                notifier?.status("starting: waiting for the workers to poll (\(ports.up) of \(ports.total) ports have link)")
             }
             return
         }
@@ -67,8 +71,8 @@ struct ServiceState {
                 stallLogged = false
             } else if !stallLogged {
                 stallLogged = true
-                Log.error("worker \(stalled.map(String.init).joined(separator: ", ")) made no progress in \(interval) s: "
-                          + "not feeding the systemd watchdog (the service will be restarted if it stays stuck)")
+                let who = stalled == [-1] ? "no worker is running" : "worker \(stalled.map(String.init).joined(separator: ", ")) made no progress in \(interval) s"
+                Log.error("\(who): not feeding the systemd watchdog (the service will be restarted if it stays stuck)")
             }
         }
     }

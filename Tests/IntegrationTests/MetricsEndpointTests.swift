@@ -150,6 +150,34 @@ extension Integration {
             }
             #expect(try Self.request(port, "/healthz") == (200, "ok\n"), "the endpoint serves again once they are gone")
 
+            // 64 idle connections (the cap) do not lock a scraper out: the idlest one makes room.
+            let idle = (0..<64).compactMap { _ in Self.connect(port, timeout: 2) }
+            defer { for fd in idle { close(fd) } }
+            Thread.sleep(forTimeInterval: 0.2)
+            #expect(try Self.request(port, "/healthz") == (200, "ok\n"), "a scrape with 64 idle connections open")
+            for fd in idle { close(fd) }
+
+            // A client that pipelines requests and never reads holds at most what the socket buffers take; it is
+            // closed, and the appliance does not grow.
+            let rss = { () -> Int in
+                let status = (try? String(contentsOfFile: "/proc/\(appliance.child.process.processIdentifier)/status", encoding: .utf8)) ?? ""
+                return status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") }
+                    .flatMap { Int($0.split(separator: " ").dropFirst().first ?? "") } ?? 0
+            }
+            let rssBefore = rss()
+            let greedy = try #require(Self.connect(port, timeout: 3))
+            var small = 16 * 1024
+            setsockopt(greedy, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int32>.size))
+            let burst = String(repeating: "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", count: 500)
+            var requests = 0
+            for _ in 0..<40 where Self.send(greedy, burst) { requests += 500 }
+            Thread.sleep(forTimeInterval: 1)
+            let rssDuring = rss()
+            let answers = Self.readAll(greedy).components(separatedBy: "HTTP/1.1 200").count - 1
+            close(greedy)
+            #expect(answers < requests, "\(answers) answers to \(requests) pipelined requests: the client was never cut off")
+            #expect(rssDuring - rssBefore < 32 * 1024, "RSS grew from \(rssBefore) to \(rssDuring) KiB")
+
             let result = appliance.stop()
             running = false
             #expect(result.status == 0, "\(result.stderr)")

@@ -83,6 +83,23 @@ import Testing
         #expect(got == records)
     }
 
+    /// A frame that fits the writer's buffer but not after the record header (capacity - 16 < size <= capacity)
+    /// used to be copied past the end of the buffer; every size around the edge is written and read back whole.
+    @Test func framesAtTheWriterBufferEdgeAreWrittenWhole() throws {
+        let p = path("edge.pcap")
+        defer { unlink(p) }
+        let records = (4070...4100).map { PcapRecord(seconds: 2, fraction: 0, data: [UInt8](repeating: UInt8($0 & 0xFF), count: $0)) }
+        let writer = try PcapWriter(path: p, bufferBytes: 4096)
+        for r in records {
+            try r.data.withUnsafeBytes { try writer.write(seconds: r.seconds, fraction: r.fraction, originalLength: UInt32(r.data.count), bytes: $0) }
+        }
+        try writer.close()
+        let reader = try PcapReader(path: p)
+        var got: [PcapRecord] = []
+        while let r = try reader.next() { got.append(r) }
+        #expect(got == records)
+    }
+
     /// Split deals round-robin in the input's resolution; merge of nanosecond per-queue files into a microsecond
     /// output converts the fractions and keeps time order.
     @Test func splitThenMergeRestoresTimeOrderInTheOutputResolution() throws {

@@ -73,7 +73,9 @@ public enum ConfigWriter {
     /// file is copied to `path.bak` (replacing an older one), and the temp file is renamed over `path`. Keeps
     /// the old file's mode and owner (0640 root when there was none). Returns what was done, for the log.
     @discardableResult
-    public static func save(_ config: TulaConfig, to path: String, header: [String] = []) throws(ControlError) -> String {
+    public static func save(_ config: TulaConfig, to requested: String, header: [String] = []) throws(ControlError) -> String {
+        // A config that is a symlink (say into a checkout) stays one: the file it points to is replaced.
+        let path = (requested as NSString).resolvingSymlinksInPath
         let text = yaml(config, header: header)
         let reread: TulaConfig
         do { reread = try ConfigLoader.parse(yaml: text, file: path) } catch {
@@ -101,7 +103,10 @@ public enum ConfigWriter {
         }
         _ = fchmod(fd, exists ? old.st_mode & 0o7777 : 0o640)
         if exists { _ = fchown(fd, old.st_uid, old.st_gid) }
-        guard fsync(fd) == 0, close(fd) == 0 else { throw ControlError("not saved: syncing \(temp): \(errnoText())") }
+        let synced = fsync(fd) == 0
+        let syncError = errnoText()
+        let closed = close(fd) == 0
+        guard synced, closed else { throw ControlError("not saved: syncing \(temp): \(synced ? errnoText() : syncError)") }
         var note = "saved the running config to \(path)"
         if exists {
             do {
