@@ -32,7 +32,11 @@ TSAN_SKIP       ?= pipeliningClientsThatNeverReadDoNotStarveRoot
 PREFIX          ?= /usr/local
 export PREFIX DESTDIR SYSCONFDIR UNITDIR
 
-.PHONY: install uninstall help release bench bench-report bench-chart bench-venv check-sanitizers check-asan check-tsan
+# Fuzzing: `make fuzz FUZZ_SECONDS=1800 FUZZ_TARGETS="frame config"` (scripts/fuzz.sh; README, "Fuzzing").
+FUZZ_SECONDS    ?= 60
+FUZZ_TARGETS    ?=
+
+.PHONY: install uninstall help release bench bench-report bench-chart bench-venv check-sanitizers check-asan check-tsan fuzz
 
 help:
 	@echo "make soak          MINUTES=N of mixed traffic and live changes against the release build: mbufs, RSS, fds"
@@ -42,6 +46,10 @@ help:
 	@echo "make bench         throughput against dpdk-testpmd -> BENCHMARKS.md, benchmarks/ (takes ~6 min)"
 	@echo "make bench-report  rewrite BENCHMARKS.md tables and the chart from benchmarks/results.json"
 	@echo "make check-sanitizers  unit tests under AddressSanitizer, control-plane tests under ThreadSanitizer"
+	@echo "make fuzz          each libFuzzer target for FUZZ_SECONDS (60); corpora and findings into Fuzz/"
+
+fuzz:
+	scripts/fuzz.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 release:
 	$(SWIFT) build -c release --product tula-appliance --scratch-path $(RELEASE_SCRATCH)

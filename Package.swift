@@ -14,6 +14,8 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .executable(name: "tula-appliance", targets: ["tula-appliance"]),
+        // For the fuzzer executables of Fuzz/Package.swift (built only by scripts/fuzz.sh).
+        .library(name: "TulaFuzzing", targets: ["TulaFuzzing"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -47,6 +49,12 @@ let package = Package(
                            .product(name: "NIOHTTP1", package: "swift-nio")],
             swiftSettings: [.unsafeFlags(["-cross-module-optimization"], .when(configuration: .release))]
         ),
+        // Fuzz targets as plain functions that trap on a broken invariant: run by libFuzzer (Fuzz/) and by the
+        // regression test over the committed corpora. Checked builds only (precondition must evaluate).
+        .target(
+            name: "TulaFuzzing",
+            dependencies: ["TulaCore", "TulaDatapath", "TulaStats"]
+        ),
         .target(
             name: "TulaPMD",
             dependencies: ["CDPDK", "TulaCore", "TulaDatapath", "TulaStats", .product(name: "Atomics", package: "swift-atomics")],
@@ -58,7 +66,7 @@ let package = Package(
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: [.unsafeFlags(dpdkSwiftFlags)]
         ),
-        .testTarget(name: "TulaCoreTests", dependencies: ["TulaCore", "TulaDatapath", "TulaStats"]),
+        .testTarget(name: "TulaCoreTests", dependencies: ["TulaCore", "TulaDatapath", "TulaStats", "TulaFuzzing"]),
         .testTarget(name: "IntegrationTests", dependencies: ["TulaCore"]),
     ]
 )

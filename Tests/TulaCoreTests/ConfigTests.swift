@@ -168,6 +168,9 @@ private let mistakes: [Mistake] = [
     Mistake(what: "duplicate lcore", yaml: appended("workers:\n  - 1\n  - 1\n"),
             line: 18, reason: "workers[1]: lcore 1 is listed twice"),
     Mistake(what: "empty document", yaml: "# nothing here\n", line: 1, reason: "the config is empty"),
+    // libyaml finds these at the end of the text, which it puts on a line after the last: the text's last line.
+    Mistake(what: "unclosed list, no line break", yaml: "[", line: 1, reason: "invalid YAML: did not find expected node content"),
+    Mistake(what: "unclosed list, then a line break", yaml: "ports: [wan,\n", line: 1, reason: "invalid YAML"),
     Mistake(what: "top level is a list", yaml: "- ports\n",
             line: 1, reason: "expected a mapping of settings, got a list"),
 ]

@@ -2,6 +2,7 @@
 import Testing
 @testable import TulaCore
 @testable import TulaDatapath
+import TulaFuzzing
 
 // MARK: - Bytes
 
@@ -241,40 +242,21 @@ struct ProcessedFrame {
 }
 
 /// Tables from YAML through `ConfigLoader.parse` and `DataplaneTables.build`, a zeroed flow table and a
-/// counter block; one per test (the flow table and counters are mutable state).
+/// counter block (TulaFuzzing's `DataplaneHarness`, shared with the frame fuzz target); one per test (the
+/// flow table and counters are mutable state).
 final class TestDataplane {
-    let tables: UnsafeMutablePointer<DataplaneTables>
-    let flowMemory: UnsafeMutableRawPointer
-    let flows: UnsafeMutablePointer<FlowTable>
-    let counters: UnsafeMutablePointer<UInt64>
-    let counterCount: Int
+    let harness: DataplaneHarness
+    var tables: UnsafeMutablePointer<DataplaneTables> { harness.tables }
+    var flows: UnsafeMutablePointer<FlowTable> { harness.flows }
+    var counters: UnsafeMutablePointer<UInt64> { harness.counters }
+    var counterCount: Int { harness.counterCount }
     /// Frames given to `process`.
     private(set) var processed = 0
 
     /// `neighbors` are the MACs ARP resolved for next hops the config gives no MAC for.
     init(yaml: String = TestTopology.yaml, flowCapacity: Int = 1024,
          neighbors: [IPv4Address: MACAddress] = [:]) throws {
-        let config = try ConfigLoader.parse(yaml: yaml, file: "test.yaml")
-        var slots = CounterSlots()
-        try slots.assign(config)
-        tables = DataplaneTables.build(config: config, portMACs: config.ports.map { $0.mac! }, slots: slots,
-                                       neighbors: neighbors)
-        flowMemory = UnsafeMutableRawPointer.allocate(byteCount: FlowTable.bytes(capacity: flowCapacity),
-                                                      alignment: 64)
-        flowMemory.initializeMemory(as: UInt8.self, repeating: 0, count: FlowTable.bytes(capacity: flowCapacity))
-        flows = .allocate(capacity: 1)
-        flows.initialize(to: FlowTable(memory: flowMemory, capacity: flowCapacity,
-                                       idleTimeoutSeconds: config.flowIdleTimeoutSeconds))
-        counterCount = tables.pointee.layout.count
-        counters = .allocate(capacity: counterCount)
-        counters.initialize(repeating: 0, count: counterCount)
-    }
-
-    deinit {
-        DataplaneTables.destroy(tables)
-        flows.deinitialize(count: 1); flows.deallocate()
-        flowMemory.deallocate()
-        counters.deinitialize(count: counterCount); counters.deallocate()
+        harness = try DataplaneHarness(yaml: yaml, file: "test.yaml", flowCapacity: flowCapacity, neighbors: neighbors)
     }
 
     var layout: CounterLayout { tables.pointee.layout }
@@ -287,21 +269,11 @@ final class TestDataplane {
                  now: UInt32 = 1000, port: Int = 0,
                  sourceLocation: SourceLocation = #_sourceLocation) -> ProcessedFrame {
         processed += 1
-        let start = Self.guardBytes + headroom
-        var buffer = [UInt8](repeating: 0xEE, count: start) + frame
-        let outcome = buffer.withUnsafeMutableBytes { raw in
-            processFrame(raw.baseAddress! + start, length: frame.count, headroom: headroom, checksum: checksum,
-                         port: port, tables: tables, flows: flows, counters: counters, now: now,
-                         flowHash: frameFlowHash(raw.baseAddress! + start, length: frame.count))
-        }
-        #expect(buffer[..<Self.guardBytes].allSatisfy { $0 == 0xEE }, "processFrame wrote before its headroom",
+        let run = harness.process(frame, headroom: headroom, guardBytes: Self.guardBytes, checksum: checksum,
+                                  now: now, port: port)
+        #expect(run.buffer[..<Self.guardBytes].allSatisfy { $0 == 0xEE }, "processFrame wrote before its headroom",
                 sourceLocation: sourceLocation)
-        var output: [UInt8] = []
-        if outcome.verdict.transmits {
-            let from = start + Int(outcome.startShift)
-            output = Array(buffer[from..<(from + Int(outcome.length))])
-        }
-        return ProcessedFrame(outcome: outcome, output: output, inPlace: Array(buffer[start...]))
+        return ProcessedFrame(outcome: run.outcome, output: run.output, inPlace: run.inPlace)
     }
 
     func verdictCount(_ verdict: Verdict, port: Int = 0) -> UInt64 { counters[layout.verdict(port, verdict)] }

@@ -35,9 +35,34 @@ public enum ConfigLoader {
 
     /// Parses and validates YAML text; `file` is only used in error messages.
     public static func parse(yaml: String, file: String) throws(ConfigError) -> TulaConfig {
-        try YAMLBounds.check(yaml, file: file)
-        let root = try composeRoot(yaml: yaml, file: file)
-        return try decodeConfig(root)
+        do throws(ConfigError) {
+            try YAMLBounds.check(yaml, file: file)
+            let root = try composeRoot(yaml: yaml, file: file)
+            return try decodeConfig(root)
+        } catch {
+            // libyaml puts the end of the text on a line of its own (past the last line break, or one more when
+            // the text ends without one): a mistake found there is on the text's last line.
+            var clamped = error
+            clamped.line = min(error.line, lineCount(yaml))
+            throw clamped
+        }
+    }
+
+    /// Lines of `text` as an editor shows them, counting the line breaks YAML knows (LF, CR LF, CR, NEL, LS,
+    /// PS); a last line without a break counts; at least 1.
+    static func lineCount(_ text: String) -> Int {
+        var breaks = 0
+        var previous: Unicode.Scalar = "\n"
+        var afterBreak = true
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\n": if previous != "\r" { breaks += 1 }; afterBreak = true
+            case "\r", "\u{85}", "\u{2028}", "\u{2029}": breaks += 1; afterBreak = true
+            default: afterBreak = false
+            }
+            previous = scalar
+        }
+        return max(1, breaks + (afterBreak ? 0 : 1))
     }
 
     // MARK: - YAML
