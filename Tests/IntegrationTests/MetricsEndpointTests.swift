@@ -133,7 +133,7 @@ extension Integration {
             #expect(slowClosedAfter.map { $0 < 7 } == true, "slowloris still connected after \(Date().timeIntervalSince(start)) s")
             #expect(worstStats < 0.1, "the stats socket took \(Int(worstStats * 1000)) ms under attack")
             let rxAfter = try ControlSocket.stats(socket).rxPackets
-            #expect(rxAfter > rxBefore + 100_000, "forwarding went on: \(rxBefore) -> \(rxAfter)")
+            #expect(rxAfter > rxBefore + 10_000, "forwarding went on: \(rxBefore) -> \(rxAfter)")
             for fd in crowd { close(fd) }
 
             // A 100 MB request head and a 100 MB body: answered and closed long before 100 MB are sent.
