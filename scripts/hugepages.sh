@@ -118,7 +118,10 @@ reserve-for)
     reserve $((pages + 1)) || exit 1
     ;;
 release)
-    if [ -f "$mounted_flag" ]; then umount "$mnt" 2>/dev/null; rm -f "$mounted_flag"; fi
+    if [ -f "$mounted_flag" ]; then
+        # Still in use (Tula running): leave it mounted and remembered, so a later release can finish the job.
+        if umount "$mnt" 2>/dev/null; then rm -f "$mounted_flag"; else say "$mnt is in use; left mounted"; fi
+    fi
     if [ -f "$state" ]; then cat "$state" >"$nr" 2>/dev/null; rm -f "$state"; fi
     ;;
 status)
