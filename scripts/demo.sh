@@ -10,8 +10,8 @@ mkdir -p out
 output=out/$(basename "$capture" .pcap).out.pcap
 
 scripts/install-deps.sh
-scripts/hugepages.sh reserve 512 || echo "demo: going on without hugepages (Tula runs with --no-huge)" >&2
-trap 'scripts/hugepages.sh release' EXIT
+scripts/hugepages.sh reserve 512 --owner demo || echo "demo: going on without hugepages (Tula runs with --no-huge)" >&2
+trap 'scripts/hugepages.sh release --owner demo' EXIT
 
 echo "== building tula-appliance (release)" >&2
 swift build -c release --product tula-appliance 2>&1 | grep -E 'error|warning: |Compiling tula|Build complete' >&2 || true

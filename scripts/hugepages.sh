@@ -9,6 +9,10 @@
 #   hugepages.sh release [--page-size 2M|1G]             restore the count from before the first reserve; unmount
 #                                                        what reserve mounted
 #   hugepages.sh status                                  reserved/free pages of each size and the hugetlbfs mounts
+#   --owner NAME (with reserve/release): whose reservation this is (default: tula, the boot unit's). Each owner's
+#   count is remembered (/run/tula-hugepages/SIZE/NAME) beside the count found before the first one
+#   (`baseline`); a release drops to the largest count another owner still holds, or to the baseline, so the test
+#   suite's reserve/release on an appliance does not undo tula-hugepages.service's.
 #
 # Exit status: 0 when at least AMOUNT is reserved and a hugetlbfs for that page size is mounted; 1 when less could
 # be had (the count is then put back as it was: nothing half-done is left), 2 on a usage error. Tula itself runs with
@@ -20,11 +24,12 @@ say() { echo "hugepages: $*" >&2; }
 
 action=${1:-reserve}
 [ $# -gt 0 ] && shift
-amount="" config="" page=2M
+amount="" config="" page=2M owner=tula
 while [ $# -gt 0 ]; do
     case $1 in
     --page-size) [ $# -ge 2 ] || usage; page=$2; shift 2 ;;
     --page-size=*) page=${1#*=}; shift ;;
+    --owner) [ $# -ge 2 ] || usage; owner=$2; shift 2 ;;
     -*) usage ;;
     *) if [ "$action" = reserve-for ]; then config=$1; else amount=$1; fi; shift ;;
     esac
@@ -37,8 +42,10 @@ case $page in
 esac
 sysfs=/sys/kernel/mm/hugepages/hugepages-${page_kb}kB
 nr=$sysfs/nr_hugepages
-state=/run/tula-hugepages.$page.prev
-mounted_flag=/run/tula-hugepages.$page.mounted
+[[ $owner =~ ^[a-z0-9-]+$ ]] || { say "bad owner '$owner' (lower-case letters, digits, -)"; exit 2; }
+owners=/run/tula-hugepages/$page
+baseline=$owners/baseline
+mounted_flag=$owners/mounted
 
 # Pages of this size for an amount given as a count (1024) or a size with a unit (512M, 4G, 1T); empty = 1024.
 pages_for() {
@@ -85,13 +92,15 @@ reserve() {
                 "put back to $have. Reserve them at boot (hugepages= on the kernel command line) or ask for fewer"
             return 1
         fi
-        [ -f "$state" ] || echo "$have" >"$state"
     fi
+    mkdir -p "$owners"
+    [ -f "$baseline" ] || echo "$have" >"$baseline"
+    echo "$want" >"$owners/$owner"
     where=$(mount_for_size)
     if [ -z "$where" ]; then
         mkdir -p "$mnt"
         if mount -t hugetlbfs -o "pagesize=$page" nodev "$mnt" 2>/dev/null; then
-            touch "$mounted_flag"
+            : >"$mounted_flag"
             where=$mnt
         else
             say "$(cat "$nr") x $page pages reserved, but hugetlbfs could not be mounted at $mnt"
@@ -118,11 +127,25 @@ reserve-for)
     reserve $((pages + 1)) || exit 1
     ;;
 release)
-    if [ -f "$mounted_flag" ]; then
-        # Still in use (Tula running): leave it mounted and remembered, so a later release can finish the job.
-        if umount "$mnt" 2>/dev/null; then rm -f "$mounted_flag"; else say "$mnt is in use; left mounted"; fi
+    [ -f "$owners/$owner" ] || { say "$owner holds no $page pages; nothing to give back"; exit 0; }
+    rm -f "$owners/$owner"
+    # The largest count another owner still holds, else what there was before any of them.
+    keep=$(cat "$baseline" 2>/dev/null || echo 0)
+    others=0
+    for f in "$owners"/*; do
+        case ${f##*/} in baseline|mounted|'*') continue ;; esac
+        others=$((others + 1))
+        [ "$(cat "$f")" -gt "$keep" ] && keep=$(cat "$f")
+    done
+    [ "$(cat "$nr")" -gt "$keep" ] && echo "$keep" >"$nr" 2>/dev/null
+    if [ "$others" = 0 ]; then
+        if [ -f "$mounted_flag" ]; then
+            # Still in use (Tula running): leave it mounted and remembered, so a later release can finish the job.
+            if umount "$mnt" 2>/dev/null; then rm -f "$mounted_flag"; else say "$mnt is in use; left mounted"; fi
+        fi
+        [ -f "$mounted_flag" ] || { rm -rf "$owners"; rmdir /run/tula-hugepages 2>/dev/null || true; }
     fi
-    if [ -f "$state" ]; then cat "$state" >"$nr" 2>/dev/null; rm -f "$state"; fi
+    say "$owner gave back its $page pages: $(cat "$nr") reserved now"
     ;;
 status)
     status

@@ -4,8 +4,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/install-deps.sh
-scripts/hugepages.sh reserve 1024 || echo "test: going on without hugepages (Tula runs with --no-huge)" >&2
-trap 'scripts/hugepages.sh release' EXIT
+scripts/hugepages.sh reserve 1024 --owner test || echo "test: going on without hugepages (Tula runs with --no-huge)" >&2
+trap 'scripts/hugepages.sh release --owner test' EXIT
 
 swift build --build-tests
 swift test --skip-build "$@"

@@ -122,5 +122,26 @@ extension Integration {
             }
             #expect(try BackgroundProcess.run("/bin/bash", [script, "status"]).stdout == before.stdout)
         }
+
+        /// Two owners: each release drops to what another owner still holds, and the last one back to what there
+        /// was before (the test suite's own reservation, owner `test`, holds through all of it).
+        @Test func hugepageOwnersGiveBackOnlyTheirOwn() throws {
+            let script = packageRoot.appendingPathComponent("scripts/hugepages.sh").path
+            let nr = "/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages"
+            let count = { Int((try? String(contentsOfFile: nr, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "") ?? -1 }
+            let start = count()
+            try #require(start >= 0, "no 2 MiB hugepages on this kernel")
+            defer {
+                for owner in ["tula-test-a", "tula-test-b"] { _ = try? BackgroundProcess.run("/bin/bash", [script, "release", "--owner", owner]) }
+            }
+            let a = try BackgroundProcess.run("/bin/bash", [script, "reserve", "\(start + 8)", "--owner", "tula-test-a"])
+            try #require(a.status == 0, "the kernel would not give 8 more 2 MiB pages: \(a.stderr)")
+            #expect(try BackgroundProcess.run("/bin/bash", [script, "reserve", "\(start + 4)", "--owner", "tula-test-b"]).status == 0)
+            #expect(count() == start + 8)
+            #expect(try BackgroundProcess.run("/bin/bash", [script, "release", "--owner", "tula-test-a"]).status == 0)
+            #expect(count() == start + 4, "b still holds start + 4")
+            #expect(try BackgroundProcess.run("/bin/bash", [script, "release", "--owner", "tula-test-b"]).status == 0)
+            #expect(count() == start, "back to what there was")
+        }
     }
 }
