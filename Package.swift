@@ -42,6 +42,11 @@ let package = Package(
             dependencies: ["TulaCore"],
             swiftSettings: [.unsafeFlags(["-Ounchecked", "-wmo", "-cross-module-optimization"], .when(configuration: .release))]
         ),
+        // Builds the tables the per-frame code reads (Maglev, VIP index, backends): control plane, checked.
+        .target(
+            name: "TulaTables",
+            dependencies: ["TulaCore", "TulaDatapath"]
+        ),
         .target(
             name: "TulaStats",
             dependencies: ["TulaCore", "TulaDatapath", .product(name: "Atomics", package: "swift-atomics"),
@@ -53,11 +58,11 @@ let package = Package(
         // regression test over the committed corpora. Checked builds only (precondition must evaluate).
         .target(
             name: "TulaFuzzing",
-            dependencies: ["TulaCore", "TulaDatapath", "TulaStats"]
+            dependencies: ["TulaCore", "TulaDatapath", "TulaTables", "TulaStats"]
         ),
         .target(
             name: "TulaPMD",
-            dependencies: ["CDPDK", "TulaCore", "TulaDatapath", "TulaStats", .product(name: "Atomics", package: "swift-atomics")],
+            dependencies: ["CDPDK", "TulaCore", "TulaDatapath", "TulaTables", "TulaStats", .product(name: "Atomics", package: "swift-atomics")],
             swiftSettings: [.unsafeFlags(dpdkSwiftFlags)]
         ),
         .executableTarget(
@@ -66,7 +71,7 @@ let package = Package(
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: [.unsafeFlags(dpdkSwiftFlags)]
         ),
-        .testTarget(name: "TulaCoreTests", dependencies: ["TulaCore", "TulaDatapath", "TulaStats", "TulaFuzzing"]),
+        .testTarget(name: "TulaCoreTests", dependencies: ["TulaCore", "TulaDatapath", "TulaTables", "TulaStats", "TulaFuzzing"]),
         .testTarget(name: "IntegrationTests", dependencies: ["TulaCore"]),
     ]
 )

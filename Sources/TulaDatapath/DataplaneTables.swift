@@ -1,4 +1,4 @@
-// The immutable snapshot workers read: ports, VIP index, Maglev tables and backends in flat raw memory.
+// The immutable snapshot workers read: ports, VIP index, Maglev tables and backends in flat raw memory (built by TulaTables).
 
 import TulaCore
 
@@ -16,6 +16,11 @@ public struct PortTables: Sendable {
     public var vlan: UInt16
     /// The gateway's MAC is known (configured or resolved by ARP).
     public var gatewayResolved: Bool
+
+    @inlinable
+    public init(macWord0: UInt32, macWord1: UInt16, gatewayWord0: UInt32, gatewayWord1: UInt16, address: UInt32, mtuBytes: UInt32, vlan: UInt16, gatewayResolved: Bool) {
+        self.macWord0 = macWord0; self.macWord1 = macWord1; self.gatewayWord0 = gatewayWord0; self.gatewayWord1 = gatewayWord1; self.address = address; self.mtuBytes = mtuBytes; self.vlan = vlan; self.gatewayResolved = gatewayResolved
+    }
 }
 
 /// One VIP: its Maglev table (of backend slots) and its counter slot.
@@ -30,6 +35,11 @@ public struct VIPEntry: @unchecked Sendable {
     public var tableSize: UInt32
     /// Backend slots, or `Maglev.none`.
     public var table: UnsafeMutablePointer<UInt16>
+
+    @inlinable
+    public init(address: UInt32, port: UInt16, proto: UInt8, mode: DSRMode, hash: FlowHashMode, slot: UInt32, tableSize: UInt32, table: UnsafeMutablePointer<UInt16>) {
+        self.address = address; self.port = port; self.proto = proto; self.mode = mode; self.hash = hash; self.slot = slot; self.tableSize = tableSize; self.table = table
+    }
 }
 
 /// One backend, at its slot in `DataplaneTables.backends`.
@@ -44,6 +54,11 @@ public struct BackendEntry: Sendable {
     public var vlan: UInt16
     /// l2: the MAC is known (configured or resolved by ARP).
     public var resolved: Bool
+
+    @inlinable
+    public init(vipSlot: UInt32, address: UInt32, macWord0: UInt32, macWord1: UInt16, vlan: UInt16, resolved: Bool) {
+        self.vipSlot = vipSlot; self.address = address; self.macWord0 = macWord0; self.macWord1 = macWord1; self.vlan = vlan; self.resolved = resolved
+    }
     public static let absent: UInt32 = 0xFFFF_FFFF
 }
 
@@ -55,12 +70,22 @@ public struct VIPAddressEntry: Sendable {
     /// VIP index for TCP / UDP fragments: the `*` VIP, else the only VIP of that protocol, else -1.
     public var fragmentTCP: Int32
     public var fragmentUDP: Int32
+
+    @inlinable
+    public init(address: UInt32, echo: Bool, fragmentTCP: Int32, fragmentUDP: Int32) {
+        self.address = address; self.echo = echo; self.fragmentTCP = fragmentTCP; self.fragmentUDP = fragmentUDP
+    }
 }
 
 /// A slot of the open-addressed VIP index.
 public struct VIPSlot: Sendable {
     public var key: UInt64
     public var vip: UInt32
+
+    @inlinable
+    public init(key: UInt64, vip: UInt32) {
+        self.key = key; self.vip = vip
+    }
 }
 
 /// Everything a worker reads, reached through one pointer. Built off the packet path by `build(config:)`;
@@ -82,106 +107,15 @@ public struct DataplaneTables: @unchecked Sendable {
     public var publishedPrefix: Int
     public var publishedEnd: Int
 
-    /// Reads the six bytes of a MAC as the (native-order) words a frame load returns.
-    public static func macWords(_ mac: MACAddress) -> (UInt32, UInt16) {
-        var raw = (UInt32(0), UInt16(0))
-        withUnsafeMutableBytes(of: &raw) { buffer in
-            let b = mac.array
-            for i in 0..<4 { buffer[i] = b[i] }
-            for i in 0..<2 { buffer[4 + i] = b[4 + i] }
-        }
-        return raw
+    @inlinable
+    public init(ports: UnsafeMutablePointer<PortTables>, portCount: Int, vips: UnsafeMutablePointer<VIPEntry>, vipCount: Int, backends: UnsafeMutablePointer<BackendEntry>, vipIndex: UnsafeMutablePointer<VIPSlot>, vipIndexMask: Int, vipAddresses: UnsafeMutablePointer<VIPAddressEntry>, vipAddressCount: Int, layout: CounterLayout, publishedPrefix: Int, publishedEnd: Int) {
+        self.ports = ports; self.portCount = portCount; self.vips = vips; self.vipCount = vipCount; self.backends = backends; self.vipIndex = vipIndex; self.vipIndexMask = vipIndexMask; self.vipAddresses = vipAddresses; self.vipAddressCount = vipAddressCount; self.layout = layout; self.publishedPrefix = publishedPrefix; self.publishedEnd = publishedEnd
     }
 
+    /// The VIP index key of (address, protocol, port); port 0 stands for `*`.
     @inlinable @inline(__always)
-    static func vipKey(_ address: UInt32, _ proto: UInt8, _ port: UInt16) -> UInt64 {
+    public static func vipKey(_ address: UInt32, _ proto: UInt8, _ port: UInt16) -> UInt64 {
         UInt64(address) << 24 | UInt64(proto) << 16 | UInt64(port)
-    }
-
-    /// Builds the tables for a validated config. `macs[i]` is the MAC in use on port i (the configured
-    /// one or the device's own); `slots` must have been assigned for `config`; `neighbors` holds the MACs
-    /// ARP resolved for next hops the config gives no MAC for (missing ones are unresolved).
-    public static func build(config: TulaConfig, portMACs macs: [MACAddress], slots: CounterSlots,
-                             neighbors: [IPv4Address: MACAddress] = [:]) -> UnsafeMutablePointer<DataplaneTables> {
-        let ports = UnsafeMutablePointer<PortTables>.allocate(capacity: max(1, config.ports.count))
-        for (i, p) in config.ports.enumerated() {
-            let mac = macWords(macs[i])
-            let gatewayMAC = p.gatewayMAC ?? p.gateway.flatMap { neighbors[$0] }
-            let gw = macWords(gatewayMAC ?? .zero)
-            ports[i] = PortTables(macWord0: mac.0, macWord1: mac.1, gatewayWord0: gw.0, gatewayWord1: gw.1,
-                                  address: p.address.value, mtuBytes: UInt32(p.mtu), vlan: p.vlan ?? 0,
-                                  gatewayResolved: gatewayMAC != nil)
-        }
-        let backends = UnsafeMutablePointer<BackendEntry>.allocate(capacity: CounterSlots.maxBackends)
-        backends.initialize(repeating: BackendEntry(vipSlot: BackendEntry.absent, address: 0, macWord0: 0, macWord1: 0,
-                                                    vlan: 0, resolved: false),
-                            count: CounterSlots.maxBackends)
-        let vips = UnsafeMutablePointer<VIPEntry>.allocate(capacity: max(1, config.vips.count))
-        for (v, vip) in config.vips.enumerated() {
-            let vipSlot = slots.slot(vip: vip.name)!
-            let backendSlots = vip.backends.map { slots.slot(backend: BackendKey(vip: vip.name, address: $0.address))! }
-            for (b, slot) in zip(vip.backends, backendSlots) {
-                let known = vip.mode == .l3 ? MACAddress.zero : (b.mac ?? neighbors[b.address])
-                let mac = macWords(known ?? .zero)
-                backends[slot] = BackendEntry(vipSlot: UInt32(vipSlot), address: b.address.value, macWord0: mac.0,
-                                              macWord1: mac.1, vlan: b.vlan ?? 0, resolved: known != nil)
-            }
-            let table = Maglev.build(keys: vip.backends.map { $0.address.description },
-                                     weights: vip.backends.map { $0.weight }, size: vip.tableSize)
-            let tablePointer = UnsafeMutablePointer<UInt16>.allocate(capacity: table.count)
-            tablePointer.initialize(from: table.map { $0 == Maglev.none ? Maglev.none : UInt16(backendSlots[Int($0)]) },
-                                    count: table.count)
-            vips[v] = VIPEntry(address: vip.address.value, port: vip.port ?? 0, proto: vip.proto.rawValue,
-                               mode: vip.mode, hash: vip.hash, slot: UInt32(vipSlot), tableSize: UInt32(vip.tableSize), table: tablePointer)
-        }
-        var capacity = 16
-        while capacity < config.vips.count * 4 { capacity *= 2 }
-        let index = UnsafeMutablePointer<VIPSlot>.allocate(capacity: capacity)
-        index.initialize(repeating: VIPSlot(key: 0, vip: 0), count: capacity)
-        for v in 0..<config.vips.count {
-            var i = indexSlot(vipKey(vips[v].address, vips[v].proto, vips[v].port), mask: capacity - 1)
-            while index[i].key != 0 { i = (i + 1) & (capacity - 1) }
-            index[i] = VIPSlot(key: vipKey(vips[v].address, vips[v].proto, vips[v].port), vip: UInt32(v))
-        }
-        let distinct = Array(Set(config.vips.map { $0.address.value })).sorted()
-        let addresses = UnsafeMutablePointer<VIPAddressEntry>.allocate(capacity: max(1, distinct.count))
-        addresses.initialize(from: distinct.map { address in
-            VIPAddressEntry(address: address, echo: config.vips.contains { $0.address.value == address && $0.icmpEcho },
-                            fragmentTCP: fragmentVIP(config, address, .tcp), fragmentUDP: fragmentVIP(config, address, .udp))
-        }, count: distinct.count)
-        let layout = CounterLayout(ports: config.ports.count)
-        let tables = UnsafeMutablePointer<DataplaneTables>.allocate(capacity: 1)
-        tables.initialize(to: DataplaneTables(
-            ports: ports, portCount: config.ports.count, vips: vips, vipCount: config.vips.count,
-            backends: backends, vipIndex: index, vipIndexMask: capacity - 1,
-            vipAddresses: addresses, vipAddressCount: distinct.count, layout: layout,
-            publishedPrefix: layout.vip(slots.vipHighWater), publishedEnd: layout.backend(slots.backendHighWater)))
-        return tables
-    }
-
-    /// The VIP that takes fragments to (address, proto): the `*` VIP, else the only one, else none (-1).
-    static func fragmentVIP(_ config: TulaConfig, _ address: UInt32, _ proto: L4Protocol) -> Int32 {
-        let candidates = config.vips.indices.filter { config.vips[$0].address.value == address && config.vips[$0].proto == proto }
-        if let wildcard = candidates.first(where: { config.vips[$0].port == nil }) { return Int32(wildcard) }
-        return candidates.count == 1 ? Int32(candidates[0]) : -1
-    }
-
-    /// Builds the tables with slots numbered afresh (for tools and tests; the appliance keeps its
-    /// `CounterSlots` across reloads). The config must be within the `CounterSlots` limits.
-    public static func build(config: TulaConfig, portMACs macs: [MACAddress]) -> UnsafeMutablePointer<DataplaneTables> {
-        var slots = CounterSlots()
-        _ = try? slots.assign(config)
-        return build(config: config, portMACs: macs, slots: slots)
-    }
-
-    /// Frees everything `build` allocated, including `tables` itself.
-    public static func destroy(_ tables: UnsafeMutablePointer<DataplaneTables>) {
-        let t = tables.pointee
-        for v in 0..<t.vipCount { t.vips[v].table.deallocate() }
-        t.ports.deallocate(); t.vips.deallocate(); t.backends.deallocate()
-        t.vipIndex.deallocate(); t.vipAddresses.deallocate()
-        tables.deinitialize(count: 1)
-        tables.deallocate()
     }
 
     /// The VIP for (address, protocol, port): an exact port wins over `*`. Returns -1 when there is none.
@@ -194,7 +128,7 @@ public struct DataplaneTables: @unchecked Sendable {
 
     /// Home slot of `key` in the VIP index: one multiply (Fibonacci hashing; the top bits are the well mixed ones).
     @inlinable @inline(__always)
-    static func indexSlot(_ key: UInt64, mask: Int) -> Int {
+    public static func indexSlot(_ key: UInt64, mask: Int) -> Int {
         Int(truncatingIfNeeded: (key &* 0x9E37_79B9_7F4A_7C15) >> 40) & mask
     }
 

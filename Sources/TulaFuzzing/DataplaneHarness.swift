@@ -2,6 +2,7 @@
 
 import TulaCore
 import TulaDatapath
+import TulaTables
 
 /// What the worker has for a port's frames, built off a YAML text the way the appliance builds it
 /// (`ConfigLoader.parse`, `CounterSlots`, `DataplaneTables.build`): the tables, a zeroed flow table and a

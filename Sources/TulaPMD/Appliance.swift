@@ -5,6 +5,7 @@ import CDPDK
 import Foundation
 import TulaCore
 import TulaDatapath
+import TulaTables
 import TulaStats
 
 /// A running appliance. `start` brings up EAL, ports and workers; `apply`, `edit` and `reload` change

@@ -5,6 +5,7 @@ import Atomics
 import Foundation
 import TulaCore
 import TulaDatapath
+import TulaTables
 import TulaStats
 
 /// The tables workers read. Workers load `current` once per loop iteration and bump their quiescent

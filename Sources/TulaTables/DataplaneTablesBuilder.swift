@@ -1,0 +1,104 @@
+// Builds and frees the workers' DataplaneTables from a validated config: control-plane code, so it keeps Swift's checks.
+
+import TulaCore
+import TulaDatapath
+
+extension DataplaneTables {
+    /// Reads the six bytes of a MAC as the (native-order) words a frame load returns.
+    public static func macWords(_ mac: MACAddress) -> (UInt32, UInt16) {
+        var raw = (UInt32(0), UInt16(0))
+        withUnsafeMutableBytes(of: &raw) { buffer in
+            let b = mac.array
+            for i in 0..<4 { buffer[i] = b[i] }
+            for i in 0..<2 { buffer[4 + i] = b[4 + i] }
+        }
+        return raw
+    }
+
+    /// Builds the tables for a validated config. `macs[i]` is the MAC in use on port i (the configured
+    /// one or the device's own); `slots` must have been assigned for `config`; `neighbors` holds the MACs
+    /// ARP resolved for next hops the config gives no MAC for (missing ones are unresolved).
+    public static func build(config: TulaConfig, portMACs macs: [MACAddress], slots: CounterSlots,
+                             neighbors: [IPv4Address: MACAddress] = [:]) -> UnsafeMutablePointer<DataplaneTables> {
+        let ports = UnsafeMutablePointer<PortTables>.allocate(capacity: max(1, config.ports.count))
+        for (i, p) in config.ports.enumerated() {
+            let mac = macWords(macs[i])
+            let gatewayMAC = p.gatewayMAC ?? p.gateway.flatMap { neighbors[$0] }
+            let gw = macWords(gatewayMAC ?? .zero)
+            ports[i] = PortTables(macWord0: mac.0, macWord1: mac.1, gatewayWord0: gw.0, gatewayWord1: gw.1,
+                                  address: p.address.value, mtuBytes: UInt32(p.mtu), vlan: p.vlan ?? 0,
+                                  gatewayResolved: gatewayMAC != nil)
+        }
+        let backends = UnsafeMutablePointer<BackendEntry>.allocate(capacity: CounterSlots.maxBackends)
+        backends.initialize(repeating: BackendEntry(vipSlot: BackendEntry.absent, address: 0, macWord0: 0, macWord1: 0,
+                                                    vlan: 0, resolved: false),
+                            count: CounterSlots.maxBackends)
+        let vips = UnsafeMutablePointer<VIPEntry>.allocate(capacity: max(1, config.vips.count))
+        for (v, vip) in config.vips.enumerated() {
+            let vipSlot = slots.slot(vip: vip.name)!
+            let backendSlots = vip.backends.map { slots.slot(backend: BackendKey(vip: vip.name, address: $0.address))! }
+            for (b, slot) in zip(vip.backends, backendSlots) {
+                let known = vip.mode == .l3 ? MACAddress.zero : (b.mac ?? neighbors[b.address])
+                let mac = macWords(known ?? .zero)
+                backends[slot] = BackendEntry(vipSlot: UInt32(vipSlot), address: b.address.value, macWord0: mac.0,
+                                              macWord1: mac.1, vlan: b.vlan ?? 0, resolved: known != nil)
+            }
+            let table = Maglev.build(keys: vip.backends.map { $0.address.description },
+                                     weights: vip.backends.map { $0.weight }, size: vip.tableSize)
+            let tablePointer = UnsafeMutablePointer<UInt16>.allocate(capacity: table.count)
+            tablePointer.initialize(from: table.map { $0 == Maglev.none ? Maglev.none : UInt16(backendSlots[Int($0)]) },
+                                    count: table.count)
+            vips[v] = VIPEntry(address: vip.address.value, port: vip.port ?? 0, proto: vip.proto.rawValue,
+                               mode: vip.mode, hash: vip.hash, slot: UInt32(vipSlot), tableSize: UInt32(vip.tableSize), table: tablePointer)
+        }
+        var capacity = 16
+        while capacity < config.vips.count * 4 { capacity *= 2 }
+        let index = UnsafeMutablePointer<VIPSlot>.allocate(capacity: capacity)
+        index.initialize(repeating: VIPSlot(key: 0, vip: 0), count: capacity)
+        for v in 0..<config.vips.count {
+            var i = indexSlot(vipKey(vips[v].address, vips[v].proto, vips[v].port), mask: capacity - 1)
+            while index[i].key != 0 { i = (i + 1) & (capacity - 1) }
+            index[i] = VIPSlot(key: vipKey(vips[v].address, vips[v].proto, vips[v].port), vip: UInt32(v))
+        }
+        let distinct = Array(Set(config.vips.map { $0.address.value })).sorted()
+        let addresses = UnsafeMutablePointer<VIPAddressEntry>.allocate(capacity: max(1, distinct.count))
+        addresses.initialize(from: distinct.map { address in
+            VIPAddressEntry(address: address, echo: config.vips.contains { $0.address.value == address && $0.icmpEcho },
+                            fragmentTCP: fragmentVIP(config, address, .tcp), fragmentUDP: fragmentVIP(config, address, .udp))
+        }, count: distinct.count)
+        let layout = CounterLayout(ports: config.ports.count)
+        let tables = UnsafeMutablePointer<DataplaneTables>.allocate(capacity: 1)
+        tables.initialize(to: DataplaneTables(
+            ports: ports, portCount: config.ports.count, vips: vips, vipCount: config.vips.count,
+            backends: backends, vipIndex: index, vipIndexMask: capacity - 1,
+            vipAddresses: addresses, vipAddressCount: distinct.count, layout: layout,
+            publishedPrefix: layout.vip(slots.vipHighWater), publishedEnd: layout.backend(slots.backendHighWater)))
+        return tables
+    }
+
+    /// The VIP that takes fragments to (address, proto): the `*` VIP, else the only one, else none (-1).
+    static func fragmentVIP(_ config: TulaConfig, _ address: UInt32, _ proto: L4Protocol) -> Int32 {
+        let candidates = config.vips.indices.filter { config.vips[$0].address.value == address && config.vips[$0].proto == proto }
+        if let wildcard = candidates.first(where: { config.vips[$0].port == nil }) { return Int32(wildcard) }
+        return candidates.count == 1 ? Int32(candidates[0]) : -1
+    }
+
+    /// Builds the tables with slots numbered afresh (for tools and tests; the appliance keeps its
+    /// `CounterSlots` across reloads). The config must be within the `CounterSlots` limits.
+    public static func build(config: TulaConfig, portMACs macs: [MACAddress]) -> UnsafeMutablePointer<DataplaneTables> {
+        var slots = CounterSlots()
+        _ = try? slots.assign(config)
+        return build(config: config, portMACs: macs, slots: slots)
+    }
+
+    /// Frees everything `build` allocated, including `tables` itself.
+    public static func destroy(_ tables: UnsafeMutablePointer<DataplaneTables>) {
+        let t = tables.pointee
+        for v in 0..<t.vipCount { t.vips[v].table.deallocate() }
+        t.ports.deallocate(); t.vips.deallocate(); t.backends.deallocate()
+        t.vipIndex.deallocate(); t.vipAddresses.deallocate()
+        tables.deinitialize(count: 1)
+        tables.deallocate()
+    }
+
+}
