@@ -35,6 +35,7 @@ struct ServiceState {
     /// ports that work: it shows in STATUS, /healthz and the log), the STATUS line, and the watchdog ping.
     mutating func tick(now: Double = monotonic()) {
         let progress = appliance.workerProgress
+        _ = appliance.stalledWorkers(olderThan: 1)   // keeps /healthz's view of progress current between probes
         if !ready {
             let ports = appliance.portsUp
             if !progress.isEmpty && progress.allSatisfy({ $0 > 0 }) {

@@ -81,6 +81,18 @@ private func refusal(_ yaml: String) -> ConfigError? {
         #expect(error?.reason.contains(reason) == true, "\(what): \(String(describing: error))")
     }
 
+    @Test func longOrControlCharacterVIPNamesAreRefused() {
+        for name in [String(repeating: "v", count: VIPConfig.maxNameBytes + 1), "web\\u0007"] {
+            let error = refusal(minimalConfig.replacingOccurrences(of: "  - name: web\n", with: "  - name: \"\(name)\"\n"))
+            #expect(error?.line == 8 && error?.reason.contains("at most 64 bytes without control characters") == true,
+                    "\(String(describing: error))")
+        }
+        let longest = String(repeating: "v", count: VIPConfig.maxNameBytes)
+        #expect(throws: Never.self) {
+            _ = try ConfigLoader.parse(yaml: minimalConfig.replacingOccurrences(of: "  - name: web\n", with: "  - name: \(longest)\n"), file: "h.yaml")
+        }
+    }
+
     @Test func socketPathLongerThanSunPathIsRefused() throws {
         let fits = "/run/" + String(repeating: "t", count: TulaConfig.maxSocketPathBytes - 5)
         #expect(try ConfigLoader.parse(yaml: minimalConfig + "stats_socket: \(fits)\n", file: "h.yaml").statsSocket == fits)

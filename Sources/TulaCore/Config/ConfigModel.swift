@@ -113,6 +113,8 @@ public struct PortConfig: Sendable, Equatable {
 public struct VIPConfig: Sendable, Equatable {
     /// Default Maglev lookup-table size (a prime).
     public static let defaultTableSize = 65_537
+    /// Longest VIP name, bytes.
+    public static let maxNameBytes = 64
     /// Accepted range of `maglev_table_size` (it must also be prime and >= 100 per backend).
     public static let tableSizeRange = 251...1_000_003
 
