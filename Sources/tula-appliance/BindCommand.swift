@@ -42,6 +42,25 @@ struct BindingOptions: ParsableArguments {
         throw ExitCode(exitRuntimeError)
     }
 
+    /// Takes `STATE.lock` (flock, held until exit) so two bind/unbind runs cannot interleave their sysfs writes and
+    /// state-file updates; exit status 1 when another run holds it. Not needed for a dry run.
+    func lockOrExit(_ verb: String) throws {
+        guard !dryRun else { return }
+        let path = statePath + ".lock"
+        try? FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent,
+                                                 withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else {
+            printError("\(verb): cannot open \(path): \(String(cString: strerror(errno))); nothing changed")
+            throw ExitCode(exitRuntimeError)
+        }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            printError("\(verb): another tula-appliance bind or unbind is running (\(path) is locked); nothing changed")
+            throw ExitCode(exitRuntimeError)
+        }
+        // Deliberately left open: the lock lasts as long as this process.
+    }
+
     /// The host's state for `addresses`, or exit status 1 with the reason.
     func observeOrExit(_ addresses: [PCIAddress], withAddresses: Bool) throws -> BindingHostState {
         do {
@@ -133,6 +152,7 @@ struct BindCommand: ParsableCommand {
             options.printDryRun(plan, stateLine: "# remember \(remembered) in \(options.statePath)")
             return
         }
+        try options.lockOrExit("bind")
         for module in plan.modules {
             guard root.isSystem else {
                 printError("driver \(module) is not loaded under \(root.path) (no sys/bus/pci/drivers/\(module)); modprobe "
@@ -201,6 +221,7 @@ struct UnbindCommand: ParsableCommand {
             options.printDryRun(plan, stateLine: "# forget \(forgotten.map(\.description).joined(separator: ", ")) in \(options.statePath)")
             return
         }
+        try options.lockOrExit("unbind")
         do {
             let executor = NICBindingExecutor(root: options.root)
             for line in try executor.unbind(plan, statePath: options.statePath) { print(line) }

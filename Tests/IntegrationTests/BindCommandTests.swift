@@ -222,6 +222,20 @@ extension Integration {
                     "the second device was never touched")
         }
 
+        /// Two runs at once would interleave their sysfs writes and state-file updates: the second is refused.
+        @Test func aSecondBindWaitsForNoOne() throws {
+            let tree = try Tree()
+            try tree.device("0000:3b:00.0")
+            let lockPath = "\(tree.root)/var/lib/tula/bound-devices.json.lock"
+            try FileManager.default.createDirectory(atPath: "\(tree.root)/var/lib/tula", withIntermediateDirectories: true)
+            let fd = open(lockPath, O_RDWR | O_CREAT, 0o600)
+            #expect(fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0)
+            defer { close(fd) }
+            let result = try tree.run(["bind", "--config", try tree.config(["0000:3b:00.0"])])
+            #expect(result.status == 1 && result.stderr.contains("another tula-appliance bind or unbind is running"), "\(result.stderr)")
+            #expect(tree.driver("0000:3b:00.0") == "ixgbe")
+        }
+
         @Test func unbindGivesBackTheRememberedDriver() throws {
             let tree = try Tree()
             try tree.device("0000:3b:00.0", driver: "vfio-pci", interface: nil)
