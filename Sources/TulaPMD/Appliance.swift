@@ -445,7 +445,10 @@ public final class Appliance: @unchecked Sendable {
         health.track(next)
         let tables = DataplaneTables.build(config: health.effective(next), portMACs: ports.map(\.mac), slots: nextSlots,
                                            neighbors: resolver.resolved)
-        publisher.replace(with: tables, workersRunning: true)
+        if !publisher.replace(with: tables, workersRunning: true) {
+            log(.error, "a worker did not pass a quiescent point within \(SnapshotPublisher.gracePeriodLimitSeconds) s "
+                + "(stuck?): the change is published, the previous tables are kept for it")
+        }
         slots = nextSlots
         config = next
     }

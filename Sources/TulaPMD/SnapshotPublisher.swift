@@ -32,18 +32,31 @@ public final class SnapshotPublisher: @unchecked Sendable {
     /// Worker `w`'s quiescent counter, for its context.
     public func quiescentCounter(_ w: Int) -> UnsafeAtomic<UInt64> { UnsafeAtomic(at: quiescent + w) }
 
+    /// Longest wait for a grace period, seconds. A worker that has not finished its loop iteration by then is
+    /// stuck (the systemd watchdog restarts such an appliance): the change still takes effect for the others,
+    /// and the old tables are kept (leaked), since the stuck worker may still read them.
+    static let gracePeriodLimitSeconds = 2.0
+
     /// Publishes `tables`, waits for a grace period (skipped when `workersRunning` is false), frees the old.
-    public func replace(with tables: UnsafeMutablePointer<DataplaneTables>, workersRunning: Bool) {
+    /// Returns false when a worker did not pass a quiescent point in time (the old tables are then not freed).
+    @discardableResult
+    public func replace(with tables: UnsafeMutablePointer<DataplaneTables>, workersRunning: Bool) -> Bool {
         let old = current.exchange(tables, ordering: .acquiringAndReleasing)
-        if workersRunning { waitForGracePeriod() }
+        if workersRunning && !waitForGracePeriod() { return false }
         DataplaneTables.destroy(old)
+        return true
     }
 
-    /// Returns once every worker has finished the loop iteration it was in.
-    func waitForGracePeriod() {
+    /// Returns true once every worker has finished the loop iteration it was in; false after the time limit.
+    func waitForGracePeriod() -> Bool {
         let seen = (0..<workers).map { quiescentCounter($0).load(ordering: .acquiring) }
+        let limit = Date().addingTimeInterval(SnapshotPublisher.gracePeriodLimitSeconds)
         for w in 0..<workers {
-            while quiescentCounter(w).load(ordering: .acquiring) == seen[w] { usleep(50) }
+            while quiescentCounter(w).load(ordering: .acquiring) == seen[w] {
+                if Date() > limit { return false }
+                usleep(50)
+            }
         }
+        return true
     }
 }
