@@ -1,7 +1,7 @@
 // One way to quote a string for the JSON Tula prints and the YAML it writes (a JSON string is a YAML double-quoted scalar).
 
 /// `s` as a JSON string literal, which is also a valid YAML double-quoted scalar: quotes, backslashes and
-/// control characters (C0, DEL and C1, which YAML does not allow raw) escaped.
+/// control characters (C0, DEL and C1, which YAML does not allow raw) and the scalars YAML reads specially escaped.
 public func jsonString(_ s: String) -> String {
     var out = "\""
     for scalar in s.unicodeScalars {
@@ -11,7 +11,9 @@ public func jsonString(_ s: String) -> String {
         case "\n": out += "\\n"
         case "\r": out += "\\r"
         case "\t": out += "\\t"
-        case _ where scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value):
+        // C0, DEL and C1; YAML also reads U+2028/U+2029 as line breaks and U+FEFF as a byte order mark.
+        case _ where scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value) || scalar.value == 0x2028
+                     || scalar.value == 0x2029 || scalar.value == 0xFEFF:
             let hex = String(scalar.value, radix: 16)
             out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
         default: out.unicodeScalars.append(scalar)

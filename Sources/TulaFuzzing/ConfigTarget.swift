@@ -19,15 +19,15 @@ enum ConfigCheck {
             return
         }
         checkAccepted(config)
-        // Written out and read again, the config is the same (the loader accepts its own canonical form).
+        // Written out by `ctl save`'s writer and read again, the config is the same.
         let again: TulaConfig
         do {
-            again = try ConfigLoader.parse(yaml: canonicalYAML(config), file: file)
+            again = try ConfigLoader.parse(yaml: ConfigWriter.yaml(config), file: file)
         } catch {
-            preconditionFailure("an accepted config, written out, is refused: \(error)\n\(canonicalYAML(config))")
+            preconditionFailure("an accepted config, written out, is refused: \(error)\n\(ConfigWriter.yaml(config))")
         }
-        precondition(withoutLines(again) == withoutLines(config),
-                     "an accepted config, written out and read again, differs:\n\(canonicalYAML(config))")
+        precondition(again.withoutLines == config.withoutLines,
+                     "an accepted config, written out and read again, differs:\n\(ConfigWriter.yaml(config))")
     }
 
     /// Lines of `text` as an editor shows them: YAML's line breaks (LF, CR LF, CR, NEL, LS, PS), plus a last
@@ -116,68 +116,4 @@ enum ConfigCheck {
         return true
     }
 
-    /// The config with every `line` set to 0 (they say where an entry was, not what it is).
-    static func withoutLines(_ config: TulaConfig) -> TulaConfig {
-        var c = config
-        for i in c.ports.indices { c.ports[i].line = 0 }
-        for v in c.vips.indices {
-            c.vips[v].line = 0
-            for b in c.vips[v].backends.indices { c.vips[v].backends[b].line = 0 }
-        }
-        return c
-    }
-
-    /// A YAML string literal (double-quoted, with escapes for what YAML does not allow bare).
-    static func quoted(_ s: String) -> String {
-        var out = "\""
-        for scalar in s.unicodeScalars {
-            switch scalar.value {
-            case 0x22: out += "\\\""
-            case 0x5C: out += "\\\\"
-            case 0..<0x20, 0x7F...0x9F, 0x2028, 0x2029, 0xFEFF, 0xD800...0xDFFF:
-                out += "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count)
-                    + String(scalar.value, radix: 16)
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
-    }
-
-    /// `config` written as the YAML the README documents, every optional key that has a value given.
-    static func canonicalYAML(_ c: TulaConfig) -> String {
-        var y = ["ports:"]
-        for p in c.ports {
-            y += ["  - name: \(quoted(p.name))", "    device: \(quoted(p.device))", "    address: \(p.address)",
-                  "    mtu: \(p.mtu)"]
-            if let mac = p.mac { y.append("    mac: \"\(mac)\"") }
-            if let gateway = p.gateway { y.append("    gateway: \(gateway)") }
-            if let mac = p.gatewayMAC { y.append("    gateway_mac: \"\(mac)\"") }
-            if let vlan = p.vlan { y.append("    vlan: \(vlan)") }
-        }
-        switch c.workers {
-        case .count(let n): y.append("workers: \(n)")
-        case .lcores(let list): y.append("workers: [\(list.map(String.init).joined(separator: ", "))]")
-        }
-        y += ["flows_per_worker: \(c.flowsPerWorker)", "flow_idle_timeout: \(c.flowIdleTimeoutSeconds)",
-              "stats_socket: \(quoted(c.statsSocket))", "gratuitous_arp: \(c.gratuitousARP)",
-              c.vips.isEmpty ? "vips: []" : "vips:"]
-        for v in c.vips {
-            y += ["  - name: \(quoted(v.name))", "    address: \(v.address)",
-                  "    port: \(v.port.map(String.init) ?? "\"*\"")", "    protocol: \(v.proto)", "    mode: \(v.mode)",
-                  "    hash: \(v.hash)", "    icmp_echo: \(v.icmpEcho)", "    maglev_table_size: \(v.tableSize)"]
-            if let h = v.healthCheck {
-                y += ["    health_check:", "      type: \(h.kind)", "      port: \(h.port)",
-                      "      interval: \(Int(h.intervalSeconds))", "      timeout: \(Int(h.timeoutSeconds))",
-                      "      rise: \(h.rise)", "      fall: \(h.fall)"]
-                if h.kind == .http { y += ["      path: \(quoted(h.path))", "      expect_status: \(h.expectStatus)"] }
-            }
-            y.append("    backends:")
-            for b in v.backends {
-                y += ["      - address: \(b.address)", "        weight: \(b.weight)"]
-                if let mac = b.mac { y.append("        mac: \"\(mac)\"") }
-                if let vlan = b.vlan { y.append("        vlan: \(vlan)") }
-            }
-        }
-        return y.joined(separator: "\n") + "\n"
-    }
 }
