@@ -80,14 +80,14 @@ public final class PcapReader {
     public init(path: String, bufferBytes: Int = 1 << 20) throws {
         self.path = path
         let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw PcapError(description: "\(path): cannot read: \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw PcapError(description: "\(path): cannot read: \(errnoText())") }
         self.fd = fd
         capacity = max(bufferBytes, 4096)
         buffer = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 16)
         var header = [UInt8](repeating: 0, count: 24)
         let got = header.withUnsafeMutableBytes { PcapReader.readFully(fd, $0.baseAddress!, 24) }
         guard got >= 0 else {
-            let reason = String(cString: strerror(errno))
+            let reason = errnoText()
             Glibc.close(fd); buffer.deallocate()
             throw PcapError(description: "\(path): cannot read: \(reason)")
         }
@@ -155,7 +155,7 @@ public final class PcapReader {
             let n = read(fd, buffer + end, capacity - end)
             if n < 0 {
                 if errno == EINTR { continue }
-                throw PcapError(description: "\(path): cannot read: \(String(cString: strerror(errno)))")
+                throw PcapError(description: "\(path): cannot read: \(errnoText())")
             }
             if n == 0 { atEOF = true } else { end += n }
         }
@@ -217,7 +217,7 @@ public final class PcapWriter {
         self.format = le
         let flags = O_WRONLY | O_CREAT | O_CLOEXEC | (exclusive ? O_EXCL | O_NOFOLLOW : O_TRUNC)
         fd = open(path, flags, exclusive ? 0o600 : 0o644)
-        guard fd >= 0 else { throw PcapError(description: "\(path): cannot write: \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw PcapError(description: "\(path): cannot write: \(errnoText())") }
         capacity = max(bufferBytes, 4096)
         buffer = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 16)
         put32(le.nanosecond ? 0xA1B2_3C4D : 0xA1B2_C3D4)
@@ -242,7 +242,7 @@ public final class PcapWriter {
             let n = Glibc.write(fd, buffer + done, used - done)
             if n < 0 {
                 if errno == EINTR { continue }
-                throw PcapError(description: "\(path): cannot write: \(String(cString: strerror(errno)))")
+                throw PcapError(description: "\(path): cannot write: \(errnoText())")
             }
             done += n
         }
@@ -261,7 +261,7 @@ public final class PcapWriter {
                 let n = Glibc.write(fd, bytes.baseAddress! + done, bytes.count - done)
                 if n < 0 {
                     if errno == EINTR { continue }
-                    throw PcapError(description: "\(path): cannot write: \(String(cString: strerror(errno)))")
+                    throw PcapError(description: "\(path): cannot write: \(errnoText())")
                 }
                 done += n
             }
@@ -284,7 +284,7 @@ public final class PcapWriter {
         defer { fd = -1 }
         try flush()
         if Glibc.close(fd) != 0 {
-            throw PcapError(description: "\(path): cannot write: \(String(cString: strerror(errno)))")
+            throw PcapError(description: "\(path): cannot write: \(errnoText())")
         }
     }
 }

@@ -124,7 +124,7 @@ final class MemoryFile {
         let directory = ProcessInfo.processInfo.environment["TMPDIR"] ?? "/tmp"
         var template = Array("\(directory)/\(name).XXXXXX".utf8CString)
         fd = mkstemp(&template)
-        precondition(fd >= 0, "mkstemp in \(directory): \(String(cString: strerror(errno)))")
+        precondition(fd >= 0, "mkstemp in \(directory): \(errnoText())")
         unlink(template)
         path = "/proc/self/fd/\(fd)"
     }
@@ -132,11 +132,11 @@ final class MemoryFile {
     deinit { close(fd) }
 
     func replace(with bytes: UnsafeRawBufferPointer) {
-        precondition(ftruncate(fd, 0) == 0, "ftruncate: \(String(cString: strerror(errno)))")
+        precondition(ftruncate(fd, 0) == 0, "ftruncate: \(errnoText())")
         var done = 0
         while done < bytes.count {
             let n = pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(done))
-            precondition(n > 0, "pwrite: \(String(cString: strerror(errno)))")
+            precondition(n > 0, "pwrite: \(errnoText())")
             done += n
         }
     }

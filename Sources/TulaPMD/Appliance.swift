@@ -292,27 +292,14 @@ public final class Appliance: @unchecked Sendable {
     }
 
     private let progressLock = NSLock()
-    private var progressSeen: [UInt64] = [], progressChanged: [Double] = []
+    private var progressWatch = WorkerWatch()
 
-    /// Workers whose loop count has not advanced for more than `seconds` (judged from the calls made so far:
-    /// the first call records). For /healthz.
+    /// Workers whose loop count has not advanced for more than `seconds`, `[-1]` when none runs (see `WorkerWatch`;
+    /// every call is a sample: the main thread's tick, the watchdog and /healthz share one view).
     public func stalledWorkers(olderThan seconds: Double) -> [Int] {
         let progress = workerProgress
-        var t = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &t)
-        let now = Double(t.tv_sec) + Double(t.tv_nsec) / 1e9
-        return progressLock.withLock {
-            if progressSeen.count != progress.count {
-                progressSeen = progress
-                progressChanged = Array(repeating: now, count: progress.count)
-                return []
-            }
-            for i in progress.indices where progress[i] != progressSeen[i] {
-                progressSeen[i] = progress[i]
-                progressChanged[i] = now
-            }
-            return progress.indices.filter { now - progressChanged[$0] > seconds }
-        }
+        let now = monotonicSeconds()
+        return progressLock.withLock { progressWatch.stalled(progress, now: now, olderThan: seconds) }
     }
 
     /// nil when the appliance serves (started, every port up, every worker polling within the last second),
@@ -326,6 +313,7 @@ public final class Appliance: @unchecked Sendable {
         }
         if let state { return state }
         let stalled = stalledWorkers(olderThan: 1)
+        if stalled == [-1] { return "no worker is running" }
         if !stalled.isEmpty { return "worker \(stalled.map(String.init).joined(separator: ", ")) made no progress for 1 s" }
         return nil
     }

@@ -102,6 +102,3 @@ enum UnixSocketAddress {
         }
     }
 }
-
-/// `strerror(errno)`.
-func errnoText() -> String { String(cString: strerror(errno)) }

@@ -225,8 +225,8 @@ public final class ControlServer: @unchecked Sendable {
     }
 
     private func serve(_ target: any ControlTarget) {
-        var clients: [Int32: Client] = [:]
-        /// Clients in the order they are given their turn; rotated every round so no one always goes first.
+        /// The connected clients, in the order they are given their turn; rotated every round so no one always
+        /// goes first.
         var turn: [Client] = []
         var acceptPausedUntil = 0.0
         var scratch = [UInt8](repeating: 0, count: 4096)
@@ -256,7 +256,7 @@ public final class ControlServer: @unchecked Sendable {
                 service(c, revents: fds[first + i].revents, target: target, scratch: &scratch, stats: &stats, now: now)
             }
             if accepting && fds[1].revents != 0 {
-                acceptPausedUntil = acceptAll(into: &clients, turn: &turn, now: now)
+                acceptPausedUntil = acceptAll(into: &turn, now: now)
             }
             for c in turn where !c.dead {
                 if c.draining ? now >= c.drainDeadline : now - c.lastActivity >= limits.idleTimeoutSeconds {
@@ -264,15 +264,12 @@ public final class ControlServer: @unchecked Sendable {
                     c.dead = true
                 }
             }
-            for c in turn where c.dead {
-                close(c.fd)
-                clients[c.fd] = nil
-            }
+            for c in turn where c.dead { close(c.fd) }
             turn.removeAll { $0.dead }
             if turn.count > 1 { turn.append(turn.removeFirst()) }
-            clientCount.store(UInt64(clients.count), ordering: .relaxed)
+            clientCount.store(UInt64(turn.count), ordering: .relaxed)
         }
-        for c in clients.values { close(c.fd) }
+        for c in turn { close(c.fd) }
         clientCount.store(0, ordering: .relaxed)
     }
 
@@ -280,25 +277,25 @@ public final class ControlServer: @unchecked Sendable {
     private struct StatsCache {
         var round: UInt64 = 0
         var madeInRound: UInt64 = .max
-        var response = ""
+        var line: [UInt8] = []
     }
 
     /// Sends one last error line to a client about to be closed (best effort: never blocks).
     private func farewell(_ c: Client, _ message: String) {
-        let bye = Array((ControlResponse.error(message) + "\n").utf8)
+        let bye = ControlServer.line(ControlResponse.error(message))
         _ = bye.withUnsafeBytes { send(c.fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
     }
 
     /// Accepts every pending connection, applying the caps (see the type's description); returns until when
     /// accepting should pause (out of file descriptors), or 0.
-    private func acceptAll(into clients: inout [Int32: Client], turn: inout [Client], now: Double) -> Double {
+    private func acceptAll(into clients: inout [Client], now: Double) -> Double {
         var rejectedNow = 0, evictedNow = 0
         defer {
             if rejectedNow > 0 {
                 rejectedCount.wrappingIncrement(by: UInt64(rejectedNow), ordering: .relaxed)
                 if !capLogged { log?(.warning, "control: turning away non-root clients: \(nonRootCap) connected, the cap") }
                 capLogged = true
-            } else if clients.values.filter({ !$0.isRoot }).count < nonRootCap / 2 {
+            } else if clients.filter({ !$0.isRoot }).count < nonRootCap / 2 {
                 capLogged = false
             }
             if evictedNow > 0 {
@@ -320,7 +317,7 @@ public final class ControlServer: @unchecked Sendable {
             }
             ControlServer.setNonBlocking(fd)
             let client = Client(fd: fd, uid: ControlServer.peerUID(fd), limit: limits.maxRequestBytes, now: now)
-            let live = clients.values.filter { !$0.dead }
+            let live = clients.filter { !$0.dead }
             let nonRoot = live.filter { !$0.isRoot }
             var admit = live.count < totalCap && (client.isRoot || nonRoot.count < nonRootCap)
             if !admit && client.isRoot, let victim = nonRoot.min(by: { $0.lastActivity < $1.lastActivity }) {
@@ -335,8 +332,7 @@ public final class ControlServer: @unchecked Sendable {
                 rejectedNow += 1
                 continue
             }
-            clients[fd] = client
-            turn.append(client)
+            clients.append(client)
         }
     }
 
@@ -439,10 +435,10 @@ public final class ControlServer: @unchecked Sendable {
             switch request {
             case .stats:
                 if stats.madeInRound != stats.round {
-                    stats.response = ControlResponse.ok(stats: target.statsSummary(), server: counters)
+                    stats.line = ControlServer.line(ControlResponse.ok(stats: target.statsSummary(), server: counters))
                     stats.madeInRound = stats.round
                 }
-                queue(c, stats.response)
+                queue(c, bytes: stats.line)
             case .edit(let change):
                 try target.edit(change)
                 let done = ControlServer.describe(change)
@@ -468,10 +464,16 @@ public final class ControlServer: @unchecked Sendable {
         queue(c, ControlResponse.error(message))
     }
 
-    private func queue(_ c: Client, _ response: String) {
-        c.output = Array((response + "\n").utf8)
+    private func queue(_ c: Client, _ response: String) { queue(c, bytes: ControlServer.line(response)) }
+
+    /// Queues a response line already encoded; clients given the same array share its storage.
+    private func queue(_ c: Client, bytes: [UInt8]) {
+        c.output = bytes
         c.written = 0
     }
+
+    /// `response` and its newline as the bytes sent.
+    static func line(_ response: String) -> [UInt8] { Array((response + "\n").utf8) }
 
     /// A sentence saying what a successful change did.
     static func describe(_ change: ConfigEdit) -> String {
@@ -484,11 +486,4 @@ public final class ControlServer: @unchecked Sendable {
             "set the weight of backend \(address) of VIP \(vip) to \(weight)" + (weight == 0 ? " (draining: no new flows)" : "")
         }
     }
-}
-
-/// Seconds on the monotonic clock.
-func monotonicSeconds() -> Double {
-    var t = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &t)
-    return Double(t.tv_sec) + Double(t.tv_nsec) / 1e9
 }

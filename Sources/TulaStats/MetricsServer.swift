@@ -96,12 +96,6 @@ public final class MetricsServer: @unchecked Sendable {
             self.source = source; self.limits = limits; self.log = log
         }
 
-        static func now() -> Double {
-            var t = timespec()
-            clock_gettime(CLOCK_MONOTONIC, &t)
-            return Double(t.tv_sec) + Double(t.tv_nsec) / 1e9
-        }
-
         /// Takes `channel` in; at the cap, closes the longest-idle connection with no request under way to make
         /// room, or refuses when every one is busy.
         func admit(_ channel: Channel) -> Bool {
@@ -121,7 +115,7 @@ public final class MetricsServer: @unchecked Sendable {
                 } else if open.count < limits.maxConnections / 2 {
                     capLogged = false
                 }
-                open[ObjectIdentifier(channel)] = (channel, SharedState.now(), false)
+                open[ObjectIdentifier(channel)] = (channel, monotonicSeconds(), false)
                 return true
             }
             if logCap { log?(.warning, "metrics: \(limits.maxConnections) connections open; closing the idlest for each new one") }
@@ -136,7 +130,7 @@ public final class MetricsServer: @unchecked Sendable {
             lock.withLock {
                 guard var entry = open[ObjectIdentifier(channel)] else { return }
                 entry.busy = busy
-                if !busy { entry.idleSince = SharedState.now() }
+                if !busy { entry.idleSince = monotonicSeconds() }
                 open[ObjectIdentifier(channel)] = entry
             }
         }
@@ -161,7 +155,8 @@ final class HeadSizeGuard: ChannelInboundHandler, RemovableChannelHandler {
     private let limit: Int
     /// Bytes since the end of the last request head (a blank line).
     private var pending = 0
-    private var tail: [UInt8] = []
+    /// The last four bytes seen, the newest in the low byte.
+    private var tail: UInt32 = 0
 
     init(limit: Int) { self.limit = limit }
 
@@ -169,9 +164,8 @@ final class HeadSizeGuard: ChannelInboundHandler, RemovableChannelHandler {
         let buffer = unwrapInboundIn(data)
         for byte in buffer.readableBytesView {
             pending += 1
-            tail.append(byte)
-            if tail.count > 4 { tail.removeFirst() }
-            if tail == [13, 10, 13, 10] || tail.suffix(2) == [10, 10] { pending = 0 }
+            tail = tail << 8 | UInt32(byte)
+            if tail == 0x0D0A_0D0A || tail & 0xFFFF == 0x0A0A { pending = 0 }   // CRLF CRLF, or LF LF
         }
         guard pending <= limit else {
             let body = "request head larger than \(limit) bytes\n"
@@ -242,9 +236,7 @@ final class MetricsHandler: ChannelInboundHandler {
             let keepAlive = request.isKeepAlive
             switch (request.method, path) {
             case (.GET, "/metrics"), (.HEAD, "/metrics"):
-                var now = timespec()
-                clock_gettime(CLOCK_MONOTONIC, &now)
-                respond(context, .ok, state.metrics(now: Double(now.tv_sec) + Double(now.tv_nsec) / 1e9),
+                respond(context, .ok, state.metrics(now: monotonicSeconds()),
                         contentType: "text/plain; version=0.0.4; charset=utf-8", close: !keepAlive, headOnly: request.method == .HEAD)
             case (.GET, "/healthz"), (.HEAD, "/healthz"):
                 if let reason = state.source.notServingReason() {

@@ -29,7 +29,7 @@ public final class SystemdNotifier: @unchecked Sendable {
         withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: bytes) }
         let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else {
-            Log.warning("cannot notify systemd: socket: \(String(cString: strerror(errno)))")
+            Log.warning("cannot notify systemd: socket: \(errnoText())")
             return nil
         }
         self.fd = fd
@@ -65,19 +65,4 @@ public final class SystemdNotifier: @unchecked Sendable {
     public func reloading() { send(["RELOADING=1", "MONOTONIC_USEC=\(UInt64(monotonicSeconds() * 1e6))"]) }
     public func stopping() { send(["STOPPING=1", "STATUS=stopping"]) }
     public func watchdog() { send(["WATCHDOG=1"]) }
-}
-
-/// Decides when a watchdog ping is honest: only when every worker's loop count advanced since the last ping.
-public struct WorkerWatch: Sendable {
-    private var last: [UInt64] = []
-
-    public init() {}
-
-    /// The workers (by index) that did not advance since the previous call; empty when all did (then a ping is
-    /// due). The first call only records.
-    public mutating func stalled(_ progress: [UInt64]) -> [Int] {
-        defer { last = progress }
-        guard last.count == progress.count, !progress.isEmpty else { return progress.isEmpty ? [-1] : [] }
-        return progress.indices.filter { progress[$0] == last[$0] }
-    }
 }

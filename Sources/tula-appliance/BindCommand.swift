@@ -51,7 +51,7 @@ struct BindingOptions: ParsableArguments {
                                                  withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
         let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard fd >= 0 else {
-            printError("\(verb): cannot open \(path): \(String(cString: strerror(errno))); nothing changed")
+            printError("\(verb): cannot open \(path): \(errnoText()); nothing changed")
             throw ExitCode(exitRuntimeError)
         }
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {

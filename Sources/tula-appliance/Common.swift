@@ -54,7 +54,7 @@ func raiseFileLimit() {
     guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &files) == 0, files.rlim_cur < files.rlim_max else { return }
     files.rlim_cur = files.rlim_max
     if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &files) != 0 {
-        printWarning("could not raise the open-file limit to \(files.rlim_max): \(String(cString: strerror(errno)))")
+        printWarning("could not raise the open-file limit to \(files.rlim_max): \(errnoText())")
     }
 }
 

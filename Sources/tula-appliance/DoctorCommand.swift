@@ -72,7 +72,7 @@ enum HostInspection {
     /// `lo` down is one the doctor must handle); the child starts with no blocked signals, whatever this process inherited.
     static func run(_ argv: [String]) -> (status: Int32, output: String) {
         var fds: [Int32] = [0, 0]
-        guard pipe(&fds) == 0 else { return (127, "pipe: \(String(cString: strerror(errno)))") }
+        guard pipe(&fds) == 0 else { return (127, "pipe: \(errnoText())") }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }

@@ -161,12 +161,12 @@ enum ReplayFiles {
         if stat(path, &st) == 0 {
             if st.st_mode & S_IFMT == S_IFDIR { return String(cString: strerror(EISDIR)) }
             let fd = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC)
-            if fd < 0 { return String(cString: strerror(errno)) }
+            if fd < 0 { return errnoText() }
             close(fd)
             return nil
         }
         let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644)
-        if fd < 0 { return String(cString: strerror(errno)) }
+        if fd < 0 { return errnoText() }
         close(fd)
         unlink(path)
         return nil
@@ -179,7 +179,7 @@ enum ReplayFiles {
         if let reason = kvargsProblem(base) { throw PcapError(description: "TMPDIR \(base): \(reason)") }
         var template = Array("\(base)/tula-replay-XXXXXX".utf8CString)
         guard let made = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
-            throw PcapError(description: "cannot create a private directory in \(base): \(String(cString: strerror(errno)))")
+            throw PcapError(description: "cannot create a private directory in \(base): \(errnoText())")
         }
         return String(cString: made)
     }
@@ -191,7 +191,7 @@ enum ReplayFiles {
             unlink("\(dir)/out\(q).pcap")
         }
         if rmdir(dir) != 0 {
-            printError("\(dir): could not remove the temporary directory: \(String(cString: strerror(errno)))")
+            printError("\(dir): could not remove the temporary directory: \(errnoText())")
         }
     }
 }

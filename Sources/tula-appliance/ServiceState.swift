@@ -10,7 +10,6 @@ struct ServiceState {
     let appliance: Appliance
     let notifier: SystemdNotifier?
     private(set) var ready = false
-    private var watch = WorkerWatch()
     private var nextPing = 0.0, nextStatus = 0.0
     private var lastPackets: UInt64 = 0, lastSample = 0.0, packetsPerSecond = 0.0
     private var stallLogged = false
@@ -33,9 +32,10 @@ struct ServiceState {
     /// One turn of duties: readiness (READY=1 once every port is started and every worker polls; a port whose
     /// link is down does not hold it back, or systemd's start timeout would restart the appliance and cut the
     /// ports that work: it shows in STATUS, /healthz and the log), the STATUS line, and the watchdog ping.
-    mutating func tick(now: Double = monotonic()) {
+    mutating func tick(now: Double = monotonicSeconds()) {
         let progress = appliance.workerProgress
-        _ = appliance.stalledWorkers(olderThan: 1)   // keeps /healthz's view of progress current between probes
+        // A sample every tick keeps the view of progress /healthz and the watchdog share current.
+        let stalled = appliance.stalledWorkers(olderThan: notifier?.watchdogInterval ?? 1)
         if !ready {
             let ports = appliance.portsUp
             if !progress.isEmpty && progress.allSatisfy({ $0 > 0 }) {
@@ -65,7 +65,6 @@ struct ServiceState {
         }
         if let interval = notifier?.watchdogInterval, now >= nextPing {
             nextPing = now + interval
-            let stalled = watch.stalled(progress)
             if stalled.isEmpty {
                 notifier?.watchdog()
                 if stallLogged { Log.info("every worker makes progress again; feeding the watchdog") }
@@ -89,10 +88,4 @@ struct ServiceState {
     func reloading() { notifier?.reloading() }
     func reloaded() { if ready { notifier?.ready(status: statusLine()) } }
     func stopping() { notifier?.stopping() }
-
-    static func monotonic() -> Double {
-        var t = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &t)
-        return Double(t.tv_sec) + Double(t.tv_nsec) / 1e9
-    }
 }

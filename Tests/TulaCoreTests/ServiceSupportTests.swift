@@ -7,12 +7,13 @@ import Testing
 @Suite struct ServiceSupportTests {
     @Test func watchdogIsFedOnlyWhileEveryWorkerAdvances() {
         var watch = WorkerWatch()
-        #expect(watch.stalled([5, 9]) == [])          // the first look only records
-        #expect(watch.stalled([6, 12]) == [])         // both advanced: ping
-        #expect(watch.stalled([7, 12]) == [1])        // worker 1 stuck: no ping
-        #expect(watch.stalled([7, 12]) == [0, 1])     // both stuck
-        #expect(watch.stalled([8, 13]) == [])         // recovered
-        #expect(watch.stalled([]) == [-1])            // no workers (stopped): never a ping
+        #expect(watch.stalled([5, 9], now: 0, olderThan: 0.5) == [])      // the first look only records
+        #expect(watch.stalled([6, 12], now: 1, olderThan: 0.5) == [])     // both advanced: ping
+        #expect(watch.stalled([7, 12], now: 2, olderThan: 0.5) == [1])    // worker 1 stuck: no ping
+        #expect(watch.stalled([7, 12], now: 3, olderThan: 0.5) == [0, 1]) // both stuck
+        #expect(watch.stalled([8, 13], now: 4, olderThan: 0.5) == [])     // recovered
+        #expect(watch.stalled([8, 13], now: 4.4, olderThan: 0.5) == [])   // not moved, but not for long yet
+        #expect(watch.stalled([], now: 5, olderThan: 0.5) == [-1])        // no workers (stopped): never a ping
     }
 
     @Test func logLinesCarryThePriorityOnlyWhenAsked() {

@@ -123,8 +123,6 @@ public enum ConfigWriter {
         done = true
         return note
     }
-
-    private static func errnoText() -> String { String(cString: strerror(errno)) }
 }
 
 extension TulaConfig {

@@ -241,12 +241,12 @@ public struct NICBindingExecutor {
 
     static func writeAttribute(_ path: String, _ value: String, create: Bool) throws {
         let fd = open(path, O_WRONLY | O_TRUNC | (create ? O_CREAT : 0), 0o644)
-        guard fd >= 0 else { throw BindingError("cannot open \(path): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw BindingError("cannot open \(path): \(errnoText())") }
         defer { close(fd) }
         let bytes = Array((value + "\n").utf8)
         let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
         guard n == bytes.count else {
-            throw BindingError("writing '\(value)' to \(path) failed: \(n < 0 ? String(cString: strerror(errno)) : "short write")")
+            throw BindingError("writing '\(value)' to \(path) failed: \(n < 0 ? errnoText() : "short write")")
         }
     }
 
