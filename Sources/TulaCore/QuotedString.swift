@@ -1,4 +1,4 @@
-// One way to quote a string for the JSON Tula prints and the YAML it writes (a JSON string is a YAML double-quoted scalar).
+// Strings Tula writes or takes: one quoting for JSON and YAML (a JSON string is a YAML double-quoted scalar), and the control-character rule.
 
 /// `s` as a JSON string literal, which is also a valid YAML double-quoted scalar: quotes, backslashes and
 /// control characters (C0, DEL and C1, which YAML does not allow raw) and the scalars YAML reads specially escaped.
@@ -20,4 +20,10 @@ public func jsonString(_ s: String) -> String {
         }
     }
     return out + "\""
+}
+
+extension String {
+    /// Whether the string holds an ASCII control character (C0 or DEL): refused in names and paths an operator
+    /// gives, which end up in logs, file headers and labels.
+    public var hasControlCharacters: Bool { unicodeScalars.contains { $0.value < 0x20 || $0.value == 0x7F } }
 }

@@ -145,6 +145,18 @@ final class FrameChecker {
         let out = Parsed(Array(run.buffer[from..<to]))
         precondition(out.bytes.count >= 14, "\(verdict): a \(out.bytes.count)-byte output")
         guard let inIP = input.ip else { preconditionFailure("\(verdict) for a frame that is not IPv4 or ARP") }
+        /// What every ICMP answer shares: only to a header that checked out, back to the sender with the same tag
+        /// and the port's MAC; returns its IPv4 packet.
+        func icmpAnswerIP() -> [UInt8] {
+            let name = verdict.name
+            precondition(v.checksum != .unknown || Bytes.checksumValid(inIP, headerLength: input.ihl),
+                         "\(name) to a packet with a bad header checksum")
+            precondition(out.tci == input.tci, "\(name) changed the tag")
+            precondition(Array(out.bytes[0..<6]) == Array(frame[6..<12]) && Array(out.bytes[6..<12]) == portMAC,
+                         "\(name): Ethernet addresses")
+            guard let ip = out.ip else { preconditionFailure("\(name) is not IPv4") }
+            return ip
+        }
 
         switch verdict {
         case .arpReply:
@@ -187,12 +199,7 @@ final class FrameChecker {
             checkOuter(out, inner: inIP, inputTCI: input.tci, v: v, dfFrom: inIP, more: false, offset: 0)
             precondition(Array(out.bytes[(out.l2 + 20)...]) == inIP, "forwarded-l3 changed the inner packet")
         case .icmpEchoReply:
-            precondition(v.checksum != .unknown || Bytes.checksumValid(inIP, headerLength: input.ihl),
-                         "icmp-reply to a packet with a bad header checksum")
-            precondition(out.tci == input.tci, "icmp-reply changed the tag")
-            precondition(Array(out.bytes[0..<6]) == Array(frame[6..<12]) && Array(out.bytes[6..<12]) == portMAC,
-                         "icmp-reply: Ethernet addresses")
-            guard let ip = out.ip else { preconditionFailure("icmp-reply is not IPv4") }
+            let ip = icmpAnswerIP()
             precondition(out.l2 + ip.count == out.bytes.count && ip.count == inIP.count, "icmp-reply: lengths")
             precondition(out.ihl == input.ihl && Bytes.checksumValid(ip, headerLength: out.ihl),
                          "icmp-reply: header checksum")
@@ -205,12 +212,7 @@ final class FrameChecker {
             precondition(Bytes.sum(request) != 0xFFFF || Bytes.sum(icmp) == 0xFFFF,
                          "icmp-reply: a valid request got a reply with a bad ICMP checksum")
         case .icmpFragNeeded:
-            precondition(v.checksum != .unknown || Bytes.checksumValid(inIP, headerLength: input.ihl),
-                         "icmp-frag-needed for a packet with a bad header checksum")
-            precondition(out.tci == input.tci, "icmp-frag-needed changed the tag")
-            precondition(Array(out.bytes[0..<6]) == Array(frame[6..<12]) && Array(out.bytes[6..<12]) == portMAC,
-                         "icmp-frag-needed: Ethernet addresses")
-            guard let ip = out.ip else { preconditionFailure("icmp-frag-needed is not IPv4") }
+            let ip = icmpAnswerIP()
             precondition(out.l2 + ip.count == out.bytes.count && ip.count == 20 + 8 + input.ihl + 8,
                          "icmp-frag-needed: lengths")
             precondition(ip[0] == 0x45 && Bytes.checksumValid(ip, headerLength: 20), "icmp-frag-needed: header")

@@ -73,7 +73,7 @@ public enum ControlRequest: Sendable, Equatable {
         case "save":
             let to = try reader.optionalString("to")
             if let to, !to.hasPrefix("/") { throw ControlError("to: \"\(to)\" must be an absolute path") }
-            if let to, to.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) {
+            if let to, to.hasControlCharacters {
                 throw ControlError("to: the path has a control character")
             }
             request = .save(to: to)

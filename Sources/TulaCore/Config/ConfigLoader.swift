@@ -241,7 +241,7 @@ public enum ConfigLoader {
         let nameNode = try fields.required("name")
         let name = try nameNode.nonEmptyString()
         // Names go into logs, Prometheus labels and DPDK telemetry answers (whose whole output is bounded).
-        guard name.utf8.count <= VIPConfig.maxNameBytes, !name.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) else {
+        guard name.utf8.count <= VIPConfig.maxNameBytes, !name.hasControlCharacters else {
             throw nameNode.error("a VIP name is at most \(VIPConfig.maxNameBytes) bytes without control characters")
         }
         if let index = previous.firstIndex(where: { $0.name == name }) {
