@@ -65,8 +65,10 @@ struct ReplayCommand: ParsableCommand {
         if let reason = ReplayFiles.writeProblem(output) { throw fail("--out \(output): cannot write: \(reason)") }
         let survey: (format: PcapFormat, frames: Int)
         var interruption: Int32?
+        /// Asked between frames while reading, splitting and merging: a stop signal ends that work early.
+        let stopRequested = { () -> Bool in interruption = pendingStopSignal(); return interruption != nil }
         do {
-            guard let s = try Pcap.survey(path: input, stop: { interruption = pendingStopSignal(); return interruption != nil }) else {
+            guard let s = try Pcap.survey(path: input, stop: stopRequested) else {
                 throw fail("interrupted by \(signalName(interruption ?? SIGTERM)) while reading \(input); nothing was replayed, "
                            + "\(output) was not written")
             }
@@ -86,7 +88,7 @@ struct ReplayCommand: ParsableCommand {
             do {
                 let writers = try ins.map { try PcapWriter(path: $0, format: survey.format, exclusive: true) }
                 let split = try Pcap.split(try PcapReader(path: input), into: writers,
-                                           stop: { interruption = pendingStopSignal(); return interruption != nil })
+                                           stop: stopRequested)
                 for w in writers { try w.close() }
                 if !split.complete {
                     throw fail("interrupted by \(signalName(interruption ?? SIGTERM)) while splitting \(input) for \(queues) workers "
@@ -120,7 +122,7 @@ struct ReplayCommand: ParsableCommand {
             do {
                 let writer = try PcapWriter(path: output, format: survey.format)
                 let merge = try Pcap.merge(try outs.map { try PcapReader(path: $0) }, into: writer,
-                                           stop: { interruption = pendingStopSignal(); return interruption != nil })
+                                           stop: stopRequested)
                 try writer.close()
                 if !merge.complete {
                     printError("interrupted by \(signalName(interruption ?? SIGTERM)) while merging the workers' outputs: "
