@@ -16,6 +16,14 @@ public struct PortTables: Sendable {
     public var vlan: UInt16
     /// The gateway's MAC is known (configured or resolved by ARP).
     public var gatewayResolved: Bool
+    /// The port has an IPv6 address (`address6`): the halves below are it, host order.
+    public var hasAddress6: Bool = false
+    public var address6Hi: UInt64 = 0
+    public var address6Lo: UInt64 = 0
+    /// The IPv6 gateway's MAC words, and whether it is known (configured or resolved by neighbor discovery).
+    public var gateway6Word0: UInt32 = 0
+    public var gateway6Word1: UInt16 = 0
+    public var gateway6Resolved: Bool = false
 
     @inlinable
     public init(macWord0: UInt32, macWord1: UInt16, gatewayWord0: UInt32, gatewayWord1: UInt16, address: UInt32, mtuBytes: UInt32, vlan: UInt16, gatewayResolved: Bool) {
@@ -25,6 +33,7 @@ public struct PortTables: Sendable {
 
 /// One VIP: its Maglev table (of backend slots) and its counter slot.
 public struct VIPEntry: @unchecked Sendable {
+    /// IPv4 address, host order (0 for an IPv6 VIP, whose address is in `address6Hi`/`address6Lo`).
     public var address: UInt32
     public var port: UInt16
     public var proto: UInt8
@@ -35,10 +44,17 @@ public struct VIPEntry: @unchecked Sendable {
     public var tableSize: UInt32
     /// Backend slots, or `Maglev.none`.
     public var table: UnsafeMutablePointer<UInt16>
+    /// Bytes the output adds in front of the IP packet: 0 (l2), 20 (IPv4 outer) or 40 (IPv6 outer).
+    public var overheadBytes: UInt32 = 0
+    /// l3 with IPv6 backends: the outer header is IPv6 (6in6 or 4in6), sent to the port's `gateway6`.
+    public var tunnel6: Bool = false
+    public var address6Hi: UInt64 = 0
+    public var address6Lo: UInt64 = 0
 
     @inlinable
     public init(address: UInt32, port: UInt16, proto: UInt8, mode: DSRMode, hash: FlowHashMode, slot: UInt32, tableSize: UInt32, table: UnsafeMutablePointer<UInt16>) {
         self.address = address; self.port = port; self.proto = proto; self.mode = mode; self.hash = hash; self.slot = slot; self.tableSize = tableSize; self.table = table
+        overheadBytes = mode == .l2 ? 0 : UInt32(ipInIPOverheadBytes)
     }
 }
 
@@ -52,8 +68,11 @@ public struct BackendEntry: Sendable {
     public var macWord1: UInt16
     /// l2: 802.1Q VLAN id to send with, 0 to keep the input's tagging.
     public var vlan: UInt16
-    /// l2: the MAC is known (configured or resolved by ARP).
+    /// l2: the MAC is known (configured or resolved by ARP or neighbor discovery).
     public var resolved: Bool
+    /// An IPv6 backend's address (the outer destination of 6in6 and 4in6), host-order halves.
+    public var address6Hi: UInt64 = 0
+    public var address6Lo: UInt64 = 0
 
     @inlinable
     public init(vipSlot: UInt32, address: UInt32, macWord0: UInt32, macWord1: UInt16, vlan: UInt16, resolved: Bool) {
@@ -74,6 +93,33 @@ public struct VIPAddressEntry: Sendable {
     @inlinable
     public init(address: UInt32, echo: Bool, fragmentTCP: Int32, fragmentUDP: Int32) {
         self.address = address; self.echo = echo; self.fragmentTCP = fragmentTCP; self.fragmentUDP = fragmentUDP
+    }
+}
+
+/// Per distinct IPv6 VIP address: as `VIPAddressEntry` (neighbor discovery, ICMPv6 echo, fragments).
+public struct VIP6AddressEntry: Sendable {
+    public var hi: UInt64
+    public var lo: UInt64
+    public var echo: Bool
+    public var fragmentTCP: Int32
+    public var fragmentUDP: Int32
+
+    @inlinable
+    public init(hi: UInt64, lo: UInt64, echo: Bool, fragmentTCP: Int32, fragmentUDP: Int32) {
+        self.hi = hi; self.lo = lo; self.echo = echo; self.fragmentTCP = fragmentTCP; self.fragmentUDP = fragmentUDP
+    }
+}
+
+/// A slot of the open-addressed IPv6 VIP index: address halves and `vip6Key(proto, port)`; `key` 0 is empty.
+public struct VIP6Slot: Sendable {
+    public var hi: UInt64
+    public var lo: UInt64
+    public var key: UInt32
+    public var vip: UInt32
+
+    @inlinable
+    public init(hi: UInt64, lo: UInt64, key: UInt32, vip: UInt32) {
+        self.hi = hi; self.lo = lo; self.key = key; self.vip = vip
     }
 }
 
@@ -102,14 +148,19 @@ public struct DataplaneTables: @unchecked Sendable {
     /// Distinct VIP addresses (ARP, ICMP echo, fragments).
     public var vipAddresses: UnsafeMutablePointer<VIPAddressEntry>
     public var vipAddressCount: Int
+    /// IPv6 VIPs: their index (`vip6IndexMask` + 1 slots) and distinct addresses.
+    public var vip6Index: UnsafeMutablePointer<VIP6Slot>
+    public var vip6IndexMask: Int
+    public var vip6Addresses: UnsafeMutablePointer<VIP6AddressEntry>
+    public var vip6AddressCount: Int
     public var layout: CounterLayout
     /// Counters a worker publishes: `[0, publishedPrefix)` and `[layout.backendBase, publishedEnd)`.
     public var publishedPrefix: Int
     public var publishedEnd: Int
 
     @inlinable
-    public init(ports: UnsafeMutablePointer<PortTables>, portCount: Int, vips: UnsafeMutablePointer<VIPEntry>, vipCount: Int, backends: UnsafeMutablePointer<BackendEntry>, vipIndex: UnsafeMutablePointer<VIPSlot>, vipIndexMask: Int, vipAddresses: UnsafeMutablePointer<VIPAddressEntry>, vipAddressCount: Int, layout: CounterLayout, publishedPrefix: Int, publishedEnd: Int) {
-        self.ports = ports; self.portCount = portCount; self.vips = vips; self.vipCount = vipCount; self.backends = backends; self.vipIndex = vipIndex; self.vipIndexMask = vipIndexMask; self.vipAddresses = vipAddresses; self.vipAddressCount = vipAddressCount; self.layout = layout; self.publishedPrefix = publishedPrefix; self.publishedEnd = publishedEnd
+    public init(ports: UnsafeMutablePointer<PortTables>, portCount: Int, vips: UnsafeMutablePointer<VIPEntry>, vipCount: Int, backends: UnsafeMutablePointer<BackendEntry>, vipIndex: UnsafeMutablePointer<VIPSlot>, vipIndexMask: Int, vipAddresses: UnsafeMutablePointer<VIPAddressEntry>, vipAddressCount: Int, vip6Index: UnsafeMutablePointer<VIP6Slot>, vip6IndexMask: Int, vip6Addresses: UnsafeMutablePointer<VIP6AddressEntry>, vip6AddressCount: Int, layout: CounterLayout, publishedPrefix: Int, publishedEnd: Int) {
+        self.ports = ports; self.portCount = portCount; self.vips = vips; self.vipCount = vipCount; self.backends = backends; self.vipIndex = vipIndex; self.vipIndexMask = vipIndexMask; self.vipAddresses = vipAddresses; self.vipAddressCount = vipAddressCount; self.vip6Index = vip6Index; self.vip6IndexMask = vip6IndexMask; self.vip6Addresses = vip6Addresses; self.vip6AddressCount = vip6AddressCount; self.layout = layout; self.publishedPrefix = publishedPrefix; self.publishedEnd = publishedEnd
     }
 
     /// The VIP index key of (address, protocol, port); port 0 stands for `*`.
@@ -141,6 +192,46 @@ public struct DataplaneTables: @unchecked Sendable {
             if slot.key == 0 { return -1 }
             i = (i + 1) & vipIndexMask
         }
+    }
+
+    /// The IPv6 index key of (protocol, port); port 0 stands for `*`. Never 0 (0 marks an empty slot).
+    @inlinable @inline(__always)
+    public static func vip6Key(_ proto: UInt8, _ port: UInt16) -> UInt32 { 1 << 24 | UInt32(proto) << 16 | UInt32(port) }
+
+    /// Home slot of an IPv6 VIP key in `vip6Index`.
+    @inlinable @inline(__always)
+    public static func index6Slot(_ hi: UInt64, _ lo: UInt64, _ key: UInt32, mask: Int) -> Int {
+        indexSlot(hi ^ lo.byteSwapped ^ UInt64(key) << 20, mask: mask)
+    }
+
+    /// The IPv6 VIP for (address, protocol, port): an exact port wins over `*`. Returns -1 when there is none.
+    @inlinable @inline(__always)
+    public func findVIP6(hi: UInt64, lo: UInt64, proto: UInt8, port: UInt16) -> Int {
+        let exact = probe6(hi, lo, DataplaneTables.vip6Key(proto, port))
+        if exact >= 0 { return exact }
+        return probe6(hi, lo, DataplaneTables.vip6Key(proto, 0))
+    }
+
+    @inlinable @inline(__always)
+    func probe6(_ hi: UInt64, _ lo: UInt64, _ key: UInt32) -> Int {
+        var i = DataplaneTables.index6Slot(hi, lo, key, mask: vip6IndexMask)
+        while true {
+            let slot = vip6Index[i]
+            if slot.key == key && slot.lo == lo && slot.hi == hi { return Int(slot.vip) }
+            if slot.key == 0 { return -1 }
+            i = (i + 1) & vip6IndexMask
+        }
+    }
+
+    /// The entry of an IPv6 VIP address, or nil when no VIP has it.
+    @inlinable @inline(__always)
+    public func vip6Address(hi: UInt64, lo: UInt64) -> UnsafeMutablePointer<VIP6AddressEntry>? {
+        var i = 0
+        while i < vip6AddressCount {
+            if vip6Addresses[i].lo == lo && vip6Addresses[i].hi == hi { return vip6Addresses + i }
+            i &+= 1
+        }
+        return nil
     }
 
     /// The entry of a VIP address (host order), or nil when no VIP has it.

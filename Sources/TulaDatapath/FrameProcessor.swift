@@ -23,8 +23,10 @@ public enum ChecksumStatus: UInt8, Sendable { case unknown = 0, good = 1, bad = 
 
 /// Bytes the L3 mode prepends (outer IPv4 header).
 public let ipInIPOverheadBytes = 20
-/// Writable bytes an l3 output may need in front of the frame: outer header plus an inserted VLAN tag.
-public let requiredHeadroomBytes = ipInIPOverheadBytes + 4
+/// Bytes an IPv6 outer header prepends (6in6, 4in6).
+public let ipv6OverheadBytes = 40
+/// Writable bytes an l3 output may need in front of the frame: the larger outer header plus an inserted VLAN tag.
+public let requiredHeadroomBytes = ipv6OverheadBytes + 4
 
 /// Handles one received frame of `length` bytes at `frame` on port `port`, counts its verdict (and its
 /// VIP, backend and flow-table counters) in `counters`, and rewrites it in place when it is to be sent.
@@ -63,7 +65,13 @@ func classifyAndRewrite(_ p: UnsafeMutableRawPointer, length: Int, headroom: Int
         l2 = 18
     }
     if etherType == 0x0806 { return answerARP(p, length: length, l2: l2, port: port, tables: tables) }
-    guard etherType == 0x0800 else { return FrameOutcome(.notIPv4) }
+    guard etherType == 0x0800 else {
+        if etherType == 0x86DD {
+            return classifyIPv6(p, length: length, l2: l2, inputTag: inputTag, headroom: headroom, port: port,
+                                tables: tables, flows: flows, counters: counters, now: now)
+        }
+        return FrameOutcome(.notIP)
+    }
     guard p.loadUnaligned(as: UInt32.self) == port.pointee.macWord0,
           p.loadUnaligned(fromByteOffset: 4, as: UInt16.self) == port.pointee.macWord1 else {
         return FrameOutcome(.notOurMAC)
@@ -132,7 +140,8 @@ func classifyAndRewrite(_ p: UnsafeMutableRawPointer, length: Int, headroom: Int
                    flow: (key, true), pick: key.pickHash(vip.pointee.hash))
 }
 
-/// Where the parts of a received IPv4 frame are. Built just before each call that takes one: the rare paths
+/// Where the parts of a received IPv4 (or IPv6) frame are: for IPv6, `ihl` is the offset of the L4 header
+/// (past any extension headers) and `total` is 40 + the payload length. Built just before each call that takes one: the rare paths
 /// take it by address, and one built once up front was stored to the stack for every packet.
 @usableFromInline struct Packet {
     @usableFromInline var frame: UnsafeMutableRawPointer
@@ -182,28 +191,35 @@ func classifyAndRewrite(_ p: UnsafeMutableRawPointer, length: Int, headroom: Int
 
 /// Sends a packet of `vip` to its backend: the flow's pinned backend when `flow` is given and pinned,
 /// else the Maglev pick by `pick` (pinned when `flow.insert`); checks MTU and next-hop resolution, counts,
-/// and rewrites (l2) or encapsulates (l3). Transparent: `@inline(__always)` alone was not honoured in
+/// and rewrites (l2) or encapsulates (l3: IPv4 outer, or IPv6 outer for `tunnel6` VIPs). `ipv6` says the
+/// packet is IPv6 (never fragmented: too big for the tunnel is answered with Packet Too Big). Transparent: `@inline(__always)` alone was not honoured in
 /// `processFrame` (the optimizer stops inlining into callers that large), which cost a call and copies of
 /// `Packet` through the stack per packet.
 @usableFromInline @_transparent
 func deliver(_ packet: Packet, vip: UnsafeMutablePointer<VIPEntry>, port: UnsafePointer<PortTables>,
              tables: UnsafePointer<DataplaneTables>, flows: UnsafePointer<FlowTable>, counters: UnsafeMutablePointer<UInt64>,
-             now: UInt32, flow: (key: FlowKey, insert: Bool)?, pick: UInt64, isICMPError: Bool = false) -> FrameOutcome {
+             now: UInt32, flow: (key: FlowKey, insert: Bool)?, pick: UInt64, isICMPError: Bool = false,
+             ipv6: Bool = false) -> FrameOutcome {
     let mode = vip.pointee.mode
     let total = packet.total
     var fragments = 0
-    if mode == .l2 {
-        guard UInt32(total) <= port.pointee.mtuBytes else { return FrameOutcome(.tooBig) }
-    } else if UInt32(total &+ ipInIPOverheadBytes) > port.pointee.mtuBytes {
-        // Never an ICMP error about an ICMP error (RFC 1122 3.2.2): those go out as outer fragments.
-        if be16(packet.ip, 6) & 0x4000 != 0 && !isICMPError {
-            return answerFragmentationNeeded(packet.frame, l2: packet.l2, ip: packet.ip, ihl: packet.ihl, port: port)
+    if UInt32(total) &+ vip.pointee.overheadBytes > port.pointee.mtuBytes {
+        guard mode == .l3 else { return FrameOutcome(.tooBig) }
+        // Never an ICMP error about an ICMP error (RFC 1122 3.2.2, RFC 4443 2.4).
+        if ipv6 {
+            return isICMPError ? FrameOutcome(.tooBig) : answerPacketTooBig(packet, port: port, overhead: vip.pointee.overheadBytes)
         }
+        if be16(packet.ip, 6) & 0x4000 != 0 && !isICMPError {
+            return answerFragmentationNeeded(packet.frame, l2: packet.l2, ip: packet.ip, ihl: packet.ihl, port: port,
+                                             overhead: vip.pointee.overheadBytes)
+        }
+        // ICMP errors and DF-clear packets go out as outer fragments; an IPv6 outer header is never fragmented.
+        guard !vip.pointee.tunnel6 else { return FrameOutcome(.tooBig) }
         let per = outerFragmentPayload(mtu: port.pointee.mtuBytes)
         guard per > 0 else { return FrameOutcome(.tooBig) }
         fragments = (total &+ per &- 1) / per
     }
-    guard mode == .l2 || packet.headroom >= requiredHeadroomBytes else { return FrameOutcome(.tooBig) }
+    guard packet.headroom >= Int(vip.pointee.overheadBytes) &+ 4 || mode == .l2 else { return FrameOutcome(.tooBig) }
 
     // Backend: pinned, or picked (and pinned once the packet is sure to go out).
     let vipSlot = vip.pointee.slot
@@ -225,7 +241,8 @@ func deliver(_ packet: Packet, vip: UnsafeMutablePointer<VIPEntry>, port: Unsafe
         backend = UInt32(slot)
     }
     let b = tables.pointee.backends + Int(backend)
-    guard mode == .l2 ? b.pointee.resolved : port.pointee.gatewayResolved else {
+    guard mode == .l2 ? b.pointee.resolved
+                      : (vip.pointee.tunnel6 ? port.pointee.gateway6Resolved : port.pointee.gatewayResolved) else {
         return FrameOutcome(.unresolvedNextHop)
     }
     // An l2 output that gains a VLAN tag needs 4 bytes in front of the frame.
@@ -265,6 +282,11 @@ func deliver(_ packet: Packet, vip: UnsafeMutablePointer<VIPEntry>, port: Unsafe
         put16(p, 10, UInt16(truncatingIfNeeded: tag))
         return FrameOutcome(.forwardedL2, shift: -4, length: UInt32(18 &+ total))
     }
+    if vip.pointee.tunnel6 {
+        let start = encapsulate6(ip: packet.ip, total: total, inner6: ipv6, inputTag: packet.inputTag, port: port,
+                                 backend: b, label: flowLabel(flow?.key.hash ?? pick))
+        return FrameOutcome(.forwardedL3, shift: Int32(packet.l2 &+ start), length: UInt32(-start &+ total))
+    }
     if fragments > 0 {
         var outcome = FrameOutcome(.forwardedL3, shift: 0, length: UInt32(packet.l2 &+ total))
         outcome.fragments = UInt16(truncatingIfNeeded: fragments)
@@ -293,13 +315,14 @@ func pinNewFlow(_ k: FlowKey, at entry: UnsafeMutablePointer<FlowEntry>, found: 
     counters[layout.backend(Int(backend)) &+ CounterLayout.newFlows] &+= 1
 }
 
-/// `deliver` for the rare callers (fragments, ICMP errors), so the TCP/UDP path keeps its inlined copy.
+/// `deliver` for the rare callers (fragments, ICMP errors, IPv6), so the TCP/UDP path keeps its inlined copy.
 @usableFromInline @inline(never)
 func deliverCold(_ packet: Packet, vip: UnsafeMutablePointer<VIPEntry>, port: UnsafePointer<PortTables>,
                  tables: UnsafePointer<DataplaneTables>, flows: UnsafePointer<FlowTable>, counters: UnsafeMutablePointer<UInt64>,
-                 now: UInt32, flow: (key: FlowKey, insert: Bool)?, pick: UInt64, isICMPError: Bool) -> FrameOutcome {
+                 now: UInt32, flow: (key: FlowKey, insert: Bool)?, pick: UInt64, isICMPError: Bool,
+                 ipv6: Bool = false) -> FrameOutcome {
     deliver(packet, vip: vip, port: port, tables: tables, flows: flows, counters: counters, now: now, flow: flow,
-            pick: pick, isICMPError: isICMPError)
+            pick: pick, isICMPError: isICMPError, ipv6: ipv6)
 }
 
 /// ICMP to the appliance: echo requests to a VIP are answered; errors (destination unreachable, time

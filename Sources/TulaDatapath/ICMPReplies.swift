@@ -25,10 +25,10 @@ func answerEcho(_ p: UnsafeMutableRawPointer, l2: Int, ip: UnsafeMutableRawPoint
 let quotedPayloadBytes = 8
 
 /// Replaces a too-big l3 packet with ICMP type 3 code 4 from the VIP to the client, next-hop MTU = port MTU
-/// − 20, quoting the packet's header and first 8 payload bytes; Ethernet back to the sender (tag kept).
+/// − `overhead` (20, or 40 for 4in6), quoting the packet's header and first 8 payload bytes; Ethernet back to the sender (tag kept).
 @usableFromInline @inline(never) // cold: keeps the per-packet loop small
 func answerFragmentationNeeded(_ p: UnsafeMutableRawPointer, l2: Int, ip: UnsafeMutableRawPointer, ihl: Int,
-                               port: UnsafePointer<PortTables>) -> FrameOutcome {
+                               port: UnsafePointer<PortTables>, overhead: UInt32) -> FrameOutcome {
     let quoted = ihl &+ quotedPayloadBytes
     let client = be32(ip, 12), vip = be32(ip, 16)
     // Move the quoted bytes 28 further (back to front: the regions overlap).
@@ -43,7 +43,7 @@ func answerFragmentationNeeded(_ p: UnsafeMutableRawPointer, l2: Int, ip: Unsafe
     put16(icmp, 0, 0x0304)
     put16(icmp, 2, 0)
     put16(icmp, 4, 0)
-    put16(icmp, 6, UInt16(truncatingIfNeeded: port.pointee.mtuBytes &- UInt32(ipInIPOverheadBytes)))
+    put16(icmp, 6, UInt16(truncatingIfNeeded: port.pointee.mtuBytes &- overhead))
     put16(icmp, 2, internetChecksum(icmp, 8 &+ quoted))
     copyMAC(p, to: 0, from: 6)
     putMAC(p, 6, port.pointee.macWord0, port.pointee.macWord1)

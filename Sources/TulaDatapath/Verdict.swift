@@ -16,8 +16,8 @@ public enum Verdict: UInt8, CaseIterable, Sendable, CustomStringConvertible {
     case arpLearned
     /// Shorter than an Ethernet header, or an 802.1Q tag cut short.
     case malformedFrame
-    /// An ethertype other than IPv4 or ARP (after at most one 802.1Q tag).
-    case notIPv4
+    /// An ethertype other than IPv4, IPv6 or ARP (after at most one 802.1Q tag).
+    case notIP
     case malformedARP
     /// Well-formed ARP that is not a request for one of our addresses.
     case arpIgnored
@@ -42,7 +42,23 @@ public enum Verdict: UInt8, CaseIterable, Sendable, CustomStringConvertible {
     case unresolvedNextHop
     /// No mbuf was left to build outer fragments.
     case noMbuf
-    /// The TX queue refused the frame.
+    /// A Neighbor Solicitation for the port's `address6` or an IPv6 VIP, answered with an advertisement.
+    case ndReply
+    /// A Neighbor Advertisement to the appliance, handed to the control plane (neighbor resolution).
+    case ndLearned
+    /// Neighbor discovery that fails RFC 4861's checks (hop limit 255, code 0, lengths, checksum).
+    case malformedND
+    /// Well-formed neighbor discovery that is not for us (other targets, router solicitations and advertisements).
+    case ndIgnored
+    /// IPv6 version, payload length or a header cut short.
+    case malformedIPv6
+    /// An IPv6 source that no host has: multicast, or unspecified outside duplicate address detection.
+    case badSourceAddress
+    /// More IPv6 extension headers than Tula walks (4 headers, 128 bytes) before TCP/UDP.
+    case extensionHeaderLimit
+    /// An l3 IPv6 packet too big to tunnel: answered with ICMPv6 Packet Too Big.
+    case icmpPacketTooBig
+    /// The TX queue refused the frame (the last case: `count` relies on it).
     case txFull
 
     /// The stable name used in summaries, JSON and metrics.
@@ -59,7 +75,7 @@ public enum Verdict: UInt8, CaseIterable, Sendable, CustomStringConvertible {
         case .unresolvedNextHop: "unresolved-next-hop"
         case .noMbuf: "no-mbuf"
         case .malformedFrame: "malformed-frame"
-        case .notIPv4: "not-ipv4"
+        case .notIP: "not-ip"
         case .malformedARP: "malformed-arp"
         case .arpIgnored: "arp-ignored"
         case .notOurMAC: "not-our-mac"
@@ -72,6 +88,14 @@ public enum Verdict: UInt8, CaseIterable, Sendable, CustomStringConvertible {
         case .noBackend: "no-backend"
         case .tooBig: "too-big"
         case .txFull: "tx-full"
+        case .ndReply: "nd-reply"
+        case .ndLearned: "nd-learned"
+        case .malformedND: "malformed-nd"
+        case .ndIgnored: "nd-ignored"
+        case .malformedIPv6: "malformed-ipv6"
+        case .badSourceAddress: "bad-source-address"
+        case .extensionHeaderLimit: "ipv6-extension-limit"
+        case .icmpPacketTooBig: "icmp6-packet-too-big"
         }
     }
 
@@ -80,9 +104,11 @@ public enum Verdict: UInt8, CaseIterable, Sendable, CustomStringConvertible {
     /// Frames with this verdict leave the appliance.
     @inlinable public var transmits: Bool { isForward || isReply }
     @inlinable public var isForward: Bool { self == .forwardedL2 || self == .forwardedL3 }
-    @inlinable public var isReply: Bool { self == .arpReply || self == .icmpEchoReply || self == .icmpFragNeeded }
+    @inlinable public var isReply: Bool {
+        self == .arpReply || self == .icmpEchoReply || self == .icmpFragNeeded || self == .ndReply || self == .icmpPacketTooBig
+    }
     /// Consumed by the control plane (neither sent nor dropped).
-    @inlinable public var isToControl: Bool { self == .arpLearned }
+    @inlinable public var isToControl: Bool { self == .arpLearned || self == .ndLearned }
     public var isDrop: Bool { !transmits && !isToControl }
 
     /// Number of verdicts (`txFull` is the last case). A literal computation, not `allCases.count`: a lazy

@@ -19,7 +19,7 @@ public final class DataplaneHarness {
     /// `neighbors` are the MACs ARP resolved for next hops the config gives no MAC for. Every port of the
     /// config must name its MAC. Throws the loader's `ConfigError` or the slots' `Exhausted`.
     public init(yaml: String, file: String = "harness.yaml", flowCapacity: Int = 1024,
-                neighbors: [IPv4Address: MACAddress] = [:]) throws {
+                neighbors: [IPAddress: MACAddress] = [:]) throws {
         config = try ConfigLoader.parse(yaml: yaml, file: file)
         var slots = CounterSlots()
         try slots.assign(config)

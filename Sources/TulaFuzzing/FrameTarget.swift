@@ -85,11 +85,11 @@ final class FrameChecker {
         var l3: Set<UInt32> = []
         for vip in harness.config.vips {
             for b in vip.backends {
-                if vip.mode == .l3 { l3.insert(b.address.value) } else if let mac = b.mac { l2[mac.array] = b.vlan ?? 0 }
+                if vip.mode == .l3, let a = b.address.v4 { l3.insert(a.value) } else if let mac = b.mac { l2[mac.array] = b.vlan ?? 0 }
             }
         }
         l2Backends = l2; l3Backends = l3
-        vipAddresses = Set(harness.config.vips.map { $0.address.value })
+        vipAddresses = Set(harness.config.vips.compactMap { $0.address.v4?.value })
     }
 
     func run(_ input: UnsafeRawBufferPointer) {

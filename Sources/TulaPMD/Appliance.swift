@@ -175,7 +175,7 @@ public final class Appliance: @unchecked Sendable {
     /// publishes new tables when a backend went down or came back.
     private func serviceHealthChecks(now: Double) {
         control.lock()
-        var due: [(BackendKey, IPv4Address, HealthCheckConfig)] = []
+        var due: [(BackendKey, IPAddress, HealthCheckConfig)] = []
         for vip in config.vips {
             guard let check = vip.healthCheck else { continue }
             for backend in vip.backends {
@@ -237,19 +237,25 @@ public final class Appliance: @unchecked Sendable {
         return true
     }
 
-    /// A gratuitous ARP for every VIP address on every port.
+    /// A gratuitous ARP for every IPv4 VIP address and an unsolicited neighbor advertisement for every IPv6
+    /// one, on every port.
     private func announceVIPs() {
         for (i, port) in config.ports.enumerated() {
             for address in Set(config.vips.map(\.address)).sorted() {
-                sendControlFrame(ARPFrames.request(senderMAC: ports[i].mac, senderIP: address, target: address, vlan: port.vlan), port: i)
+                switch address {
+                case .v4(let a):
+                    sendControlFrame(ARPFrames.request(senderMAC: ports[i].mac, senderIP: a, target: a, vlan: port.vlan), port: i)
+                case .v6(let a):
+                    sendControlFrame(NDPFrames.unsolicitedAdvertisement(senderMAC: ports[i].mac, address: a, vlan: port.vlan), port: i)
+                }
             }
         }
     }
 
-    /// Reads the ARP replies workers handed over, sends the requests that are due, and publishes new
+    /// Reads the ARP replies and neighbor advertisements workers handed over, sends the requests that are due, and publishes new
     /// tables when a next hop's MAC appeared, changed or was lost.
     private func serviceNeighbors(now: Double) {
-        var learned: [(IPv4Address, MACAddress)] = []
+        var learned: [(IPAddress, MACAddress)] = []
         var objects = [UnsafeMutableRawPointer?](repeating: nil, count: burstSize)
         for ring in arpRings {
             while true {
@@ -257,7 +263,12 @@ public final class Appliance: @unchecked Sendable {
                 if n == 0 { break }
                 for object in objects[0..<n] {
                     let m = OpaquePointer(object!)
-                    if let sender = ARPFrames.sender(of: tula_mbuf_data(m), length: Int(tula_mbuf_data_len(m))) { learned.append(sender) }
+                    let data = tula_mbuf_data(m)!, length = Int(tula_mbuf_data_len(m))
+                    if let (address, mac) = ARPFrames.sender(of: data, length: length) {
+                        learned.append((.v4(address), mac))
+                    } else if let (address, mac) = NDPFrames.advertised(in: data, length: length) {
+                        learned.append((.v6(address), mac))
+                    }
                     tula_free(m)
                 }
             }
@@ -269,8 +280,17 @@ public final class Appliance: @unchecked Sendable {
         for (address, mac) in learned { changed = resolver.learned(address, mac: mac, now: now) || changed }
         let (requests, lost) = resolver.due(now: now)
         for (address, port) in requests {
-            sendControlFrame(ARPFrames.request(senderMAC: ports[port].mac, senderIP: config.ports[port].address,
-                                               target: address, vlan: config.ports[port].vlan), port: port)
+            let p = config.ports[port]
+            switch address {
+            case .v4(let target):
+                sendControlFrame(ARPFrames.request(senderMAC: ports[port].mac, senderIP: p.address, target: target,
+                                                   vlan: p.vlan), port: port)
+            case .v6(let target):
+                // Solicitations come from the port's address6; a port without one cannot ask.
+                guard let source = p.address6 else { continue }
+                sendControlFrame(NDPFrames.solicitation(senderMAC: ports[port].mac, source: source, target: target,
+                                                        vlan: p.vlan), port: port)
+            }
         }
         if changed || lost { republish(because: "a next-hop MAC change") }
     }

@@ -6,8 +6,8 @@ import TulaCore
 public enum HealthProber {
     /// Probes `address` as `check` says. A probe that could not be made for want of the appliance's own
     /// resources (file descriptors, memory, local ports) says nothing about the backend: `.unknown`.
-    public static func probe(_ address: IPv4Address, _ check: HealthCheckConfig) -> ProbeOutcome {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    public static func probe(_ address: IPAddress, _ check: HealthCheckConfig) -> ProbeOutcome {
+        let fd = socket(address.family == .v4 ? AF_INET : AF_INET6, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { return ProbeOutcome(localErrno: errno, "socket") }
         return attempt(fd, address, check).map { error in
             error.code.map { ProbeOutcome(localErrno: $0, error.text) } ?? .failed(error.text)
@@ -15,21 +15,34 @@ public enum HealthProber {
     }
 
     /// Why a probe on `fd` failed (with errno when a call failed), or nil when it passed.
-    private static func attempt(_ fd: Int32, _ address: IPv4Address, _ check: HealthCheckConfig) -> (text: String, code: Int32?)? {
+    private static func attempt(_ fd: Int32, _ address: IPAddress, _ check: HealthCheckConfig) -> (text: String, code: Int32?)? {
         defer { close(fd) }
         var timeout = timeval(tv_sec: Int(check.timeoutSeconds), tv_usec: Int((check.timeoutSeconds.truncatingRemainder(dividingBy: 1)) * 1e6))
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        var sin = sockaddr_in()
-        sin.sin_family = sa_family_t(AF_INET)
-        sin.sin_port = check.port.bigEndian
-        sin.sin_addr.s_addr = address.value.bigEndian
-        let connected = withUnsafePointer(to: &sin) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        let connected: Int32
+        switch address {
+        case .v4(let a):
+            var sin = sockaddr_in()
+            sin.sin_family = sa_family_t(AF_INET)
+            sin.sin_port = check.port.bigEndian
+            sin.sin_addr.s_addr = a.value.bigEndian
+            connected = withUnsafePointer(to: &sin) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+        case .v6(let a):
+            var sin6 = sockaddr_in6()
+            sin6.sin6_family = sa_family_t(AF_INET6)
+            sin6.sin6_port = check.port.bigEndian
+            withUnsafeMutableBytes(of: &sin6.sin6_addr) { a.write(to: $0.baseAddress!) }
+            connected = withUnsafePointer(to: &sin6) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
+            }
         }
-        guard connected == 0 else { let e = errno; return ("connect \(address):\(check.port): \(String(cString: strerror(e)))", e) }
+        let endpoint = address.endpoint(String(check.port))
+        guard connected == 0 else { let e = errno; return ("connect \(endpoint): \(String(cString: strerror(e)))", e) }
         guard check.kind == .http else { return nil }
-        let request = "GET \(check.path) HTTP/1.0\r\nHost: \(address)\r\nUser-Agent: tula-health\r\nConnection: close\r\n\r\n"
+        let request = "GET \(check.path) HTTP/1.0\r\nHost: \(address.family == .v4 ? address.description : "[\(address)]")\r\nUser-Agent: tula-health\r\nConnection: close\r\n\r\n"
         guard request.utf8.withContiguousStorageIfAvailable({ send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }) == request.utf8.count else {
             let e = errno
             return ("send: \(String(cString: strerror(e)))", e)

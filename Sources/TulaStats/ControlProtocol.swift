@@ -210,9 +210,9 @@ struct FieldReader {
         return i
     }
 
-    mutating func address(_ key: String) throws(ControlError) -> IPv4Address {
+    mutating func address(_ key: String) throws(ControlError) -> IPAddress {
         let text = try string(key)
-        guard let address = IPv4Address(text) else { throw ControlError("\(key): \"\(text)\" is not an IPv4 address") }
+        guard let address = IPAddress(text) else { throw ControlError("\(key): \"\(text)\" is not an IPv4 or IPv6 address") }
         if let reason = address.notAHostReason { throw ControlError("\(key): \(reason)") }
         return address
     }

@@ -17,17 +17,24 @@ extension DataplaneTables {
 
     /// Builds the tables for a validated config. `macs[i]` is the MAC in use on port i (the configured
     /// one or the device's own); `slots` must have been assigned for `config`; `neighbors` holds the MACs
-    /// ARP resolved for next hops the config gives no MAC for (missing ones are unresolved).
+    /// ARP or neighbor discovery resolved for next hops the config gives no MAC for (missing ones are unresolved).
     public static func build(config: TulaConfig, portMACs macs: [MACAddress], slots: CounterSlots,
-                             neighbors: [IPv4Address: MACAddress] = [:]) -> UnsafeMutablePointer<DataplaneTables> {
+                             neighbors: [IPAddress: MACAddress] = [:]) -> UnsafeMutablePointer<DataplaneTables> {
         let ports = UnsafeMutablePointer<PortTables>.allocate(capacity: max(1, config.ports.count))
         for (i, p) in config.ports.enumerated() {
             let mac = macWords(macs[i])
-            let gatewayMAC = p.gatewayMAC ?? p.gateway.flatMap { neighbors[$0] }
+            let gatewayMAC = p.gatewayMAC ?? p.gateway.flatMap { neighbors[.v4($0)] }
             let gw = macWords(gatewayMAC ?? .zero)
             ports[i] = PortTables(macWord0: mac.0, macWord1: mac.1, gatewayWord0: gw.0, gatewayWord1: gw.1,
                                   address: p.address.value, mtuBytes: UInt32(p.mtu), vlan: p.vlan ?? 0,
                                   gatewayResolved: gatewayMAC != nil)
+            if let a6 = p.address6 {
+                ports[i].hasAddress6 = true
+                (ports[i].address6Hi, ports[i].address6Lo) = (a6.hi, a6.lo)
+            }
+            let gateway6MAC = p.gateway6MAC ?? p.gateway6.flatMap { neighbors[.v6($0)] }
+            (ports[i].gateway6Word0, ports[i].gateway6Word1) = macWords(gateway6MAC ?? .zero)
+            ports[i].gateway6Resolved = gateway6MAC != nil
         }
         let backends = UnsafeMutablePointer<BackendEntry>.allocate(capacity: CounterSlots.maxBackends)
         backends.initialize(repeating: BackendEntry(vipSlot: BackendEntry.absent, address: 0, macWord0: 0, macWord1: 0,
@@ -40,45 +47,71 @@ extension DataplaneTables {
             for (b, slot) in zip(vip.backends, backendSlots) {
                 let known = vip.mode == .l3 ? MACAddress.zero : (b.mac ?? neighbors[b.address])
                 let mac = macWords(known ?? .zero)
-                backends[slot] = BackendEntry(vipSlot: UInt32(vipSlot), address: b.address.value, macWord0: mac.0,
+                backends[slot] = BackendEntry(vipSlot: UInt32(vipSlot), address: b.address.v4?.value ?? 0, macWord0: mac.0,
                                               macWord1: mac.1, vlan: b.vlan ?? 0, resolved: known != nil)
+                if let a6 = b.address.v6 { (backends[slot].address6Hi, backends[slot].address6Lo) = (a6.hi, a6.lo) }
             }
             let table = Maglev.build(keys: vip.backends.map { $0.address.description },
                                      weights: vip.backends.map { $0.weight }, size: vip.tableSize)
             let tablePointer = UnsafeMutablePointer<UInt16>.allocate(capacity: table.count)
             tablePointer.initialize(from: table.map { $0 == Maglev.none ? Maglev.none : UInt16(backendSlots[Int($0)]) },
                                     count: table.count)
-            vips[v] = VIPEntry(address: vip.address.value, port: vip.port ?? 0, proto: vip.proto.rawValue,
+            vips[v] = VIPEntry(address: vip.address.v4?.value ?? 0, port: vip.port ?? 0, proto: vip.proto.rawValue,
                                mode: vip.mode, hash: vip.hash, slot: UInt32(vipSlot), tableSize: UInt32(vip.tableSize), table: tablePointer)
+            if let a6 = vip.address.v6 { (vips[v].address6Hi, vips[v].address6Lo) = (a6.hi, a6.lo) }
+            if vip.mode == .l3 && vip.backendFamily == .v6 {
+                vips[v].tunnel6 = true
+                vips[v].overheadBytes = UInt32(ipv6OverheadBytes)
+            }
         }
+        let v4 = config.vips.indices.filter { config.vips[$0].address.family == .v4 }
+        let v6 = config.vips.indices.filter { config.vips[$0].address.family == .v6 }
         var capacity = 16
-        while capacity < config.vips.count * 4 { capacity *= 2 }
+        while capacity < v4.count * 4 { capacity *= 2 }
         let index = UnsafeMutablePointer<VIPSlot>.allocate(capacity: capacity)
         index.initialize(repeating: VIPSlot(key: 0, vip: 0), count: capacity)
-        for v in 0..<config.vips.count {
+        for v in v4 {
             var i = indexSlot(vipKey(vips[v].address, vips[v].proto, vips[v].port), mask: capacity - 1)
             while index[i].key != 0 { i = (i + 1) & (capacity - 1) }
             index[i] = VIPSlot(key: vipKey(vips[v].address, vips[v].proto, vips[v].port), vip: UInt32(v))
         }
-        let distinct = Array(Set(config.vips.map { $0.address.value })).sorted()
+        var capacity6 = 16
+        while capacity6 < v6.count * 4 { capacity6 *= 2 }
+        let index6 = UnsafeMutablePointer<VIP6Slot>.allocate(capacity: capacity6)
+        index6.initialize(repeating: VIP6Slot(hi: 0, lo: 0, key: 0, vip: 0), count: capacity6)
+        for v in v6 {
+            let key = vip6Key(vips[v].proto, vips[v].port)
+            var i = index6Slot(vips[v].address6Hi, vips[v].address6Lo, key, mask: capacity6 - 1)
+            while index6[i].key != 0 { i = (i + 1) & (capacity6 - 1) }
+            index6[i] = VIP6Slot(hi: vips[v].address6Hi, lo: vips[v].address6Lo, key: key, vip: UInt32(v))
+        }
+        let distinct = Array(Set(v4.compactMap { config.vips[$0].address.v4 })).sorted()
         let addresses = UnsafeMutablePointer<VIPAddressEntry>.allocate(capacity: max(1, distinct.count))
         addresses.initialize(from: distinct.map { address in
-            VIPAddressEntry(address: address, echo: config.vips.contains { $0.address.value == address && $0.icmpEcho },
-                            fragmentTCP: fragmentVIP(config, address, .tcp), fragmentUDP: fragmentVIP(config, address, .udp))
+            VIPAddressEntry(address: address.value, echo: config.vips.contains { $0.address == .v4(address) && $0.icmpEcho },
+                            fragmentTCP: fragmentVIP(config, .v4(address), .tcp), fragmentUDP: fragmentVIP(config, .v4(address), .udp))
         }, count: distinct.count)
+        let distinct6 = Array(Set(v6.compactMap { config.vips[$0].address.v6 })).sorted()
+        let addresses6 = UnsafeMutablePointer<VIP6AddressEntry>.allocate(capacity: max(1, distinct6.count))
+        addresses6.initialize(from: distinct6.map { address in
+            VIP6AddressEntry(hi: address.hi, lo: address.lo,
+                             echo: config.vips.contains { $0.address == .v6(address) && $0.icmpEcho },
+                             fragmentTCP: fragmentVIP(config, .v6(address), .tcp), fragmentUDP: fragmentVIP(config, .v6(address), .udp))
+        }, count: distinct6.count)
         let layout = CounterLayout(ports: config.ports.count)
         let tables = UnsafeMutablePointer<DataplaneTables>.allocate(capacity: 1)
         tables.initialize(to: DataplaneTables(
             ports: ports, portCount: config.ports.count, vips: vips, vipCount: config.vips.count,
             backends: backends, vipIndex: index, vipIndexMask: capacity - 1,
-            vipAddresses: addresses, vipAddressCount: distinct.count, layout: layout,
+            vipAddresses: addresses, vipAddressCount: distinct.count, vip6Index: index6, vip6IndexMask: capacity6 - 1,
+            vip6Addresses: addresses6, vip6AddressCount: distinct6.count, layout: layout,
             publishedPrefix: layout.vip(slots.vipHighWater), publishedEnd: layout.backend(slots.backendHighWater)))
         return tables
     }
 
     /// The VIP that takes fragments to (address, proto): the `*` VIP, else the only one, else none (-1).
-    static func fragmentVIP(_ config: TulaConfig, _ address: UInt32, _ proto: L4Protocol) -> Int32 {
-        let candidates = config.vips.indices.filter { config.vips[$0].address.value == address && config.vips[$0].proto == proto }
+    static func fragmentVIP(_ config: TulaConfig, _ address: IPAddress, _ proto: L4Protocol) -> Int32 {
+        let candidates = config.vips.indices.filter { config.vips[$0].address == address && config.vips[$0].proto == proto }
         if let wildcard = candidates.first(where: { config.vips[$0].port == nil }) { return Int32(wildcard) }
         return candidates.count == 1 ? Int32(candidates[0]) : -1
     }
@@ -97,6 +130,7 @@ extension DataplaneTables {
         for v in 0..<t.vipCount { t.vips[v].table.deallocate() }
         t.ports.deallocate(); t.vips.deallocate(); t.backends.deallocate()
         t.vipIndex.deallocate(); t.vipAddresses.deallocate()
+        t.vip6Index.deallocate(); t.vip6Addresses.deallocate()
         tables.deinitialize(count: 1)
         tables.deallocate()
     }

@@ -22,8 +22,8 @@ struct ControlCommand: ParsableCommand {
     }
 
     /// Parses an `--address` value.
-    static func address(_ text: String) throws -> IPv4Address {
-        guard let address = IPv4Address(text) else { throw ValidationError("--address: \"\(text)\" is not an IPv4 address") }
+    static func address(_ text: String) throws -> IPAddress {
+        guard let address = IPAddress(text) else { throw ValidationError("--address: \"\(text)\" is not an IPv4 or IPv6 address") }
         return address
     }
 
@@ -31,7 +31,7 @@ struct ControlCommand: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "add-backend", abstract: "Add a backend to a VIP.")
         @OptionGroup var socket: SocketOptions
         @Option(help: "The VIP's name.") var vip: String
-        @Option(help: "The backend's IPv4 address.") var address: String
+        @Option(help: "The backend's IPv4 or IPv6 address.") var address: String
         @Option(help: "The backend's MAC (l2 VIPs).") var mac: String?
         @Option(help: "Relative share of new flows, 0...1000.") var weight = 1
 
@@ -51,7 +51,7 @@ struct ControlCommand: ParsableCommand {
             commandName: "remove-backend", abstract: "Remove a backend from a VIP (its flows move to the others).")
         @OptionGroup var socket: SocketOptions
         @Option(help: "The VIP's name.") var vip: String
-        @Option(help: "The backend's IPv4 address.") var address: String
+        @Option(help: "The backend's IPv4 or IPv6 address.") var address: String
 
         func run() throws {
             try ControlCommand.send(.edit(.removeBackend(vip: vip, address: try ControlCommand.address(address))), via: socket)
@@ -63,7 +63,7 @@ struct ControlCommand: ParsableCommand {
             commandName: "set-weight", abstract: "Set a backend's weight (0 drains: no new flows, existing flows stay).")
         @OptionGroup var socket: SocketOptions
         @Option(help: "The VIP's name.") var vip: String
-        @Option(help: "The backend's IPv4 address.") var address: String
+        @Option(help: "The backend's IPv4 or IPv6 address.") var address: String
         @Option(help: "Relative share of new flows, 0...1000.") var weight: Int
 
         func run() throws {

@@ -42,8 +42,8 @@ extension Integration {
         /// identification field (Tula forwards the IP packet untouched, so the stamp comes out as it went in).
         static func frame(flow: Int, phase: Int) -> [UInt8] {
             var packet = SyntheticPacket(srcMAC: MACAddress(2, 0, 0, 0, 0xAA, 1), dstMAC: portMAC,
-                                         src: IPv4Address(198, 18, UInt8(flow >> 8), UInt8(flow & 0xFF)),
-                                         dst: IPv4Address(10, 0, 1, 100), proto: .tcp, srcPort: UInt16(10_000 + flow),
+                                         src: .v4(IPv4Address(198, 18, UInt8(flow >> 8), UInt8(flow & 0xFF))),
+                                         dst: .v4(IPv4Address(10, 0, 1, 100)), proto: .tcp, srcPort: UInt16(10_000 + flow),
                                          dstPort: 80, payloadBytes: 16)
             packet.identification = UInt16(phase)
             return FrameBuilder.frame(packet)

@@ -58,7 +58,7 @@ import Testing
         let check = try #require(config.vips[0].healthCheck)
         var health = BackendHealth()
         health.track(config)
-        let key = BackendKey(vip: "web", address: IPv4Address(10, 0, 1, 11))
+        let key = BackendKey(vip: "web", address: .v4(IPv4Address(10, 0, 1, 11)))
         #expect(health.isHealthy(key), "backends start healthy")
         let firstFailure = health.record(key, error: "refused", check: check)
         #expect(!firstFailure && health.isHealthy(key))
@@ -72,7 +72,7 @@ import Testing
         #expect(secondPass && health.isHealthy(key), "rise: 2")
         #expect(health.effective(config).vips[0].backends.map(\.weight) == [5, 1])
         // Unchecked VIPs are not tracked and always count as healthy.
-        let unchecked = BackendKey(vip: "any", address: IPv4Address(10, 0, 1, 13))
+        let unchecked = BackendKey(vip: "any", address: .v4(IPv4Address(10, 0, 1, 13)))
         let recorded = health.record(unchecked, error: "x", check: check)
         #expect(!recorded && health.isHealthy(unchecked))
     }

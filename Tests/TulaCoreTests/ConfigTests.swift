@@ -81,7 +81,7 @@ private let mistakes: [Mistake] = [
     Mistake(what: "unknown protocol", yaml: variant(("protocol: tcp", "protocol: sctp")),
             line: 11, reason: "vips[0].protocol: unknown protocol \"sctp\" (expected tcp or udp)"),
     Mistake(what: "bad IPv4 address", yaml: variant(("address: 10.0.1.100", "address: 10.0.1.300")),
-            line: 9, reason: "vips[0].address: invalid IPv4 address \"10.0.1.300\""),
+            line: 9, reason: "vips[0].address: invalid IP address \"10.0.1.300\""),
     Mistake(what: "bad MAC address", yaml: variant(("mac: 02:00:00:00:01:11", "mac: 02:00:00:00:01")),
             line: 15, reason: "vips[0].backends[0].mac: invalid MAC address \"02:00:00:00:01\""),
     Mistake(what: "port 0", yaml: variant(("port: 443", "port: 0")),
@@ -198,25 +198,25 @@ private let mistakes: [Mistake] = [
 
         let streaming = try #require(config.vips.first)
         #expect(streaming.name == "streaming-dsr")
-        #expect(streaming.address == IPv4Address(10, 0, 1, 100))
+        #expect(streaming.address == .v4(IPv4Address(10, 0, 1, 100)))
         #expect(streaming.port == 443)
         #expect(streaming.proto == .tcp)
         #expect(streaming.mode == .l2)
         #expect(streaming.tableSize == 65537)
         #expect(streaming.line == 14)
         #expect(streaming.backends == [
-            BackendConfig(address: IPv4Address(10, 0, 1, 11), mac: MACAddress(2, 0, 0, 0, 1, 0x11), line: 20),
-            BackendConfig(address: IPv4Address(10, 0, 1, 12), mac: MACAddress(2, 0, 0, 0, 1, 0x12), line: 23),
-            BackendConfig(address: IPv4Address(10, 0, 1, 13), mac: MACAddress(2, 0, 0, 0, 1, 0x13), weight: 2,
+            BackendConfig(address: .v4(IPv4Address(10, 0, 1, 11)), mac: MACAddress(2, 0, 0, 0, 1, 0x11), line: 20),
+            BackendConfig(address: .v4(IPv4Address(10, 0, 1, 12)), mac: MACAddress(2, 0, 0, 0, 1, 0x12), line: 23),
+            BackendConfig(address: .v4(IPv4Address(10, 0, 1, 13)), mac: MACAddress(2, 0, 0, 0, 1, 0x13), weight: 2,
                           line: 26),
         ])
 
         let video = try #require(config.vips.last)
         #expect(video == VIPConfig(
-            name: "video-l3", address: IPv4Address(10, 0, 1, 200), port: nil, proto: .udp, mode: .l3,
+            name: "video-l3", address: .v4(IPv4Address(10, 0, 1, 200)), port: nil, proto: .udp, mode: .l3,
             tableSize: 65537,
-            backends: [BackendConfig(address: IPv4Address(10, 0, 2, 21), mac: nil, weight: 1, line: 35),
-                       BackendConfig(address: IPv4Address(10, 0, 2, 22), mac: nil, weight: 1, line: 37)],
+            backends: [BackendConfig(address: .v4(IPv4Address(10, 0, 2, 21)), mac: nil, weight: 1, line: 35),
+                       BackendConfig(address: .v4(IPv4Address(10, 0, 2, 22)), mac: nil, weight: 1, line: 37)],
             line: 29))
     }
 
@@ -233,7 +233,7 @@ private let mistakes: [Mistake] = [
         let vip = try #require(config.vips.first)
         #expect(vip.tableSize == 65537)
         #expect(vip.line == 8)
-        #expect(vip.backends == [BackendConfig(address: IPv4Address(10, 0, 1, 11),
+        #expect(vip.backends == [BackendConfig(address: .v4(IPv4Address(10, 0, 1, 11)),
                                                mac: MACAddress(2, 0, 0, 0, 1, 0x11), weight: 1, line: 14)])
     }
 

@@ -49,7 +49,7 @@ import Testing
         try original.write(toFile: path, atomically: true, encoding: .utf8)
         #expect(chmod(path, 0o600) == 0)
         var config = try ConfigLoader.load(path: path)
-        config.vips[0].backends.append(BackendConfig(address: IPv4Address(10, 0, 1, 99), mac: MACAddress(2, 0, 0, 0, 1, 0x99)))
+        config.vips[0].backends.append(BackendConfig(address: .v4(IPv4Address(10, 0, 1, 99)), mac: MACAddress(2, 0, 0, 0, 1, 0x99)))
         let note = try ConfigWriter.save(config, to: path)
         #expect(note == "saved the running config to \(path) (the previous file is \(path).bak)")
         #expect(try String(contentsOfFile: "\(path).bak", encoding: .utf8) == original)

@@ -61,7 +61,7 @@ private func testSummary(_ config: TulaConfig, elapsed: Double = 10, scale: UInt
     // MARK: Requests
 
     @Test func everyCommandParsesAndRoundTrips() throws {
-        let web = "web", b = try #require(IPv4Address("10.0.1.14"))
+        let web = "web", b = try #require(IPAddress("10.0.1.14"))
         let cases: [(String, ControlRequest)] = [
             (#"{"cmd":"stats"}"#, .stats),
             (#"{"cmd":"reload"}"#, .reload),
@@ -98,7 +98,7 @@ private func testSummary(_ config: TulaConfig, elapsed: Double = 10, scale: UInt
             (#"{"cmd":"set-weight","vip":"web","address":"10.0.1.11","weight":"0"}"#, "weight: expected an integer"),
             (#"{"cmd":"set-weight","vip":"web","address":"10.0.1.11","weight":0.5}"#, "weight: expected an integer"),
             (#"{"cmd":"set-weight","vip":"web","address":"10.0.1.11","weight":true}"#, "weight: expected an integer"),
-            (#"{"cmd":"remove-backend","vip":"web","address":"10.0.1.256"}"#, #"address: "10.0.1.256" is not an IPv4 address"#),
+            (#"{"cmd":"remove-backend","vip":"web","address":"10.0.1.256"}"#, #"address: "10.0.1.256" is not an IPv4 or IPv6 address"#),
             (#"{"cmd":"remove-backend","address":"10.0.1.11"}"#, #"missing key "vip""#),
             (#"{"cmd":"add-backend","vip":"web","address":"10.0.1.14","mac":"02:00:00"}"#, #"mac: "02:00:00" is not a MAC address"#),
             (#"{"cmd":"save","to":"tula.yaml"}"#, #"to: "tula.yaml" must be an absolute path"#),
@@ -114,7 +114,7 @@ private func testSummary(_ config: TulaConfig, elapsed: Double = 10, scale: UInt
     }
 
     @Test func onlyRootMayChangeTheConfig() throws {
-        let edit = ControlRequest.edit(.setWeight(vip: "web", address: IPv4Address(10, 0, 1, 11), weight: 0))
+        let edit = ControlRequest.edit(.setWeight(vip: "web", address: .v4(IPv4Address(10, 0, 1, 11)), weight: 0))
         #expect(ControlRequest.stats.refusal(peerUID: 1000) == nil)
         #expect(ControlRequest.stats.refusal(peerUID: nil) == nil)
         #expect(edit.refusal(peerUID: 0) == nil)

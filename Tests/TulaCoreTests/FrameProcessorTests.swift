@@ -226,17 +226,20 @@ private enum Make {
         DropCase(name: "13 bytes", frame: Array(web.prefix(13)), verdict: .malformedFrame),
         DropCase(name: "0x8100 with 16 bytes", frame: Array(Make.frame(Make.tcp(), vlan: 100).prefix(16)),
                  verdict: .malformedFrame),
-        DropCase(name: "IPv6", frame: TestFrames.ethernet(dst: T.portMAC, src: T.clientMAC, type: TestFrames.etherIPv6,
+        DropCase(name: "IPv6 with payload length 0", frame: TestFrames.ethernet(dst: T.portMAC, src: T.clientMAC, type: TestFrames.etherIPv6,
                                                          payload: [0x60] + [UInt8](repeating: 0, count: 39)),
-                 verdict: .notIPv4),
+                 verdict: .malformedIPv6),
+        DropCase(name: "LLDP", frame: TestFrames.ethernet(dst: T.portMAC, src: T.clientMAC, type: 0x88CC,
+                                                         payload: [UInt8](repeating: 0, count: 46)),
+                 verdict: .notIP),
         DropCase(name: "QinQ 0x88a8 outer tag",
                  frame: T.portMAC + T.clientMAC + [0x88, 0xA8, 0x00, 0x64, 0x81, 0x00, 0x00, 0xC8, 0x08, 0x00]
                      + Make.tcp(),
-                 verdict: .notIPv4),
+                 verdict: .notIP),
         DropCase(name: "two 802.1Q tags",
                  frame: TestFrames.ethernet(dst: T.portMAC, src: T.clientMAC, type: TestFrames.etherVLAN, vlan: 100,
                                             payload: [0x00, 0xC8, 0x08, 0x00] + Make.tcp()),
-                 verdict: .notIPv4),
+                 verdict: .notIP),
         DropCase(name: "another unicast MAC",
                  frame: Make.frame(Make.tcp(), dstMAC: TestBytes.mac("02:00:00:00:00:99")), verdict: .notOurMAC),
         DropCase(name: "broadcast MAC", frame: Make.frame(Make.tcp(), dstMAC: TestBytes.mac("ff:ff:ff:ff:ff:ff")),
@@ -435,7 +438,7 @@ private enum Make {
         _ = run(Make.arpRequest(for: "10.0.1.77"))
 
         let expected: [Verdict: UInt64] = [.forwardedL2: 44, .forwardedL3: 2, .arpReply: 1, .arpIgnored: 1,
-                                           .noVIP: 1, .malformedFrame: 1, .notIPv4: 1, .badIPChecksum: 1,
+                                           .noVIP: 1, .malformedFrame: 1, .malformedIPv6: 1, .badIPChecksum: 1,
                                            .noBackend: 2]
         for v in Verdict.allCases {
             #expect(dp.verdictCount(v) == expected[v, default: 0], "\(v)")

@@ -169,7 +169,7 @@ private func refusal(_ yaml: String) -> ConfigError? {
         withCheck.vips[0].healthCheck = check
         var health = BackendHealth()
         health.track(withCheck)
-        let key = BackendKey(vip: "web", address: IPv4Address(10, 0, 1, 11))
+        let key = BackendKey(vip: "web", address: .v4(IPv4Address(10, 0, 1, 11)))
         for _ in 0..<5 {
             let changed = health.record(key, .unknown("socket: Too many open files"), check: check)
             #expect(!changed)

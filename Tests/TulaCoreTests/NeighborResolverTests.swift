@@ -3,7 +3,7 @@ import Testing
 @testable import TulaCore
 
 @Suite struct NeighborResolverTests {
-    let backend = IPv4Address(10, 0, 1, 11), gateway = IPv4Address(10, 0, 1, 1)
+    let backend = IPAddress.v4(IPv4Address(10, 0, 1, 11)), gateway = IPAddress.v4(IPv4Address(10, 0, 1, 1))
     let mac = MACAddress(0x02, 0, 0, 0, 0x01, 0x11)
 
     func dueCount(_ r: inout NeighborResolver, _ now: Double) -> Int { r.due(now: now).requests.count }
@@ -29,7 +29,7 @@ import Testing
               - {name: dns, address: 10.0.1.101, port: 53, protocol: udp, mode: l3, backends: [{address: 10.9.0.1}]}
             """, file: "t.yaml")
         let targets = NeighborResolver.targets(config)
-        #expect(targets == [IPv4Address(10, 0, 1, 11): [0, 1], IPv4Address(10, 0, 1, 1): [0]])
+        #expect(targets == [.v4(IPv4Address(10, 0, 1, 11)): [0, 1], .v4(IPv4Address(10, 0, 1, 1)): [0]])
     }
 
     @Test func requestsOnEveryPortThenRetriesEverySecondThenFails() {
@@ -87,7 +87,7 @@ import Testing
     }
 
     @Test func arpFramesRoundTrip() {
-        let frame = ARPFrames.request(senderMAC: mac, senderIP: IPv4Address(10, 0, 1, 2), target: backend, vlan: 7)
+        let frame = ARPFrames.request(senderMAC: mac, senderIP: IPv4Address(10, 0, 1, 2), target: backend.v4!, vlan: 7)
         #expect(frame.count == 60)
         #expect(Array(frame[0..<6]) == MACAddress.broadcast.array)
         #expect(Array(frame[12..<18]) == [0x81, 0x00, 0x00, 0x07, 0x08, 0x06])

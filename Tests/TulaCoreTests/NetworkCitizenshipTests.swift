@@ -1182,7 +1182,7 @@ struct CitizenDropCase: Sendable, CustomTestStringConvertible {
 
     @Test func l2BackendResolvedByNeighbourTable() throws {
         let mac = Net.mac("02:00:00:00:09:99")
-        let dp = try TestDataplane(yaml: Self.yaml, neighbors: [IPv4Address("10.0.1.99")!: MACAddress("02:00:00:00:09:99")!])
+        let dp = try TestDataplane(yaml: Self.yaml, neighbors: [IPAddress("10.0.1.99")!: MACAddress("02:00:00:00:09:99")!])
         let input = TestFrames.padded(Net.frame(Net.tcp("10.0.1.110", 80)))
         let r = dp.process(input)
         let expected = Net.l2Output(input, backendMAC: mac)
@@ -1194,8 +1194,8 @@ struct CitizenDropCase: Sendable, CustomTestStringConvertible {
     /// A configured MAC wins over what ARP says (the neighbour table only fills gaps).
     @Test func configuredMACsWinOverNeighbours() throws {
         let other = MACAddress("02:00:00:00:0e:0e")!
-        let dp = try TestDataplane(yaml: Self.yaml, neighbors: [IPv4Address("10.0.1.11")!: other,
-                                                                IPv4Address("10.0.1.1")!: other])
+        let dp = try TestDataplane(yaml: Self.yaml, neighbors: [IPAddress("10.0.1.11")!: other,
+                                                                IPAddress("10.0.1.1")!: other])
         let web = Net.frame(Net.tcp("10.0.1.100", 443))
         #expect(dp.process(web).output == Net.l2Output(web, backendMAC: Net.webMAC))
         let dns = Net.frame(Net.udp())
@@ -1219,7 +1219,7 @@ struct CitizenDropCase: Sendable, CustomTestStringConvertible {
     @Test func l3GatewayResolvedByNeighbourTable() throws {
         let mac = Net.mac("02:00:00:00:0f:01")
         let dp = try TestDataplane(yaml: Net.yaml(mtu: 576, gatewayMAC: false),
-                                   neighbors: [IPv4Address("10.0.1.1")!: MACAddress("02:00:00:00:0f:01")!])
+                                   neighbors: [IPAddress("10.0.1.1")!: MACAddress("02:00:00:00:0f:01")!])
         let input = Net.frame(Net.udp())
         let r = dp.process(input)
         let expected = Net.l3Output(input, backend: Net.dnsBackend, tag: nil, gateway: mac)

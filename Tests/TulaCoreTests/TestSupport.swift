@@ -255,7 +255,7 @@ final class TestDataplane {
 
     /// `neighbors` are the MACs ARP resolved for next hops the config gives no MAC for.
     init(yaml: String = TestTopology.yaml, flowCapacity: Int = 1024,
-         neighbors: [IPv4Address: MACAddress] = [:]) throws {
+         neighbors: [IPAddress: MACAddress] = [:]) throws {
         harness = try DataplaneHarness(yaml: yaml, file: "test.yaml", flowCapacity: flowCapacity, neighbors: neighbors)
     }
 

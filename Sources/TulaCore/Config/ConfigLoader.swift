@@ -117,7 +117,8 @@ public enum ConfigLoader {
     private enum Key {
         static let top = ["ports", "workers", "flows_per_worker", "flow_idle_timeout", "stats_socket", "metrics_listen",
                           "gratuitous_arp", "vips"]
-        static let port = ["name", "device", "address", "mac", "gateway", "gateway_mac", "mtu", "vlan"]
+        static let port = ["name", "device", "address", "mac", "gateway", "gateway_mac", "address6", "gateway6",
+                           "gateway6_mac", "mtu", "vlan"]
         static let vip = ["name", "address", "port", "protocol", "mode", "hash", "icmp_echo", "health_check",
                           "maglev_table_size", "backends"]
         static let healthCheck = ["type", "port", "path", "expect_status", "interval", "timeout", "rise", "fall"]
@@ -219,6 +220,18 @@ public enum ConfigLoader {
             mtu: try fields.optional("mtu")?.int(in: 68...9216) ?? 1500,
             line: node.line)
         port.vlan = try fields.optional("vlan").map(decodeVLAN)
+        port.address6 = try fields.optional("address6")?.hostIPv6()
+        if let node = fields.optional("gateway6") {
+            guard port.address6 != nil else {
+                throw node.error("gateway6 needs address6 on the port (the source of IPv6 tunnels and neighbor solicitations)")
+            }
+            port.gateway6 = try node.hostIPv6()
+            if port.gateway6 == port.address6 { throw node.error("gateway6 is the port's own address6") }
+        }
+        if let node = fields.optional("gateway6_mac") {
+            guard port.gateway6 != nil else { throw node.error("gateway6_mac needs gateway6") }
+            port.gateway6MAC = try node.mac()
+        }
         return port
     }
 
@@ -249,8 +262,8 @@ public enum ConfigLoader {
         }
 
         let addressNode = try fields.required("address")
-        let address = try addressNode.hostIPv4()
-        if let port = ports.first(where: { $0.address == address }) {
+        let address = try addressNode.hostIP()
+        if let port = ports.first(where: { IPAddress.v4($0.address) == address || $0.address6.map(IPAddress.v6) == address }) {
             throw addressNode.error(
                 "\(address) is the own address of port \"\(port.name)\"; a VIP needs an address of its own")
         }
@@ -264,7 +277,6 @@ public enum ConfigLoader {
 
         let modeNode = try fields.required("mode")
         let mode: DSRMode = try modeNode.choice(what: "mode")
-        if mode == .l3 { try checkPortsCanRoute(ports, modeNode: modeNode) }
 
         let tableSizeNode = fields.optional("maglev_table_size")
         let tableSize = try tableSizeNode.map(decodeTableSize) ?? VIPConfig.defaultTableSize
@@ -272,7 +284,8 @@ public enum ConfigLoader {
         guard let backendsNode = fields.optional("backends") else {
             throw node.error("VIP \"\(name)\" has no backends")
         }
-        let backends = try decodeBackends(backendsNode, mode: mode, vipName: name)
+        let backends = try decodeBackends(backendsNode, mode: mode, vipName: name, vipFamily: address.family)
+        if mode == .l3 { try checkPortsCanRoute(ports, family: backends[0].address.family, modeNode: modeNode) }
         try checkTableSize(tableSize, fits: backends.count, tableSizeNode: tableSizeNode, backendsNode: backendsNode)
         var vip = VIPConfig(name: name, address: address, port: port, proto: proto, mode: mode,
                             tableSize: tableSize, backends: backends, line: node.line)
@@ -292,10 +305,19 @@ public enum ConfigLoader {
             "expected a port number (1...65535) or \"*\", got \(node.kindDescription)\(node.quotedNumberHint)")
     }
 
-    /// l3 sends through each port's gateway, so every port needs one (its MAC may come from ARP).
-    private static func checkPortsCanRoute(_ ports: [PortConfig], modeNode: ConfigNode) throws(ConfigError) {
-        if let port = ports.first(where: { $0.gateway == nil }) {
-            throw modeNode.error("l3 needs a gateway on every port, but port \"\(port.name)\" has none")
+    /// l3 sends through each port's gateway of the backends' family, so every port needs one (its MAC may come
+    /// from ARP or neighbor discovery); IPv6 tunnels also need the port's `address6` as their source.
+    private static func checkPortsCanRoute(_ ports: [PortConfig], family: IPFamily, modeNode: ConfigNode) throws(ConfigError) {
+        switch family {
+        case .v4:
+            if let port = ports.first(where: { $0.gateway == nil }) {
+                throw modeNode.error("l3 needs a gateway on every port, but port \"\(port.name)\" has none")
+            }
+        case .v6:
+            if let port = ports.first(where: { $0.address6 == nil || $0.gateway6 == nil }) {
+                throw modeNode.error("l3 to IPv6 backends needs address6 and gateway6 on every port, but port "
+                    + "\"\(port.name)\" has no \(port.address6 == nil ? "address6" : "gateway6")")
+            }
         }
     }
 
@@ -355,21 +377,36 @@ public enum ConfigLoader {
             + "maglev_table_size \(tableSize); set maglev_table_size to \(advice)")
     }
 
-    private static func endpoint(_ address: IPv4Address, _ port: UInt16?, _ proto: L4Protocol) -> String {
-        "\(address):\(port.map(String.init) ?? "*")/\(proto)"
+    private static func endpoint(_ address: IPAddress, _ port: UInt16?, _ proto: L4Protocol) -> String {
+        address.endpoint(port.map(String.init) ?? "*") + "/\(proto)"
     }
 
     // MARK: - Backends
 
-    private static func decodeBackends(_ node: ConfigNode, mode: DSRMode,
-                                       vipName: String) throws(ConfigError) -> [BackendConfig] {
+    private static func decodeBackends(_ node: ConfigNode, mode: DSRMode, vipName: String,
+                                       vipFamily: IPFamily) throws(ConfigError) -> [BackendConfig] {
         let items = try node.sequence()
         guard !items.isEmpty else { throw node.error("VIP \"\(vipName)\" has no backends") }
         guard items.count <= CounterSlots.maxBackends else {
             throw node.error("at most \(CounterSlots.maxBackends) backends in all, got \(items.count)")
         }
         var backends: [BackendConfig] = []
-        for item in items { backends.append(try decodeBackend(item, mode: mode, previous: backends)) }
+        for item in items {
+            let backend = try decodeBackend(item, mode: mode, previous: backends)
+            let family = backend.address.family
+            if mode == .l2 && family != vipFamily {
+                throw item.error("an l2 VIP's backends are of the VIP's family: \(backend.address) is \(family), the VIP "
+                    + "is \(vipFamily) (l3 can tunnel \(vipFamily) to \(family) backends)")
+            }
+            if let first = backends.first, first.address.family != family {
+                throw item.error("a VIP's backends are all of one family: \(backend.address) is \(family), "
+                    + "backends[0] \(first.address) is \(first.address.family)")
+            }
+            if mode == .l3 && vipFamily == .v6 && family == .v4 {
+                throw item.error("an IPv6 VIP cannot be tunnelled to IPv4 backends (6in4 is not supported); use IPv6 backends")
+            }
+            backends.append(backend)
+        }
         return backends
     }
 
@@ -377,7 +414,7 @@ public enum ConfigLoader {
                                       previous: [BackendConfig]) throws(ConfigError) -> BackendConfig {
         let fields = try node.mapping(allowed: Key.backend)
         let addressNode = try fields.required("address")
-        let address = try addressNode.hostIPv4()
+        let address = try addressNode.hostIP()
         if let index = previous.firstIndex(where: { $0.address == address }) {
             throw addressNode.error("duplicate backend \(address) (already backends[\(index)])")
         }

@@ -90,6 +90,13 @@ public struct PortConfig: Sendable, Equatable {
     public var gatewayMAC: MACAddress?
     /// 802.1Q VLAN id of the port's segment (key `vlan`, 1...4094): l3 output and replies are tagged with it.
     public var vlan: UInt16? = nil
+    /// The appliance's own IPv6 address on this segment (key `address6`): answered by neighbor discovery,
+    /// and the outer source of IPv6 tunnels.
+    public var address6: IPv6Address? = nil
+    /// Next-hop router for l3 traffic to IPv6 backends (key `gateway6`).
+    public var gateway6: IPv6Address? = nil
+    /// The IPv6 gateway's MAC (key `gateway6_mac`); resolved by neighbor discovery when absent.
+    public var gateway6MAC: MACAddress? = nil
     /// MTU, 68...9216 (default 1500).
     public var mtu: Int
     /// Line of this port's entry in the config file, for later error messages (0 if not from a file).
@@ -120,8 +127,8 @@ public struct VIPConfig: Sendable, Equatable {
 
     /// Unique name.
     public var name: String
-    /// The virtual IPv4 address clients connect to.
-    public var address: IPv4Address
+    /// The virtual address (IPv4 or IPv6) clients connect to.
+    public var address: IPAddress
     /// Destination port 1...65535, or nil for every port (`port: "*"`).
     public var port: UInt16?
     /// Key `protocol`: tcp or udp.
@@ -142,7 +149,7 @@ public struct VIPConfig: Sendable, Equatable {
     public var line: Int
 
     /// Builds a VIP; unspecified values take the loader's defaults.
-    public init(name: String, address: IPv4Address, port: UInt16?, proto: L4Protocol, mode: DSRMode,
+    public init(name: String, address: IPAddress, port: UInt16?, proto: L4Protocol, mode: DSRMode,
                 tableSize: Int = VIPConfig.defaultTableSize, backends: [BackendConfig], line: Int = 0) {
         self.name = name
         self.address = address
@@ -153,6 +160,9 @@ public struct VIPConfig: Sendable, Equatable {
         self.backends = backends
         self.line = line
     }
+
+    /// The family of the backends' addresses (all one family; the loader checks).
+    public var backendFamily: IPFamily { backends.first?.address.family ?? address.family }
 }
 
 /// One real server behind a VIP (an entry of a VIP's `backends`).
@@ -160,9 +170,9 @@ public struct BackendConfig: Sendable, Equatable {
     /// Accepted range of `weight`; 0 drains the backend.
     public static let weightRange = 0...1000
 
-    /// The backend's IPv4 address (for l3, the outer destination of the IP-in-IP packet).
-    public var address: IPv4Address
-    /// The backend's MAC (l2); resolved by ARP when absent. Unused by l3.
+    /// The backend's address (for l3, the outer destination of the tunnel; its family picks IPv4 or IPv6 outside).
+    public var address: IPAddress
+    /// The backend's MAC (l2); resolved by ARP or neighbor discovery when absent. Unused by l3.
     public var mac: MACAddress?
     /// l2 only: send to this backend tagged with this 802.1Q VLAN id (key `vlan`) instead of the input's tagging.
     public var vlan: UInt16? = nil
@@ -172,7 +182,7 @@ public struct BackendConfig: Sendable, Equatable {
     public var line: Int
 
     /// Builds a backend entry; unspecified values take the loader's defaults.
-    public init(address: IPv4Address, mac: MACAddress? = nil, weight: Int = 1, line: Int = 0) {
+    public init(address: IPAddress, mac: MACAddress? = nil, weight: Int = 1, line: Int = 0) {
         self.address = address
         self.mac = mac
         self.weight = weight

@@ -142,6 +142,27 @@ struct ConfigNode {
         return address
     }
 
+    /// An IPv6 address a host can have (not unspecified, loopback, multicast or IPv4-mapped).
+    func hostIPv6() throws(ConfigError) -> IPv6Address {
+        let text = try string()
+        guard let address = IPv6Address(text) else {
+            throw error("invalid IPv6 address \"\(text)\" (expected IPv6 text like 2001:db8::1)")
+        }
+        if let reason = address.notAHostReason { throw error(reason) }
+        return address
+    }
+
+    /// A host address of either family: a dotted quad or IPv6 text.
+    func hostIP() throws(ConfigError) -> IPAddress {
+        let text = try string()
+        if text.contains(":") { return .v6(try hostIPv6()) }
+        guard let address = IPv4Address(text) else {
+            throw error("invalid IP address \"\(text)\" (expected a dotted quad like 10.0.1.2 or IPv6 text like 2001:db8::1)")
+        }
+        if let reason = address.notAHostReason { throw error(reason) }
+        return .v4(address)
+    }
+
     /// A MAC address like `02:00:00:00:01:11`.
     func mac() throws(ConfigError) -> MACAddress {
         let text = try string()

@@ -14,6 +14,9 @@ public enum ConfigWriter {
             if let mac = p.mac { out += "    mac: \(quoted(mac.description))\n" }
             if let gateway = p.gateway { out += "    gateway: \(quoted(gateway.description))\n" }
             if let mac = p.gatewayMAC { out += "    gateway_mac: \(quoted(mac.description))\n" }
+            if let a = p.address6 { out += "    address6: \(quoted(a.description))\n" }
+            if let g = p.gateway6 { out += "    gateway6: \(quoted(g.description))\n" }
+            if let mac = p.gateway6MAC { out += "    gateway6_mac: \(quoted(mac.description))\n" }
             out += "    mtu: \(p.mtu)\n"
             if let vlan = p.vlan { out += "    vlan: \(vlan)\n" }
         }

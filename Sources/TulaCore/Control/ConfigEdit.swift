@@ -10,9 +10,9 @@ public struct ControlError: Error, Sendable, Equatable, CustomStringConvertible 
 /// One change an operator makes to the backends of a running appliance.
 public enum ConfigEdit: Sendable, Equatable {
     case addBackend(vip: String, backend: BackendConfig)
-    case removeBackend(vip: String, address: IPv4Address)
+    case removeBackend(vip: String, address: IPAddress)
     /// Weight 0 drains: no new flows, pinned flows stay until they age out.
-    case setWeight(vip: String, address: IPv4Address, weight: Int)
+    case setWeight(vip: String, address: IPAddress, weight: Int)
 
     /// The config with this change made, checked by the same rules as the config file.
     public func applied(to config: TulaConfig) throws(ControlError) -> TulaConfig {
@@ -30,6 +30,11 @@ public enum ConfigEdit: Sendable, Equatable {
                 throw ControlError("VIP \(name) already has backend \(backend.address)")
             }
             try ConfigEdit.checkWeight(backend.weight)
+            if let reason = backend.address.notAHostReason { throw ControlError(reason) }
+            let family = next.vips[v].backendFamily
+            guard backend.address.family == family else {
+                throw ControlError("VIP \(name)'s backends are \(family); \(backend.address) is \(backend.address.family)")
+            }
             if next.vips[v].mode == .l3 && backend.vlan != nil {
                 throw ControlError("a backend vlan applies to l2 VIPs only")
             }

@@ -3,8 +3,8 @@
 /// Identifies a backend across config changes: its VIP's name and its address.
 public struct BackendKey: Hashable, Sendable {
     public var vip: String
-    public var address: IPv4Address
-    public init(vip: String, address: IPv4Address) { self.vip = vip; self.address = address }
+    public var address: IPAddress
+    public init(vip: String, address: IPAddress) { self.vip = vip; self.address = address }
 }
 
 /// Assigns every VIP (by name) and every backend (by `BackendKey`) a slot that stays the same for as

@@ -35,3 +35,18 @@ public func stableHash(_ text: String, seed: UInt64) -> UInt64 {
     }
     return mix64(h)
 }
+
+/// Hash of an IPv6 flow: each address half is folded in through its own mix. Addresses as host-order halves.
+@inlinable @inline(__always)
+public func flowHash6(srcHi: UInt64, srcLo: UInt64, dstHi: UInt64, dstLo: UInt64, srcPort: UInt16, dstPort: UInt16,
+                      proto: UInt8) -> UInt64 {
+    var h = mix64(srcHi ^ flowHashSeed)
+    h = mix64(h ^ srcLo)
+    h = mix64(h ^ dstHi)
+    h = mix64(h ^ dstLo)
+    return mix64(h ^ (UInt64(srcPort) << 48 | UInt64(dstPort) << 32 | UInt64(proto)))
+}
+
+/// The 20-bit IPv6 flow label Tula puts on an outer header (RFC 6438): the top 20 bits of the flow's hash.
+@inlinable @inline(__always)
+public func flowLabel(_ hash: UInt64) -> UInt32 { UInt32(truncatingIfNeeded: hash >> 44) }
