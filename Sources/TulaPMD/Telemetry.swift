@@ -56,7 +56,7 @@ public enum TulaTelemetry {
         rte_tel_data_start_dict(data)
         let vips = summary.vips
         addStrings(data, "name", vips.map(\.name))
-        addStrings(data, "address", vips.map { "\($0.address):\($0.port)/\($0.proto)" })
+        addStrings(data, "address", vips.map(\.endpoint))
         addStrings(data, "mode", vips.map(\.mode))
         addNumbers(data, "packets", vips.map(\.packets))
         addNumbers(data, "bytes", vips.map(\.bytes))

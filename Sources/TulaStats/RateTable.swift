@@ -30,7 +30,7 @@ public enum RateTable {
         var vips = [["VIP / BACKEND", "WEIGHT", "PKT/S", "BIT/S", "NEW FLOWS/S", "PACKETS", "BYTES", "NEW FLOWS"]]
         for v in now.vips {
             let old = oldVIPs[v.name]
-            vips.append(["\(v.name) \(v.address):\(v.port)/\(v.proto) \(v.mode)", "", rate.packets(v.packets, old?.packets),
+            vips.append(["\(v.name) \(v.endpoint) \(v.mode)", "", rate.packets(v.packets, old?.packets),
                          rate.bits(v.bytes, old?.bytes), rate.packets(v.newFlows, old?.newFlows),
                          "\(v.packets)", "\(v.bytes)", "\(v.newFlows)"])
             let oldBackends = Dictionary((old?.backends ?? []).map { ($0.address, $0) }, uniquingKeysWith: { a, _ in a })

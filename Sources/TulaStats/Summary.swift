@@ -30,6 +30,8 @@ public struct Summary: Sendable {
         public var name, address, port, proto, mode: String
         public var packets, bytes, newFlows: UInt64
         public var backends: [Backend]
+        /// `address:port/proto`, the address bracketed when it is IPv6 (`[2001:db8::80]:80/tcp`).
+        public var endpoint: String { (address.contains(":") ? "[\(address)]" : address) + ":\(port)/\(proto)" }
     }
 
     /// A port's own counters, as the driver reports them.
@@ -163,7 +165,7 @@ public struct Summary: Sendable {
         }
         out += "vips:\n"
         for v in vips {
-            out += "  \(v.name) \(v.address):\(v.port)/\(v.proto) \(v.mode): \(v.packets) packets, \(v.newFlows) new flows\n"
+            out += "  \(v.name) \(v.endpoint) \(v.mode): \(v.packets) packets, \(v.newFlows) new flows\n"
             for b in v.backends {
                 out += "    -> \(b.address) (weight \(b.weight)\(b.health == "unchecked" ? "" : ", " + b.health)): \(b.packets) packets, \(b.bytes) bytes, \(b.newFlows) new flows\n"
             }

@@ -192,6 +192,9 @@ public enum ConfigLoader {
 
     // MARK: - Ports
 
+    /// The smallest MTU an IPv6 link may have (RFC 8200 5).
+    static let minimumIPv6MTU = 1280
+
     private static func decodePorts(_ node: ConfigNode) throws(ConfigError) -> [PortConfig] {
         let items = try node.sequence()
         guard !items.isEmpty else { throw node.error("at least one port is needed") }
@@ -220,7 +223,12 @@ public enum ConfigLoader {
             mtu: try fields.optional("mtu")?.int(in: 68...9216) ?? 1500,
             line: node.line)
         port.vlan = try fields.optional("vlan").map(decodeVLAN)
-        port.address6 = try fields.optional("address6")?.hostIPv6()
+        if let node = fields.optional("address6") {
+            port.address6 = try node.hostIPv6()
+            guard port.mtu >= minimumIPv6MTU else {
+                throw node.error("IPv6 needs a link MTU of at least \(minimumIPv6MTU) (RFC 8200), but the port's mtu is \(port.mtu)")
+            }
+        }
         if let node = fields.optional("gateway6") {
             guard port.address6 != nil else {
                 throw node.error("gateway6 needs address6 on the port (the source of IPv6 tunnels and neighbor solicitations)")
@@ -268,6 +276,10 @@ public enum ConfigLoader {
                 "\(address) is the own address of port \"\(port.name)\"; a VIP needs an address of its own")
         }
 
+        if address.family == .v6, let port = ports.first(where: { $0.mtu < minimumIPv6MTU }) {
+            throw addressNode.error("IPv6 needs a link MTU of at least \(minimumIPv6MTU) (RFC 8200), but port "
+                + "\"\(port.name)\" has mtu \(port.mtu)")
+        }
         let port = try decodeVIPPort(fields.required("port"))
         let proto: L4Protocol = try fields.required("protocol").choice(what: "protocol")
         if let index = previous.firstIndex(where: { $0.address == address && $0.port == port && $0.proto == proto }) {
