@@ -73,7 +73,7 @@ public final class DataplaneHarness {
             return Array(buffer[from..<(from + Int(outcome.length))])
         }
         /// The frame's original region after the call.
-        public var inPlace: [UInt8] { Array(buffer[frameStart...]) }
+        public var inPlace: [UInt8] { Array(buffer[frameStart..<(frameStart + frameLength)]) }
     }
 
     /// Runs `processFrame` on a copy of `frame` placed after `guardBytes` + `headroom` bytes of `fill`, with

@@ -269,7 +269,7 @@ final class TestDataplane {
                  now: UInt32 = 1000, port: Int = 0,
                  sourceLocation: SourceLocation = #_sourceLocation) -> ProcessedFrame {
         processed += 1
-        let run = harness.process(frame, headroom: headroom, guardBytes: Self.guardBytes, checksum: checksum,
+        let run = harness.process(frame, headroom: headroom, guardBytes: Self.guardBytes, tailroom: 96, checksum: checksum,
                                   now: now, port: port)
         #expect(run.buffer[..<Self.guardBytes].allSatisfy { $0 == 0xEE }, "processFrame wrote before its headroom",
                 sourceLocation: sourceLocation)
