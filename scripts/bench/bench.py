@@ -4,9 +4,8 @@
 On one `net_pcap,rx_pcap=F,infinite_rx=1` vdev (TX: the pcap driver's built-in drop queue, since no tx
 argument is given), with the same lcores, the same memory mode and the same generated capture, it runs
   - dpdk-testpmd --forward-mode=macswap   (the reference: "as fast as DPDK itself" on this machine)
-  - tula-appliance run, traffic to the l2 VIP
-  - tula-appliance run, traffic to the l3 VIP
-for every flow count, alternating the three (ABC ABC ABC ...) so machine drift hits all of them alike,
+  - tula-appliance run, traffic to the IPv4 l2 VIP, the IPv4 l3 VIP, the IPv6 l2 VIP, the IPv6 l3 VIP (6in6)
+for every flow count, alternating the five (ABCDE ABCDE ...) so machine drift hits all of them alike,
 then Tula with 2 workers against 1 (and testpmd with 2 forwarding cores against 1, for reference).
 Raw rows go to benchmarks/results.csv and benchmarks/results.json; the generated section of
 BENCHMARKS.md is rewritten from them (`--report-only` redoes just that).
@@ -401,10 +400,15 @@ def human_flows(n):
     return str(n)
 
 
+# Tula's cases: name -> (synth --mode, synth --family). IPv4 first (the targets are theirs), then IPv6.
+CASES = {"l2": ("l2", "4"), "l3": ("l3", "4"), "l2-v6": ("l2", "6"), "l3-v6": ("l3", "6")}
+
 TARGETS = {("l2", "small"): 0.90, ("l3", "small"): 0.80, ("l2", "large"): 0.70, ("l3", "large"): 0.70}
 
 
 def target_for(kind, flows, all_flows):
+    if kind not in ("l2", "l3"):
+        return None
     if flows == min(all_flows):
         return TARGETS[(kind, "small")]
     if flows == max(all_flows) and flows >= 1_000_000:
@@ -421,12 +425,12 @@ def summarize(results):
         med.setdefault((r["case"], r["flows"]), []).append(r["pps"])
         # Packets per second of CPU time the worker actually got (equal to pps when nothing preempted it).
         busy.setdefault((r["case"], r["flows"]), []).append(r["pps"] / max(r.get("worker_cpu_share", 1.0), 0.05))
-    flows_list = sorted({f for (c, f) in med if c in ("testpmd", "l2", "l3")})
+    flows_list = sorted({f for (c, f) in med if c == "testpmd" or c in CASES})
     rows = []
     for f in flows_list:
         ref = statistics.median(med[("testpmd", f)]) if ("testpmd", f) in med else None
         ref_busy = statistics.median(busy[("testpmd", f)]) if ("testpmd", f) in busy else None
-        for case in ("testpmd", "l2", "l3"):
+        for case in ("testpmd", *CASES):
             if (case, f) not in med:
                 continue
             v = med[(case, f)]
@@ -463,10 +467,11 @@ def markdown(results):
              f"columns divide by the share of CPU time the worker thread really got (from /proc; 1.0 on a quiet "
              f"machine), which takes out time-slicing by other processes but not their cache pollution.")
     L.append(f"- Each run: {env['seconds']:g} s of forwarding after the EAL worker starts; {env['reps']} repetitions, "
-             f"alternating testpmd, Tula L2, Tula L3 (ABCABC...); the table gives the median, the runs are in "
+             f"alternating testpmd, Tula L2, L3, L2 IPv6, L3 IPv6 (ABCDEABCDE...); the table gives the median, the runs are in "
              f"`benchmarks/results.csv`.")
-    L.append(f"- Traffic: `tula-appliance synth --flows N --packets N --payload {env['payload']}` per mode: one frame per flow, "
-             f"{14 + 20 + 20 + env['payload']}-byte TCP frames (L3 output: +20 bytes), replayed forever from memory by "
+    L.append(f"- Traffic: `tula-appliance synth --flows N --packets N --payload {env['payload']} --mode M --family F` per case: one frame per flow, "
+             f"{14 + 20 + 20 + env['payload']}-byte TCP frames for IPv4 (L3 output: +20 bytes), "
+             f"{14 + 40 + 20 + env['payload']}-byte ones for IPv6 (L3 output: +40 bytes), replayed forever from memory by "
              f"`net_pcap,rx_pcap=F,infinite_rx=1`; generated at bench time in a temp dir.")
     shares = [r.get("worker_cpu_share", 1.0) for r in runs]
     disturbed = sorted({c for r in runs for c in r.get("competitors", [])})
@@ -481,7 +486,8 @@ def markdown(results):
     L.append("| flows | program | Mpps (median) | runs (Mpps) | ratio to testpmd | cycles/packet | target | met | "
              "Mpps per worker CPU-second | ratio, CPU-normalized | cycles/packet of CPU time |")
     L.append("|---:|---|---:|---|---:|---:|---:|:---:|---:|---:|---:|")
-    names = {"testpmd": "testpmd macswap", "l2": "Tula L2 (MAC rewrite)", "l3": "Tula L3 (IP-in-IP)"}
+    names = {"testpmd": "testpmd macswap", "l2": "Tula L2 (MAC rewrite)", "l3": "Tula L3 (IP-in-IP)",
+             "l2-v6": "Tula L2, IPv6", "l3-v6": "Tula L3, IPv6 (6in6)"}
     for r in rows:
         ratio = f"{r['ratio']:.2f}" if r["ratio"] is not None else "–"
         target = f"≥ {r['target']:.2f}" if r["target"] else ""
@@ -502,7 +508,7 @@ def markdown(results):
         for name, a, b in (("Tula L2", "tula-l2-1w", "tula-l2-2w"), ("testpmd macswap", "testpmd-1c", "testpmd-2c")):
             if a in by and b in by:
                 L.append(f"| {name} | {by[a]['mpps']:.2f} | {by[b]['mpps']:.2f} | {by[b]['mpps'] / by[a]['mpps']:.2f} |")
-    mem = [r for r in runs if r["case"] in ("l2", "l3")]
+    mem = [r for r in runs if r["case"] in CASES]
     if mem:
         L.append("")
         L.append("Memory of Tula (one worker, `flows_per_worker` = 4 x the flows of the capture as the README advises, "
@@ -512,7 +518,7 @@ def markdown(results):
                  "flow-table entries in use | evictions |")
         L.append("|---:|---|---:|---:|---:|---:|---:|")
         for f in sorted({r["flows"] for r in mem}):
-            for case in ("l2", "l3"):
+            for case in CASES:
                 rs = [r for r in mem if r["flows"] == f and r["case"] == case]
                 if not rs:
                     continue
@@ -596,11 +602,12 @@ def main():
         # Traffic, generated now and only in the temp dir.
         pcaps = {}
         for f in flows:
-            for mode in ("l2", "l3"):
-                path = os.path.join(tmp, f"{mode}-{f}.pcap")
+            for case in CASES:
+                mode, family = CASES[case]
+                path = os.path.join(tmp, f"{case}-{f}.pcap")
                 sh([binary, "synth", "--config", BENCH_CONFIG, "--flows", str(f), "--packets", str(f),
-                    "--payload", str(args.payload), "--mode", mode, "--out", path])
-                pcaps[(mode, f)] = path
+                    "--payload", str(args.payload), "--mode", mode, "--family", family, "--out", path])
+                pcaps[(case, f)] = path
         log(f"generated {len(pcaps)} captures in {tmp}")
 
         configs = {(mode, f): write_config(tmp, f"{mode}-{f}", [pcaps[(mode, f)]], 1, f) for (mode, f) in pcaps}
@@ -608,7 +615,7 @@ def main():
             if ("l2", args.scaling_flows) not in pcaps:
                 path = os.path.join(tmp, f"l2-{args.scaling_flows}.pcap")
                 sh([binary, "synth", "--config", BENCH_CONFIG, "--flows", str(args.scaling_flows), "--packets",
-                    str(args.scaling_flows), "--payload", str(args.payload), "--mode", "l2", "--out", path])
+                    str(args.scaling_flows), "--payload", str(args.payload), "--mode", "l2", "--family", "4", "--out", path])
                 pcaps[("l2", args.scaling_flows)] = path
             s = pcaps[("l2", args.scaling_flows)]
             configs["scale-1w"] = write_config(tmp, "scale-1w", [s], 1, args.scaling_flows)
@@ -632,7 +639,7 @@ def main():
         log(f"memory mode: {memory_mode} ({hp_detail})")
 
         results = {"environment": env, "runs": [], "hugepages": {"mode": memory_mode, "detail": hp_detail}}
-        total = len(flows) * 3 * args.reps + (4 * args.reps if args.scaling_flows else 0)
+        total = len(flows) * (1 + len(CASES)) * args.reps + (4 * args.reps if args.scaling_flows else 0)
         done = 0
 
         def record(case, f, rep, r):
@@ -657,8 +664,8 @@ def main():
         for f in flows:
             for rep in range(1, args.reps + 1):
                 record("testpmd", f, rep, run_testpmd([pcaps[("l2", f)]], f"testpmd-{f}-{rep}", args, tmp, memory_mode))
-                tula("l2", ("l2", f), f, rep, f"l2-{f}-{rep}")
-                tula("l3", ("l3", f), f, rep, f"l3-{f}-{rep}")
+                for case in CASES:
+                    tula(case, (case, f), f, rep, f"{case}-{f}-{rep}")
 
         if args.scaling_flows:
             f = args.scaling_flows

@@ -17,7 +17,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench import human_flows, summarize  # noqa: E402
 
 CASES = [("testpmd", "testpmd macswap", "#7f7f7f"), ("l2", "Tula L2 (MAC rewrite)", "#1f77b4"),
-         ("l3", "Tula L3 (IP-in-IP)", "#ff7f0e")]
+         ("l3", "Tula L3 (IP-in-IP)", "#ff7f0e"), ("l2-v6", "Tula L2, IPv6", "#2ca02c"),
+         ("l3-v6", "Tula L3, IPv6 (6in6)", "#d62728")]
 
 
 def main(results_path, out_path):
@@ -29,14 +30,14 @@ def main(results_path, out_path):
     by = {(r["case"], r["flows"]): r for r in rows}
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.8), gridspec_kw={"width_ratios": [3, 2]})
-    width = 0.26
+    width = 0.8 / len(CASES)
     for i, (case, label, color) in enumerate(CASES):
         xs, ys = [], []
         for j, f in enumerate(flows):
             r = by.get((case, f))
             if not r:
                 continue
-            x = j + (i - 1) * width
+            x = j + (i - (len(CASES) - 1) / 2) * width
             xs.append(x)
             ys.append(r["mpps"])
             ax1.scatter([x] * len(r["runs"]), r["runs"], s=9, color="black", zorder=3)
@@ -55,7 +56,7 @@ def main(results_path, out_path):
             r = by.get((case, f))
             if not r or r["ratio"] is None:
                 continue
-            x = j + (i - 0.5) * width
+            x = j + (i - (len(CASES) - 2) / 2) * width
             xs.append(x)
             ys.append(r["ratio"])
             ax2.annotate(f"{r['ratio']:.2f}", (x, r["ratio"]), ha="center", va="bottom", fontsize=8,
