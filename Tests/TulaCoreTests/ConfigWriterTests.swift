@@ -7,7 +7,7 @@ import Testing
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
     static var shippedConfigs: [String] {
-        ["examples/streaming-dsr.yaml", "examples/appliance.yaml", "benchmarks/bench.yaml", "pcaps/golden/golden.yaml",
+        ["examples/streaming-dsr.yaml", "examples/appliance.yaml", "examples/dual-stack.yaml", "benchmarks/bench.yaml", "pcaps/golden/golden.yaml",
          "pcaps/golden/golden-vlan.yaml"].map { root.appendingPathComponent($0).path }
     }
 

@@ -74,6 +74,11 @@ private func testSummary(_ config: TulaConfig, elapsed: Double = 10, scale: UInt
             (#"{"cmd":"remove-backend","vip":"web","address":"10.0.1.14"}"#, .edit(.removeBackend(vip: web, address: b))),
             (#" { "cmd" : "set-weight", "vip":"web", "address":"10.0.1.14", "weight":0 } "#,
              .edit(.setWeight(vip: web, address: b, weight: 0))),
+            // IPv6 addresses in any valid spelling; the request line carries the RFC 5952 form.
+            (#"{"cmd":"add-backend","vip":"web6","address":"2001:DB8:0:0::13"}"#,
+             .edit(.addBackend(vip: "web6", backend: BackendConfig(address: .v6(IPv6Address(hi: 0x2001_0DB8_0000_0000, lo: 0x13)))))),
+            (#"{"cmd":"remove-backend","vip":"web6","address":"2001:db8::13"}"#,
+             .edit(.removeBackend(vip: "web6", address: .v6(IPv6Address(hi: 0x2001_0DB8_0000_0000, lo: 0x13))))),
         ]
         for (line, expected) in cases {
             let request = try ControlRequest.parse(line)
@@ -99,6 +104,8 @@ private func testSummary(_ config: TulaConfig, elapsed: Double = 10, scale: UInt
             (#"{"cmd":"set-weight","vip":"web","address":"10.0.1.11","weight":0.5}"#, "weight: expected an integer"),
             (#"{"cmd":"set-weight","vip":"web","address":"10.0.1.11","weight":true}"#, "weight: expected an integer"),
             (#"{"cmd":"remove-backend","vip":"web","address":"10.0.1.256"}"#, #"address: "10.0.1.256" is not an IPv4 or IPv6 address"#),
+            (#"{"cmd":"remove-backend","vip":"web","address":"2001:db8::1::2"}"#, #"address: "2001:db8::1::2" is not an IPv4 or IPv6 address"#),
+            (#"{"cmd":"add-backend","vip":"web","address":"ff02::1"}"#, #"address: ff02::1 is a multicast address"#),
             (#"{"cmd":"remove-backend","address":"10.0.1.11"}"#, #"missing key "vip""#),
             (#"{"cmd":"add-backend","vip":"web","address":"10.0.1.14","mac":"02:00:00"}"#, #"mac: "02:00:00" is not a MAC address"#),
             (#"{"cmd":"save","to":"tula.yaml"}"#, #"to: "tula.yaml" must be an absolute path"#),

@@ -2,6 +2,8 @@
 import Foundation
 import Testing
 @testable import TulaCore
+import TulaDatapath
+@testable import TulaStats
 
 /// The issue's dual-stack example: an IPv6 l2 VIP, a 6in6 VIP and a 4in6 VIP.
 let dualStackConfig = """
@@ -172,6 +174,26 @@ private let v6Mistakes: [Mistake] = [
         #expect(NeighborResolver.targets(config) == [.v6(IPv6Address("2001:db8:1::11")!): [0],
                                                      .v6(IPv6Address("2001:db8:1::1")!): [0]],
                 "the IPv4 gateway is not asked: no l3 VIP tunnels to IPv4")
+    }
+
+    @Test func statsAndMetricsShowIPv6InCanonicalForm() throws {
+        // Written in a non-canonical spelling: every output uses RFC 5952's.
+        let config = try ConfigLoader.parse(yaml: dualStack(("\"2001:db8:1::11\"", "\"2001:DB8:1:0:0:0:0:0011\"")),
+                                            file: "tula.yaml")
+        let layout = CounterLayout(ports: 1)
+        var slots = CounterSlots()
+        try slots.assign(config)
+        var counters = [UInt64](repeating: 0, count: layout.count)
+        counters[layout.backend(try #require(slots.slot(backend: BackendKey(vip: "web6", address: IPAddress("2001:db8:1::11")!))))
+                 + CounterLayout.packets] = 7
+        let summary = Summary(config: config, counters: counters, layout: layout, slots: slots, elapsedSeconds: 1,
+                              neighbors: [Summary.Neighbor(address: "2001:db8:1::1", state: "reachable", mac: "02:00:00:00:00:fe")])
+        let families = try ExpositionParser.parse(PrometheusExposition.render(summary))
+        #expect(families["tula_backend_packets_total"]?.samples.first { $0.labels["backend"] == "2001:db8:1::11" }?.value == 7)
+        #expect(families["tula_vip_info"]?.samples.contains { $0.labels["address"] == "2001:db8:100::80" } == true)
+        let json = summary.json()
+        #expect(json.contains(#""address":"2001:db8:1::11""#) && json.contains(#""address":"2001:db8:100::80""#))
+        #expect(summary.text().contains("web6 [2001:db8:100::80]:80/tcp l2"), "\(summary.text())")
     }
 
     @Test func neighborDiscoveryFramesAreWellFormed() throws {
