@@ -12,8 +12,16 @@ extension Integration {
         static let rate = 2000.0
         static let portMAC = MACAddress(2, 0, 0, 0, 0, 1)
 
-        /// One l2 VIP "web" (10.0.1.100, tcp/80) with backends 10.0.1.11... (MAC 02:00:00:00:01:11...) of `weights`.
-        static func config(device: String, socket: String, weights: [Int] = [1, 1, 1], workers: Int = 1) -> String {
+        /// The VIP's address in `family` (10.0.1.100 or 2001:db8:100::80).
+        static func vip(_ family: IPFamily) -> String { family == .v4 ? "10.0.1.100" : "2001:db8:100::80" }
+        /// Backend `i`'s address in `family` (10.0.1.11... or 2001:db8:1::11...); its MAC is 02:00:00:00:01:(11 + i).
+        static func backend(_ i: Int, _ family: IPFamily) -> String {
+            family == .v4 ? "10.0.1.\(11 + i)" : "2001:db8:1::\(11 + i)"
+        }
+
+        /// One l2 VIP "web" (`vip(family)`, tcp/80) with backends `backend(0, family)`... (MAC 02:00:00:00:01:11...) of `weights`.
+        static func config(device: String, socket: String, weights: [Int] = [1, 1, 1], workers: Int = 1,
+                           family: IPFamily = .v4) -> String {
             var text = """
                 ports:
                   - name: wan
@@ -25,7 +33,7 @@ extension Integration {
                 stats_socket: \(socket)
                 vips:
                   - name: web
-                    address: 10.0.1.100
+                    address: "\(vip(family))"
                     port: 80
                     protocol: tcp
                     mode: l2
@@ -33,20 +41,24 @@ extension Integration {
 
                 """
             for (i, weight) in weights.enumerated() {
-                text += "      - address: 10.0.1.\(11 + i)\n        mac: 02:00:00:00:01:\(11 + i)\n        weight: \(weight)\n"
+                text += "      - address: \"\(backend(i, family))\"\n        mac: 02:00:00:00:01:\(11 + i)\n        weight: \(weight)\n"
             }
             return text
         }
 
-        /// A frame of flow `flow` (source 198.18.x.y:10000+flow to the VIP), stamped with `phase` in the IPv4
-        /// identification field (Tula forwards the IP packet untouched, so the stamp comes out as it went in).
-        static func frame(flow: Int, phase: Int) -> [UInt8] {
-            var packet = SyntheticPacket(srcMAC: MACAddress(2, 0, 0, 0, 0xAA, 1), dstMAC: portMAC,
-                                         src: .v4(IPv4Address(198, 18, UInt8(flow >> 8), UInt8(flow & 0xFF))),
-                                         dst: .v4(IPv4Address(10, 0, 1, 100)), proto: .tcp, srcPort: UInt16(10_000 + flow),
+        /// A frame of flow `flow` (source 198.18.x.y or 2001:db8:ff::x:y, port 10000+flow, to the VIP), stamped with
+        /// `phase` in the IPv4 identification field or the IPv6 flow label (Tula forwards the IP packet untouched,
+        /// so the stamp comes out as it went in).
+        static func frame(flow: Int, phase: Int, family: IPFamily = .v4) -> [UInt8] {
+            let client: IPAddress = family == .v4 ? .v4(IPv4Address(198, 18, UInt8(flow >> 8), UInt8(flow & 0xFF)))
+                                                  : .v6(IPv6Address(hi: 0x2001_0DB8_00FF_0000, lo: UInt64(flow)))
+            var packet = SyntheticPacket(srcMAC: MACAddress(2, 0, 0, 0, 0xAA, 1), dstMAC: portMAC, src: client,
+                                         dst: IPAddress(vip(family))!, proto: .tcp, srcPort: UInt16(10_000 + flow),
                                          dstPort: 80, payloadBytes: 16)
             packet.identification = UInt16(phase)
-            return FrameBuilder.frame(packet)
+            var f = FrameBuilder.frame(packet)
+            if family == .v6 { f[16] = UInt8(phase >> 8); f[17] = UInt8(phase & 0xFF) }
+            return f
         }
 
         /// What one forwarded frame says: its flow, its phase stamp, and its backend (last byte of the destination MAC).
@@ -54,9 +66,15 @@ extension Integration {
             var flow: Int, phase: Int, backend: UInt8
 
             init?(_ f: [UInt8]) {
-                guard f.count >= 54, f[12] == 0x08, f[13] == 0x00 else { return nil }
-                flow = (Int(f[34]) << 8 | Int(f[35])) - 10_000
-                phase = Int(f[18]) << 8 | Int(f[19])
+                if f.count >= 54, f[12] == 0x08, f[13] == 0x00 {
+                    flow = (Int(f[34]) << 8 | Int(f[35])) - 10_000
+                    phase = Int(f[18]) << 8 | Int(f[19])
+                } else if f.count >= 74, f[12] == 0x86, f[13] == 0xDD {
+                    flow = (Int(f[54]) << 8 | Int(f[55])) - 10_000
+                    phase = Int(f[16]) << 8 | Int(f[17])
+                } else {
+                    return nil
+                }
                 backend = f[5]
             }
         }
@@ -88,12 +106,14 @@ extension Integration {
         final class Rig {
             let scratch: Scratch
             let veth: VethPair
+            let family: IPFamily
             let configPath: String, socket: String, capture: String
             private(set) var appliance: RunningAppliance?
             private(set) var sender: TrafficSender?
             private var phaseStart = Date()
 
-            init() throws {
+            init(family: IPFamily = .v4) throws {
+                self.family = family
                 scratch = try Scratch()
                 do { veth = try VethPair() } catch { scratch.cleanup(); throw error }
                 socket = scratch.file("tula.sock")
@@ -103,7 +123,8 @@ extension Integration {
 
             func writeConfig(weights: [Int] = [1, 1, 1]) throws {
                 let device = "net_pcap0,rx_iface_in=\(veth.inside),tx_pcap=\(capture)"
-                try LiveControl.config(device: device, socket: socket, weights: weights).write(toFile: configPath, atomically: true, encoding: .utf8)
+                try LiveControl.config(device: device, socket: socket, weights: weights, family: family)
+                    .write(toFile: configPath, atomically: true, encoding: .utf8)
             }
 
             func start() throws {
@@ -116,7 +137,7 @@ extension Integration {
 
             /// From now on, send flows `flows` round-robin, stamped `phase`.
             func traffic(flows: Range<Int>, phase: Int) {
-                sender?.send(flows.map { LiveControl.frame(flow: $0, phase: phase) })
+                sender?.send(flows.map { LiveControl.frame(flow: $0, phase: phase, family: family) })
                 phaseStart = Date()
             }
 
@@ -167,18 +188,20 @@ extension Integration {
         }
 
         /// Runs `body` against a live appliance with traffic, then stops everything (always) and returns the outcome.
-        func live(_ body: (Rig) throws -> Void) throws -> Outcome {
-            let rig = try Rig()
+        func live(family: IPFamily = .v4, _ body: (Rig) throws -> Void) throws -> Outcome {
+            let rig = try Rig(family: family)
             defer { rig.cleanup() }
             try rig.start()
             try body(rig)
             return try rig.finish()
         }
 
-        @Test func changesUnderTrafficLoseNothingAndMoveOnlyTheFlowsTheyMust() throws {
+        @Test(arguments: [IPFamily.v4, .v6])
+        func changesUnderTrafficLoseNothingAndMoveOnlyTheFlowsTheyMust(_ family: IPFamily) throws {
+            let b = (0..<4).map { LiveControl.backend($0, family) }
             var weightsAfterReload: [String: Int] = [:]
             var pinnedToRemoved = 0
-            let run = try live { rig in
+            let run = try live(family: family) { rig in
                 rig.traffic(flows: 0..<120, phase: 0)
                 try rig.settle(newFlows: 120)
                 // 1. Reload a config file in which 10.0.1.13's weight went from 1 to 2.
@@ -188,21 +211,21 @@ extension Integration {
                 rig.traffic(flows: 0..<180, phase: 1)
                 try rig.settle(newFlows: 180)
                 // 2. Add 10.0.1.14.
-                try rig.ctl(["add-backend", "--vip", "web", "--address", "10.0.1.14", "--mac", "02:00:00:00:01:14"])
+                try rig.ctl(["add-backend", "--vip", "web", "--address", b[3], "--mac", "02:00:00:00:01:14"])
                 rig.traffic(flows: 0..<240, phase: 2)
-                pinnedToRemoved = try rig.settle(newFlows: 240).backend("10.0.1.12", "new_flows") ?? -1
+                pinnedToRemoved = try rig.settle(newFlows: 240).backend(b[1], "new_flows") ?? -1
                 // 3. Remove 10.0.1.12: its flows are pinned again elsewhere (new flows of the VIP).
-                try rig.ctl(["remove-backend", "--vip", "web", "--address", "10.0.1.12"])
+                try rig.ctl(["remove-backend", "--vip", "web", "--address", b[1]])
                 rig.traffic(flows: 0..<300, phase: 3)
                 try rig.settle(newFlows: 300 + pinnedToRemoved)
                 // 4. Drain 10.0.1.11.
-                try rig.ctl(["set-weight", "--vip", "web", "--address", "10.0.1.11", "--weight", "0"])
+                try rig.ctl(["set-weight", "--vip", "web", "--address", b[0], "--weight", "0"])
                 rig.traffic(flows: 0..<400, phase: 4)
                 try rig.settle(newFlows: 400 + pinnedToRemoved, seconds: 1.5)
             }
-            #expect(weightsAfterReload == ["10.0.1.11": 1, "10.0.1.12": 1, "10.0.1.13": 2])
+            #expect(weightsAfterReload == [b[0]: 1, b[1]: 1, b[2]: 2])
             run.expectNothingDropped()
-            #expect(run.json.backendWeights == ["10.0.1.11": 0, "10.0.1.13": 2, "10.0.1.14": 1])
+            #expect(run.json.backendWeights == [b[0]: 0, b[2]: 2, b[3]: 1])
             #expect((run.json["flows"] as? [String: Int])?["evictions"] == 0)
 
             let byFlow = Dictionary(grouping: run.output, by: \.flow) // each in capture (= processing) order
@@ -226,7 +249,7 @@ extension Integration {
             #expect(run.output.contains { $0.phase == 4 && $0.backend == 0x11 }, "the drained backend keeps its flows")
             #expect(byFlow.values.contains { $0.first?.backend == 0x14 }, "the added backend gets new flows")
             // The counters agree with the capture: a backend's new flows are the flows that reached it.
-            for (address, mac) in [("10.0.1.11", UInt8(0x11)), ("10.0.1.13", 0x13), ("10.0.1.14", 0x14)] {
+            for (address, mac) in [(b[0], UInt8(0x11)), (b[2], 0x13), (b[3], 0x14)] {
                 let reached = byFlow.values.filter { $0.contains { $0.backend == mac } }.count
                 #expect(run.json.backend(address, "new_flows") == reached, "\(address)")
             }
