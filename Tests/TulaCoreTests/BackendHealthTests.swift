@@ -1,6 +1,7 @@
 // Tests for health-check config and rise/fall bookkeeping: unhealthy backends get weight 0.
 import Testing
 @testable import TulaCore
+import Glibc
 
 @Suite struct BackendHealthTests {
     static let yaml = """
@@ -75,5 +76,45 @@ import Testing
         let unchecked = BackendKey(vip: "any", address: .v4(IPv4Address(10, 0, 1, 13)))
         let recorded = health.record(unchecked, error: "x", check: check)
         #expect(!recorded && health.isHealthy(unchecked))
+    }
+}
+
+/// The prober against real sockets on this host, in both families.
+@Suite struct HealthProberTests {
+    /// A listening TCP socket on `address` (`::1` or `127.0.0.1`), port chosen by the kernel; returns (fd, port).
+    static func listener(_ family: IPFamily) throws -> (Int32, UInt16) {
+        let fd = socket(family == .v4 ? AF_INET : AF_INET6, Int32(SOCK_STREAM.rawValue), 0)
+        try #require(fd >= 0)
+        var port: UInt16 = 0
+        if family == .v4 {
+            var sin = sockaddr_in()
+            sin.sin_family = sa_family_t(AF_INET)
+            sin.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
+            var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+            _ = withUnsafePointer(to: &sin) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+            _ = withUnsafeMutablePointer(to: &sin) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+            port = UInt16(bigEndian: sin.sin_port)
+        } else {
+            var sin6 = sockaddr_in6()
+            sin6.sin6_family = sa_family_t(AF_INET6)
+            sin6.sin6_addr = in6addr_loopback
+            var length = socklen_t(MemoryLayout<sockaddr_in6>.size)
+            _ = withUnsafePointer(to: &sin6) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+            _ = withUnsafeMutablePointer(to: &sin6) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+            port = UInt16(bigEndian: sin6.sin6_port)
+        }
+        try #require(listen(fd, 8) == 0 && port != 0)
+        return (fd, port)
+    }
+
+    @Test(arguments: [IPFamily.v4, .v6])
+    func aListeningBackendPassesAndAClosedPortFails(_ family: IPFamily) throws {
+        let (fd, port) = try Self.listener(family)
+        let address = family == .v4 ? IPAddress("127.0.0.1")! : IPAddress("::1")!
+        #expect(HealthProber.probe(address, HealthCheckConfig(kind: .tcp, port: port)) == .passed)
+        close(fd)
+        let endpoint = family == .v4 ? "127.0.0.1:\(port)" : "[::1]:\(port)"
+        #expect(HealthProber.probe(address, HealthCheckConfig(kind: .tcp, port: port))
+                == .failed("connect \(endpoint): Connection refused"))
     }
 }

@@ -1,7 +1,6 @@
 // Backend health probes through the kernel's network stack: a TCP connect, or an HTTP/1.0 GET.
 
 import Foundation
-import TulaCore
 
 public enum HealthProber {
     /// Probes `address` as `check` says. A probe that could not be made for want of the appliance's own
