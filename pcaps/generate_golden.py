@@ -40,6 +40,13 @@ from scapy.all import (  # noqa: E402  (after the logging tweak on purpose)
 )
 from scapy.data import DLT_EN10MB  # noqa: E402
 
+# The 802.1Q drop-eligible bit is `dei` in scapy >= 2.6 and `id` before (Debian 12 ships 2.5.0).
+DOT1Q_DEI = "dei" if any(f.name == "dei" for f in Dot1Q.fields_desc) else "id"
+
+
+def dot1q(prio: int, dei: int, vlan: int, type: int):
+    return Dot1Q(prio=prio, vlan=vlan, type=type, **{DOT1Q_DEI: dei})
+
 # ---------------------------------------------------------------------------------------
 # The configurations the scenarios run with (written out as golden/golden.yaml and
 # golden/golden-vlan.yaml).
@@ -611,10 +618,10 @@ def _scapy_head(parsed, dst_mac: str, vlan: Optional[int] = None):
     if not tagged and vlan is None:
         return Ether(dst=dst_mac, src=PORT_MAC, type=0x0800)
     tag = parsed[Dot1Q] if tagged else None
-    prio, dei = (tag.prio, tag.dei) if tagged else (0, 0)
+    prio, dei = (tag.prio, getattr(tag, DOT1Q_DEI)) if tagged else (0, 0)
     vid = vlan if vlan is not None else tag.vlan
     return (Ether(dst=dst_mac, src=PORT_MAC, type=0x8100)
-            / Dot1Q(prio=prio, dei=dei, vlan=vid, type=0x0800))
+            / dot1q(prio, dei, vid, 0x0800))
 
 
 def _scapy_vip(inner, cfg: Config) -> Optional[Vip]:
@@ -641,7 +648,7 @@ def expected_scapy(frame: bytes, verdict: str, vip: Optional[Vip], cfg: Config,
         head = Ether(dst=parsed.src, src=PORT_MAC, type=parsed.type)
         if parsed.type == 0x8100:
             tag = parsed[Dot1Q]
-            head = head / Dot1Q(prio=tag.prio, dei=tag.dei, vlan=tag.vlan, type=tag.type)
+            head = head / dot1q(tag.prio, getattr(tag, DOT1Q_DEI), tag.vlan, tag.type)
         return [bytes(head / reply / Raw(frame[l2 + 28:]))]
     inner = parsed[IP]
     packet = frame[l2:l2 + inner.len]
