@@ -11,7 +11,10 @@
 #     which uses scapy's own `fragment()` for outer fragments) and once by byte surgery
 #     (`expected_bytes`), and the two must be identical;
 #   * every transmitted frame, and every input that is forwarded or answered, must carry valid
-#     IPv4/ICMP/TCP/UDP checksums (`verify_frame`); outer fragments are reassembled first.
+#     IPv4/ICMP/ICMPv6/TCP/UDP checksums (`verify_frame`, through IP-in-IP, 6in6 and 4in6 and
+#     into the packet an ICMP error quotes); outer fragments are reassembled first;
+#   * the IPv6 flow label of a 6in6/4in6 outer header comes from the flow hash, implemented here
+#     from its definition (`flow_hash`, `flow_hash6`), not taken from the appliance.
 #
 # Usage:
 #   python3 pcaps/generate_golden.py             regenerate pcaps/golden/ (deterministic)
@@ -36,9 +39,20 @@ logging.getLogger("scapy.runtime").setLevel(logging.ERROR)
 
 from scapy.all import (  # noqa: E402  (after the logging tweak on purpose)
     ARP, DNS, DNSQR, DNSRR, DNSRROPT, EDNS0TLV, GRE, ICMP, IP, IPv6, TCP, UDP, Dot1Q, Ether,
-    IPOption_NOP, Raw, fragment, wrpcap,
+    ICMPv6EchoReply, ICMPv6EchoRequest, ICMPv6ND_NA, ICMPv6ND_NS,
+    ICMPv6ND_RA, ICMPv6ND_RS, ICMPv6NDOptDstLLAddr, ICMPv6NDOptPrefixInfo, ICMPv6NDOptSrcLLAddr,
+    ICMPv6PacketTooBig, IPerror, IPerror6,
+    IPOption_NOP, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop, IPv6ExtHdrRouting,
+    PadN, Raw, RouterAlert, fragment, wrpcap,
 )
 from scapy.data import DLT_EN10MB  # noqa: E402
+
+# The 802.1Q drop-eligible bit is `dei` in scapy >= 2.6 and `id` before (Debian 12 ships 2.5.0).
+DOT1Q_DEI = "dei" if any(f.name == "dei" for f in Dot1Q.fields_desc) else "id"
+
+
+def dot1q(prio: int, dei: int, vlan: int, type: int):
+    return Dot1Q(prio=prio, vlan=vlan, type=type, **{DOT1Q_DEI: dei})
 
 # ---------------------------------------------------------------------------------------
 # The configurations the scenarios run with (written out as golden/golden.yaml and
@@ -57,6 +71,15 @@ OUTER_FRAGMENT_BYTES = (PORT_MTU_BYTES - IPIP_OVERHEAD_BYTES) // 8 * 8
 # The next-hop MTU an ICMP "fragmentation needed" names (MTU - 20 = 1480).
 FRAG_NEEDED_MTU = PORT_MTU_BYTES - IPIP_OVERHEAD_BYTES
 BROADCAST_MAC = "ff:ff:ff:ff:ff:ff"
+# IPv6 (golden-v6.yaml only).
+PORT_IP6 = "2001:db8:1::2"
+GATEWAY6_IP = "2001:db8:1::1"
+GATEWAY6_MAC = "02:00:00:00:00:fd"
+IPV6_OVERHEAD_BYTES = 40  # the outer IPv6 header of 6in6 and 4in6
+# The most of an offending packet a Packet Too Big quotes (RFC 4443 3.2: 1280 - 40 - 8).
+PTB_QUOTE_BYTES = 1232
+ALL_NODES = "ff02::1"
+ALL_NODES_MAC = "33:33:00:00:00:01"
 
 
 class Backend(NamedTuple):
@@ -81,6 +104,7 @@ class Config(NamedTuple):
     vlan: Optional[int]  # the port's 802.1Q VLAN id
     stats_socket: str
     vips: Tuple[Vip, ...]
+    ipv6: bool = False  # the port has address6, gateway6 and gateway6_mac
 
 
 VIPS: Tuple[Vip, ...] = (
@@ -103,7 +127,21 @@ GOLDEN_VLAN = Config("golden-vlan.yaml",
                      "Configuration of the vlan-config scenario: golden.yaml plus port VLAN 100\n"
                      "and a VIP (.103) whose backend is on VLAN 300.",
                      PORT_VLAN, "/tmp/tula-golden-vlan.sock", VIPS + (TAGGED_VIP,))
-CONFIGS = (GOLDEN, GOLDEN_VLAN)
+# IPv6: an l2 VIP, a 6in6 `*` VIP, an IPv4 VIP tunnelled to an IPv6 backend (4in6), and an l2 VIP
+# that answers echo (the first two do not).
+VIPS6: Tuple[Vip, ...] = (
+    Vip("web6-l2", "2001:db8:1::100", 80, "tcp", "l2", Backend("2001:db8:1::11", "02:00:00:00:01:21"),
+        icmp_echo=False),
+    Vip("any6-l3", "2001:db8:1::102", "*", "udp", "l3", Backend("2001:db8:2::21", None),
+        icmp_echo=False),
+    Vip("web-4in6", "10.0.1.105", 443, "tcp", "l3", Backend("2001:db8:2::22", None)),
+    Vip("echo6-l2", "2001:db8:1::103", 443, "tcp", "l2", Backend("2001:db8:1::13", "02:00:00:00:01:23")),
+)
+GOLDEN_V6 = Config("golden-v6.yaml",
+                   "Configuration of the v6-* scenarios: the port also has address6, gateway6 and\n"
+                   "gateway6_mac; IPv6 VIPs (l2 and 6in6) and an IPv4 VIP with an IPv6 backend (4in6).",
+                   None, "/tmp/tula-golden-v6.sock", VIPS6, ipv6=True)
+CONFIGS = (GOLDEN, GOLDEN_VLAN, GOLDEN_V6)
 
 VIP_COMMENTS = {
     "web-l2": "TCP port 80 on .100, MAC-rewritten to backend .11.",
@@ -114,17 +152,30 @@ VIP_COMMENTS = {
     "web-l3": "TCP 443 on .102, IP-in-IP to 10.0.2.22 through the gateway.",
     "discard-l2": "UDP 9 on .104, MAC-rewritten to .15; ICMP echo to .104 is not answered.",
     "tagged-l2": "TCP 80 on .103, MAC-rewritten to .14, sent on VLAN 300.",
+    "web6-l2": "TCP 80 on ::100, MAC-rewritten to ::11; echo to ::100 is not answered.",
+    "any6-l3": "Every UDP port on ::102 (and every UDP fragment), 6in6 to 2001:db8:2::21 through\n"
+               "gateway6; echo to ::102 is not answered.",
+    "web-4in6": "TCP 443 on 10.0.1.105, tunnelled 4in6 (IPv4 inside IPv6) to 2001:db8:2::22.",
+    "echo6-l2": "TCP 443 on ::103, MAC-rewritten to ::13; ICMPv6 echo to ::103 is answered.",
 }
 
 # Verdict names, in the order the contract lists them (also the order used in the JSON).
 VERDICTS = [
     "forwarded-l2", "forwarded-l3", "arp-reply", "icmp-reply", "icmp-frag-needed", "arp-learned",
-    "malformed-frame", "wrong-vlan", "not-ipv4", "malformed-arp", "arp-ignored", "not-our-mac",
+    "malformed-frame", "wrong-vlan", "not-ip", "malformed-arp", "arp-ignored", "not-our-mac",
     "malformed-ipv4", "bad-ip-checksum", "fragment", "not-tcp-udp", "icmp-ignored",
     "malformed-l4", "no-vip", "too-big",
+    # IPv6
+    "nd-reply", "icmp6-packet-too-big", "nd-learned", "malformed-nd", "nd-ignored",
+    "malformed-ipv6", "bad-source-address", "ipv6-extension-limit",
 ]
 TRANSMITTING_VERDICTS = ("forwarded-l2", "forwarded-l3", "arp-reply", "icmp-reply",
-                         "icmp-frag-needed")
+                         "icmp-frag-needed", "nd-reply", "icmp6-packet-too-big")
+
+
+def yaml_address(address: str) -> str:
+    """An address as a YAML scalar: IPv6 quoted (a plain scalar with colons reads badly)."""
+    return json.dumps(address) if ":" in address else address
 
 
 def render_yaml(cfg: Config) -> str:
@@ -141,21 +192,31 @@ def render_yaml(cfg: Config) -> str:
         f'    mac: "{PORT_MAC}"         # Ethernet dst of client traffic, Ethernet src of all output',
         f"    gateway: {GATEWAY_IP}",
         f'    gateway_mac: "{GATEWAY_MAC}" # Ethernet dst of every l3 (IP-in-IP) frame',
-        f"    mtu: {PORT_MTU_BYTES}                        # l2: IP total length <= {PORT_MTU_BYTES}; "
-        f"l3: inner total length + 20 <= {PORT_MTU_BYTES}",
     ]
+    if cfg.ipv6:
+        lines += [
+            f'    address6: "{PORT_IP6}"'.ljust(37) + "# answered by neighbor discovery; 6in6/4in6 source",
+            f'    gateway6: "{GATEWAY6_IP}"',
+            f'    gateway6_mac: "{GATEWAY6_MAC}" # Ethernet dst of every l3 frame to an IPv6 backend',
+            f"    mtu: {PORT_MTU_BYTES}                        # l2: IP total length <= {PORT_MTU_BYTES}; "
+            f"l3: inner total length",
+            f"                                     # + 20 (IPv4 backend) or + 40 (IPv6 backend) <= {PORT_MTU_BYTES}",
+        ]
+    else:
+        lines.append(f"    mtu: {PORT_MTU_BYTES}                        # l2: IP total length <= "
+                     f"{PORT_MTU_BYTES}; l3: inner total length + 20 <= {PORT_MTU_BYTES}")
     if cfg.vlan is not None:
         lines.append(f"    vlan: {cfg.vlan}                        # other VLAN ids are dropped; "
                      "l3 output is tagged with it")
     lines += ["workers: 1", "flows_per_worker: 65536", f"stats_socket: {cfg.stats_socket}", "vips:"]
     for v in cfg.vips:
         lines += [f"  # {line}" for line in VIP_COMMENTS[v.name].split("\n")]
-        lines += [f"  - name: {v.name}", f"    address: {v.address}",
+        lines += [f"  - name: {v.name}", f"    address: {yaml_address(v.address)}",
                   f"    port: {json.dumps(v.port)}", f"    protocol: {v.protocol}",
                   f"    mode: {v.mode}"]
         if not v.icmp_echo:
             lines.append("    icmp_echo: false")
-        lines += ["    backends:", f"      - address: {v.backend.address}"]
+        lines += ["    backends:", f"      - address: {yaml_address(v.backend.address)}"]
         if v.backend.mac:
             lines.append(f'        mac: "{v.backend.mac}"')
         if v.backend.vlan is not None:
@@ -174,6 +235,8 @@ def check_yaml_matches_tables(cfg: Config, text: str) -> None:
     assert (port["name"], port["address"], port["mac"], port["gateway"], port["gateway_mac"],
             port["mtu"], port.get("vlan")) == (PORT_NAME, PORT_IP, PORT_MAC, GATEWAY_IP,
                                                GATEWAY_MAC, PORT_MTU_BYTES, cfg.vlan)
+    assert (port.get("address6"), port.get("gateway6"), port.get("gateway6_mac")) == (
+        (PORT_IP6, GATEWAY6_IP, GATEWAY6_MAC) if cfg.ipv6 else (None, None, None))
     assert config["workers"] == 1 and len(config["ports"]) == 1
     assert all(len(v["backends"]) == 1 for v in config["vips"])
     vips = tuple(Vip(v["name"], v["address"], v["port"], v["protocol"], v["mode"],
@@ -223,6 +286,63 @@ def ip_bytes(addr: str) -> bytes:
 
 def ip_str(raw: bytes) -> str:
     return str(ipaddress.IPv4Address(raw))
+
+
+def ip6_bytes(addr: str) -> bytes:
+    return ipaddress.IPv6Address(addr).packed
+
+
+def ip6_str(raw: bytes) -> str:
+    """The canonical (compressed, lower-case) text of 16 address bytes, as the tables spell it."""
+    return str(ipaddress.IPv6Address(raw))
+
+
+def is_ip6(addr: str) -> bool:
+    return ":" in addr
+
+
+def solicited_node(target: str) -> str:
+    """The solicited-node multicast group of an address (RFC 4291 2.7.1): ff02::1:ffXX:XXXX."""
+    return ip6_str(ip6_bytes("ff02::1:ff00:0")[:13] + ip6_bytes(target)[13:])
+
+
+def multicast_mac(group: str) -> str:
+    """The Ethernet address of an IPv6 multicast group (RFC 2464 7): 33:33 + its last 4 bytes."""
+    return "33:33:" + ":".join(f"{b:02x}" for b in ip6_bytes(group)[12:])
+
+
+# ---------------------------------------------------------------------------------------
+# The flow hash, from its definition (the flow label of 6in6/4in6 outer headers is its
+# top 20 bits). Arithmetic mod 2^64; addresses as big-endian integers.
+# ---------------------------------------------------------------------------------------
+
+MASK64 = (1 << 64) - 1
+FLOW_HASH_SEED = 0x74756C6164737231  # "tuladsr1"
+
+
+def mix64(z: int) -> int:
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
+    return z ^ (z >> 31)
+
+
+def flow_hash(src: bytes, dst: bytes, sport: int, dport: int, proto: int) -> int:
+    """flowHash of an IPv4 flow (4-byte addresses)."""
+    a = int.from_bytes(src, "big") << 32 | int.from_bytes(dst, "big")
+    return mix64(mix64(a ^ FLOW_HASH_SEED) ^ (sport << 48 | dport << 32 | proto))
+
+
+def flow_hash6(src: bytes, dst: bytes, sport: int, dport: int, proto: int) -> int:
+    """flowHash6 of an IPv6 flow (16-byte addresses): each address half through its own mix."""
+    h = mix64(int.from_bytes(src[:8], "big") ^ FLOW_HASH_SEED)
+    for half in (src[8:], dst[:8], dst[8:]):
+        h = mix64(h ^ int.from_bytes(half, "big"))
+    return mix64(h ^ (sport << 48 | dport << 32 | proto))
+
+
+def flow_label(flow_hash_value: int) -> int:
+    return (flow_hash_value >> 44) & 0xFFFFF
+
 
 
 def ones_sum(data: bytes) -> int:
@@ -466,11 +586,160 @@ def ts_options(tsval: int, tsecr: int):
 
 
 # ---------------------------------------------------------------------------------------
+# IPv6 input frame builders.
+# ---------------------------------------------------------------------------------------
+
+def client6(n: int) -> Tuple[str, str]:
+    """IPv6 client number n: (MAC 02:00:00:00:bb:nn, IP 2001:db8:c::n in hex)."""
+    return f"02:00:00:00:bb:{n:02x}", ip6_str(ip6_bytes(f"2001:db8:c::{n:x}"))
+
+
+def ip6_frame(n: int, dst: str, upper, *, ext=(), nh: Optional[int] = None, tc: int = 0,
+              fl: int = 0, hlim: int = 64, vlan: object = False, eth_dst: str = PORT_MAC,
+              src: Optional[str] = None, eth_src: Optional[str] = None) -> bytes:
+    """Ethernet (+ tag) / IPv6 from client n (or `src`) / extension headers / upper layer. scapy
+    names the upper layer in the last header's next header itself, except for Raw: give `nh`."""
+    assert (nh is None) != isinstance(upper, Raw), "a Raw upper layer needs nh"
+    src_mac, src_ip = client6(n)
+    pkt = l2_head(eth_src or src_mac, eth_dst, vlan) / IPv6(src=src or src_ip, dst=dst, tc=tc,
+                                                           fl=fl, hlim=hlim)
+    for header in ext:
+        pkt = pkt / header
+    if nh is not None:
+        pkt.lastlayer().nh = nh
+    return bytes(pkt / upper)
+
+
+def tcp6(n: int, dst: str, dport: int, *, sport: int = 40000, flags: str = "A", seq: int = 1000,
+         ack: int = 0, payload: bytes = b"", options=None, **kw) -> bytes:
+    tcp = TCP(sport=sport, dport=dport, seq=seq, ack=ack, flags=flags, window=64240,
+              options=options or [])
+    return ip6_frame(n, dst, tcp / Raw(payload) if payload else tcp, **kw)
+
+
+def udp6(n: int, dst: str, dport: int, *, sport: int = 53000, payload=b"", **kw) -> bytes:
+    udp = UDP(sport=sport, dport=dport)
+    return ip6_frame(n, dst, udp / payload if payload else udp, **kw)
+
+
+def echo6(n: int, dst: str, *, ident: int, seq: int, payload: bytes = b"", code: int = 0,
+          reply: bool = False, **kw) -> bytes:
+    cls = ICMPv6EchoReply if reply else ICMPv6EchoRequest
+    return ip6_frame(n, dst, cls(id=ident, seq=seq, code=code, data=payload), **kw)
+
+
+def raw6(n: int, dst: str, nxt: int, payload: bytes, *, src: Optional[str] = None,
+         hlim: int = 64, plen: Optional[int] = None, eth_dst: str = PORT_MAC) -> bytes:
+    """An untagged IPv6 frame assembled with struct: any next header, any payload length."""
+    src_mac, src_ip = client6(n)
+    header = struct.pack("!IHBB", 6 << 28, len(payload) if plen is None else plen, nxt, hlim)
+    return (mac_bytes(eth_dst) + mac_bytes(src_mac) + b"\x86\xdd" + header
+            + ip6_bytes(src or src_ip) + ip6_bytes(dst) + payload)
+
+
+def l4_with_checksum6(src: str, dst: str, nxt: int, message: bytes, offset: int) -> bytes:
+    """An upper-layer message with its checksum (at `offset`) computed for src -> dst."""
+    message = set_u16(message, offset, 0)
+    pseudo = ip6_bytes(src) + ip6_bytes(dst) + struct.pack("!IxxxB", len(message), nxt)
+    return set_u16(message, offset, inet_checksum(pseudo + message))
+
+
+def icmp6_message(src: str, dst: str, icmp_type: int, code: int, rest: bytes,
+                  body: bytes) -> bytes:
+    """An ICMPv6 message (struct-built, valid checksum): type, code, 4 header bytes, body."""
+    return l4_with_checksum6(src, dst, 58, struct.pack("!BBH", icmp_type, code, 0) + rest + body, 2)
+
+
+def ns_frame(src_mac: str, src: str, target: str, *, dst: Optional[str] = None,
+             eth_dst: Optional[str] = None, sll: bool = True, hlim: int = 255, code: int = 0,
+             vlan: object = False, options=None, ext=()) -> bytes:
+    """A Neighbor Solicitation for `target`, to its solicited-node group unless `dst` is given,
+    with a source link-layer address option (`sll`) and any further `options` (scapy layers)."""
+    dst = dst or solicited_node(target)
+    eth_dst = eth_dst or (multicast_mac(dst) if dst.startswith("ff") else PORT_MAC)
+    pkt = l2_head(src_mac, eth_dst, vlan) / IPv6(src=src, dst=dst, hlim=hlim)
+    for header in ext:
+        pkt = pkt / header
+    pkt = pkt / ICMPv6ND_NS(code=code, tgt=target)
+    if sll:
+        pkt = pkt / ICMPv6NDOptSrcLLAddr(lladdr=src_mac)
+    for option in options or []:
+        pkt = pkt / option
+    return bytes(pkt)
+
+
+def na_frame(src_mac: str, src: str, dst: str, target: str, *, solicited: bool,
+             override: bool = True, router: bool = False, eth_dst: Optional[str] = None,
+             hlim: int = 255, tll: Optional[str] = None) -> bytes:
+    """A Neighbor Advertisement for `target` with a target link-layer address option."""
+    eth_dst = eth_dst or (multicast_mac(dst) if dst.startswith("ff") else PORT_MAC)
+    return bytes(Ether(dst=eth_dst, src=src_mac) / IPv6(src=src, dst=dst, hlim=hlim)
+                 / ICMPv6ND_NA(R=int(router), S=int(solicited), O=int(override), tgt=target)
+                 / ICMPv6NDOptDstLLAddr(lladdr=tll or src_mac))
+
+
+def reply_from_vip6(vip: str, client_ip: str, l4, *, quote: Optional[int] = None) -> bytes:
+    """The packet an ICMPv6 error quotes: a backend's DSR answer from the VIP to the client,
+    cut to `quote` bytes (None: the whole packet)."""
+    pkt = bytes(IPv6(src=vip, dst=client_ip, hlim=63) / l4)
+    return pkt if quote is None else pkt[:quote]
+
+
+def icmp6_error_frame(src_mac: str, src: str, dst: str, icmp_type: int, code: int,
+                      quoted: bytes, *, rest: bytes = bytes(4), vlan: object = False) -> bytes:
+    """ICMPv6 error (type 1-4) from `src` to `dst` (a VIP), quoting `quoted` (struct-built
+    message, so any type and any quote; valid checksum)."""
+    message = icmp6_message(src, dst, icmp_type, code, rest, quoted)
+    return bytes(l2_head(src_mac, PORT_MAC, vlan) / IPv6(src=src, dst=dst, nh=58, hlim=64)
+                 / Raw(message))
+
+
+def eth6(n: int, ip: bytes, vlan: object = False, eth_dst: str = PORT_MAC) -> bytes:
+    """An IPv6 packet (bytes) from client n's MAC."""
+    head = mac_bytes(eth_dst) + mac_bytes(client6(n)[0])
+    if vlan:
+        vid, pcp = (VLAN_ID, VLAN_PCP) if vlan is True else vlan
+        head += struct.pack("!HH", 0x8100, pcp << 13 | vid)
+    return head + b"\x86\xdd" + ip
+
+
+def ip6_split(packet: bytes, cuts: List[int], ident: int, unfragmentable: int = 40) -> List[bytes]:
+    """Fragments of an IPv6 packet (RFC 8200 4.5): the unfragmentable part (the IPv6 header and,
+    when `unfragmentable` is more than 40, one Hop-by-Hop header) in each, a Fragment header,
+    then the fragmentable part cut at the given offsets (multiples of 8)."""
+    head, rest = packet[:unfragmentable], packet[unfragmentable:]
+    named_at = 6 if unfragmentable == 40 else 40  # the next-header byte naming the first cut header
+    nxt = head[named_at]
+    head = patch(head, named_at, bytes([44]))
+    bounds = [0] + cuts + [len(rest)]
+    pieces = []
+    for start, end in zip(bounds, bounds[1:]):
+        assert start % 8 == 0
+        more = 1 if end < len(rest) else 0
+        fragment_header = struct.pack("!BBHI", nxt, 0, start | more, ident)
+        pieces.append(set_u16(head, 4, unfragmentable - 40 + 8 + end - start) + fragment_header
+                      + rest[start:end])
+    return pieces
+
+
+# ---------------------------------------------------------------------------------------
 # The reference classifier: the contract's check order, on raw bytes.
 # ---------------------------------------------------------------------------------------
 
 def vip_addresses(cfg: Config) -> List[str]:
-    return sorted({v.address for v in cfg.vips}, key=ipaddress.IPv4Address)
+    return sorted({v.address for v in cfg.vips},
+                  key=lambda a: (ipaddress.ip_address(a).version, ipaddress.ip_address(a)))
+
+
+def port_ip6(cfg: Config) -> Optional[str]:
+    return PORT_IP6 if cfg.ipv6 else None
+
+
+def overhead(vip: Vip) -> int:
+    """Bytes a VIP's output adds in front of the packet: l2 0, IPv4 outer 20, IPv6 outer 40."""
+    if vip.mode == "l2":
+        return 0
+    return IPV6_OVERHEAD_BYTES if is_ip6(vip.backend.address) else IPIP_OVERHEAD_BYTES
 
 
 def lookup_vip(cfg: Config, dst: str, protocol: str, port: int) -> Optional[Vip]:
@@ -493,12 +762,18 @@ def fragment_vip(cfg: Config, dst: str, protocol: str) -> Optional[Vip]:
     return candidates[0] if len(candidates) == 1 else None
 
 
-def deliver(vip: Vip, ip: bytes, total: int) -> Tuple[str, Optional[Vip]]:
-    """The MTU rules once the VIP is known (ip: the received IPv4 packet)."""
+def deliver(vip: Vip, ip: bytes, total: int, is_error: bool = False) -> Tuple[str, Optional[Vip]]:
+    """The MTU rules once the VIP is known (ip: the received IPv4 or IPv6 packet; is_error: it is
+    an ICMP error, about which no ICMP error is sent)."""
     if vip.mode == "l2":
         return ("too-big" if total > PORT_MTU_BYTES else "forwarded-l2"), vip
-    if total + IPIP_OVERHEAD_BYTES > PORT_MTU_BYTES and u16(ip, 6) & 0x4000:
-        return "icmp-frag-needed", vip
+    if total + overhead(vip) > PORT_MTU_BYTES:
+        if ip[0] >> 4 == 6:
+            return ("too-big" if is_error else "icmp6-packet-too-big"), vip
+        if u16(ip, 6) & 0x4000 and not is_error:
+            return "icmp-frag-needed", vip
+        if is_ip6(vip.backend.address):
+            return "too-big", vip  # an IPv6 outer header is never fragmented
     return "forwarded-l3", vip  # as outer fragments when too big
 
 
@@ -525,8 +800,10 @@ def classify(frame: bytes, cfg: Config) -> Tuple[str, Optional[Vip]]:
         if op == 1 and (tpa == PORT_IP or tpa in vip_addresses(cfg)):
             return "arp-reply", None
         return "arp-ignored", None
+    if ethertype == 0x86DD:
+        return classify_ipv6(frame, l2, cfg)
     if ethertype != 0x0800:
-        return "not-ipv4", None
+        return "not-ip", None
     if frame[0:6] != mac_bytes(PORT_MAC):
         return "not-our-mac", None
     ip = frame[l2:]
@@ -586,7 +863,148 @@ def classify_icmp(ip: bytes, l4: bytes, dst: str, total: int,
     if inner[9] not in (6, 17) or ip_str(inner[12:16]) != dst:
         return "icmp-ignored", None
     vip = lookup_vip(cfg, dst, "tcp" if inner[9] == 6 else "udp", u16(inner, inner_ihl))
+    return ("no-vip", None) if vip is None else deliver(vip, ip, total, is_error=True)
+
+
+EXTENSION_HEADERS = (0, 43, 60, 44)  # Hop-by-Hop, Routing, Destination Options, Fragment
+MAX_EXTENSION_HEADERS = 4
+MAX_EXTENSION_BYTES = 128
+
+
+def walk_extension_headers(ip: bytes, total: int) -> Tuple[Optional[str], int, int, bool]:
+    """(the verdict when the walk fails, else None; the upper-layer next header; its offset; whether
+    a Fragment header was seen). Behind a non-first fragment's Fragment header the bytes are the
+    fragment's data, not headers (RFC 8200 4.5), so the walk stops there."""
+    nxt, offset, count, is_fragment = ip[6], 40, 0, False
+    while nxt in EXTENSION_HEADERS:
+        if count >= MAX_EXTENSION_HEADERS:
+            return "ipv6-extension-limit", nxt, offset, is_fragment
+        if (nxt == 0 and count != 0) or offset + 8 > total:
+            return "malformed-ipv6", nxt, offset, is_fragment  # Hop-by-Hop only first (RFC 8200 4.1)
+        size = 8 if nxt == 44 else (ip[offset + 1] + 1) * 8
+        if offset + size > total:
+            return "malformed-ipv6", nxt, offset, is_fragment
+        if offset + size - 40 > MAX_EXTENSION_BYTES:
+            return "ipv6-extension-limit", nxt, offset, is_fragment
+        non_first = nxt == 44 and u16(ip, offset + 2) & 0xFFF8 != 0
+        is_fragment = is_fragment or nxt == 44
+        nxt, offset, count = ip[offset], offset + size, count + 1
+        if non_first:
+            break
+    return None, nxt, offset, is_fragment
+
+
+def classify_ipv6(frame: bytes, l2: int, cfg: Config) -> Tuple[str, Optional[Vip]]:
+    ip = frame[l2:]
+    if len(ip) < 40 or ip[0] >> 4 != 6:
+        return "malformed-ipv6", None
+    payload = u16(ip, 4)
+    if payload == 0 or 40 + payload > len(ip):  # 0: a jumbogram's (RFC 2675), never on Ethernet
+        return "malformed-ipv6", None
+    total = 40 + payload
+    ip = ip[:total]  # what follows is Ethernet padding
+    src, dst = ip[8:24], ip[24:40]
+    if src[0] == 0xFF:
+        return "bad-source-address", None
+    to_port = frame[:6] == mac_bytes(PORT_MAC)
+    if not to_port and frame[:2] != b"\x33\x33":
+        return "not-our-mac", None
+    failed, nxt, offset, is_fragment = walk_extension_headers(ip, total)
+    if failed:
+        return failed, None
+    if nxt == 58:
+        if is_fragment:
+            return "fragment", None
+        return classify_icmp6(ip, offset, to_port, cfg)
+    if not to_port:
+        return "not-our-mac", None
+    if src == bytes(16):
+        return "bad-source-address", None
+    if nxt not in (6, 17):
+        return "not-tcp-udp", None
+    protocol, dst_text = ("tcp" if nxt == 6 else "udp"), ip6_str(dst)
+    if is_fragment:
+        if dst_text not in vip_addresses(cfg):
+            return "no-vip", None
+        vip = fragment_vip(cfg, dst_text, protocol)
+        return ("fragment", None) if vip is None else deliver(vip, ip, total)
+    l4 = ip[offset:]
+    if nxt == 6:
+        if len(l4) < 20 or (l4[12] >> 4) < 5 or (l4[12] >> 4) * 4 > len(l4):
+            return "malformed-l4", None
+    elif len(l4) < 8 or u16(l4, 4) < 8 or u16(l4, 4) > len(l4):
+        return "malformed-l4", None
+    vip = lookup_vip(cfg, dst_text, protocol, u16(l4, 2))
     return ("no-vip", None) if vip is None else deliver(vip, ip, total)
+
+
+def checksum6(ip: bytes, nxt: int, message: bytes) -> int:
+    """The Internet checksum over an upper-layer message and its IPv6 pseudo-header (RFC 8200
+    8.1); 0 when the message's own checksum is right."""
+    return inet_checksum(ip[8:40] + struct.pack("!IxxxB", len(message), nxt) + message)
+
+
+def classify_icmp6(ip: bytes, offset: int, to_port: bool,
+                   cfg: Config) -> Tuple[str, Optional[Vip]]:
+    icmp, total = ip[offset:], len(ip)
+    if len(icmp) < 8:
+        return "malformed-l4", None
+    icmp_type, code = icmp[0], icmp[1]
+    if icmp_type in (133, 134, 137):
+        return "nd-ignored", None  # router solicitation / advertisement, redirect
+    if icmp_type in (135, 136):
+        return classify_nd(ip, offset, cfg)
+    if not to_port:
+        return "not-our-mac", None
+    if ip[8:24] == bytes(16):
+        return "bad-source-address", None
+    dst = ip6_str(ip[24:40])
+    if dst not in vip_addresses(cfg):
+        return "no-vip", None
+    if icmp_type == 128:
+        answers = code == 0 and any(v.icmp_echo for v in cfg.vips if v.address == dst)
+        return ("icmp-reply" if answers else "icmp-ignored"), None
+    if icmp_type not in (1, 2, 3):
+        return "icmp-ignored", None
+    # An error about a packet the VIP sent (the backend's DSR answer) to a client.
+    if len(icmp) < 8 + 40 + 4 or icmp[8] >> 4 != 6:
+        return "malformed-l4", None
+    inner = icmp[8:]
+    if inner[6] not in (6, 17) or inner[8:24] != ip[24:40]:
+        return "icmp-ignored", None
+    vip = lookup_vip(cfg, dst, "tcp" if inner[6] == 6 else "udp", u16(inner, 40))
+    return ("no-vip", None) if vip is None else deliver(vip, ip, total, is_error=True)
+
+
+def classify_nd(ip: bytes, offset: int, cfg: Config) -> Tuple[str, Optional[Vip]]:
+    """Neighbor solicitations and advertisements: RFC 4861 7.1's validity checks, then what is ours."""
+    icmp = ip[offset:]
+    if ip[7] != 255 or icmp[1] != 0 or len(icmp) < 24 or offset != 40 \
+            or checksum6(ip, 58, icmp) != 0:
+        return "malformed-nd", None
+    option, source_link_layer = 24, False
+    while option + 2 <= len(icmp):
+        size = icmp[option + 1] * 8
+        if size == 0 or option + size > len(icmp):
+            return "malformed-nd", None
+        source_link_layer = source_link_layer or icmp[option] == 1
+        option += size
+    target = ip6_str(icmp[8:24])
+    if icmp[8] == 0xFF:
+        return "malformed-nd", None
+    dst = ip6_str(ip[24:40])
+    if icmp[0] == 136:
+        # An advertisement to a multicast group must not be solicited (RFC 4861 7.1.2).
+        if ip[24] == 0xFF and icmp[4] & 0x40:
+            return "malformed-nd", None
+        return ("nd-learned" if dst in (port_ip6(cfg), ALL_NODES) else "nd-ignored"), None
+    dad = ip[8:24] == bytes(16)
+    if dad and (dst != solicited_node(target) or source_link_layer):
+        return "malformed-nd", None
+    ours = target == port_ip6(cfg) or target in vip_addresses(cfg)
+    if not ours or dst not in (solicited_node(target), target):
+        return "nd-ignored", None
+    return "nd-reply", None
 
 
 # ---------------------------------------------------------------------------------------
@@ -605,16 +1023,16 @@ def is_too_big_l3(total: int) -> bool:
     return total + IPIP_OVERHEAD_BYTES > PORT_MTU_BYTES
 
 
-def _scapy_head(parsed, dst_mac: str, vlan: Optional[int] = None):
-    """Ethernet (+ the 802.1Q tag the output needs) as scapy layers, for an IPv4 payload."""
+def _scapy_head(parsed, dst_mac: str, vlan: Optional[int] = None, ethertype: int = 0x0800):
+    """Ethernet (+ the 802.1Q tag the output needs) as scapy layers, for a payload of `ethertype`."""
     tagged = parsed.type == 0x8100
     if not tagged and vlan is None:
-        return Ether(dst=dst_mac, src=PORT_MAC, type=0x0800)
+        return Ether(dst=dst_mac, src=PORT_MAC, type=ethertype)
     tag = parsed[Dot1Q] if tagged else None
-    prio, dei = (tag.prio, tag.dei) if tagged else (0, 0)
+    prio, dei = (tag.prio, getattr(tag, DOT1Q_DEI)) if tagged else (0, 0)
     vid = vlan if vlan is not None else tag.vlan
     return (Ether(dst=dst_mac, src=PORT_MAC, type=0x8100)
-            / Dot1Q(prio=prio, dei=dei, vlan=vid, type=0x0800))
+            / dot1q(prio, dei, vid, ethertype))
 
 
 def _scapy_vip(inner, cfg: Config) -> Optional[Vip]:
@@ -630,6 +1048,69 @@ def _scapy_vip(inner, cfg: Config) -> Optional[Vip]:
     return lookup_vip(cfg, inner.dst, "tcp" if TCP in inner else "udp", l4.dport)
 
 
+def _scapy_flow_hash(inner) -> int:
+    """The flow hash of an IPv4 packet sent to an IPv6 backend, from scapy's dissection: the
+    5-tuple's; a fragment's without ports; an ICMP error's from the quoted packet, reversed."""
+    src, dst = ip_bytes(inner.src), ip_bytes(inner.dst)
+    if inner.flags.MF or inner.frag:
+        return flow_hash(src, dst, 0, 0, inner.proto)
+    if ICMP in inner:
+        quoted = inner[IPerror]
+        return flow_hash(ip_bytes(quoted.dst), ip_bytes(quoted.src), quoted.payload.dport,
+                         quoted.payload.sport, quoted.proto)
+    return flow_hash(src, dst, inner.payload.sport, inner.payload.dport, inner.proto)
+
+
+IPV6_EXTENSION_LAYERS = (IPv6ExtHdrHopByHop, IPv6ExtHdrRouting, IPv6ExtHdrDestOpt,
+                         IPv6ExtHdrFragment)
+
+
+def _scapy_upper6(pkt6):
+    """(the upper-layer layer, its protocol number, whether a Fragment header came before it) of
+    a dissected IPv6 packet. scapy dissects a non-first fragment's data as Raw."""
+    layer, nxt, is_fragment = pkt6.payload, pkt6.nh, False
+    while isinstance(layer, IPV6_EXTENSION_LAYERS):
+        is_fragment = is_fragment or isinstance(layer, IPv6ExtHdrFragment)
+        nxt, layer = layer.nh, layer.payload
+    return layer, nxt, is_fragment
+
+
+def _scapy_vip6(pkt6, cfg: Config) -> Optional[Vip]:
+    """The VIP a forwarded IPv6 packet belongs to, read off scapy's dissection."""
+    layer, nxt, is_fragment = _scapy_upper6(pkt6)
+    if is_fragment:
+        return fragment_vip(cfg, pkt6.dst, {6: "tcp", 17: "udp"}[nxt])
+    if nxt == 58:
+        quoted = layer[IPerror6]
+        return lookup_vip(cfg, quoted.src, {6: "tcp", 17: "udp"}[quoted.nh],
+                          quoted.payload.sport)
+    return lookup_vip(cfg, pkt6.dst, {6: "tcp", 17: "udp"}[nxt], layer.dport)
+
+
+def _scapy_flow_hash6(pkt6) -> int:
+    """As `_scapy_flow_hash`, for an IPv6 packet."""
+    layer, nxt, is_fragment = _scapy_upper6(pkt6)
+    src, dst = ip6_bytes(pkt6.src), ip6_bytes(pkt6.dst)
+    if is_fragment:
+        return flow_hash6(src, dst, 0, 0, nxt)
+    if nxt == 58:
+        quoted = layer[IPerror6]
+        return flow_hash6(ip6_bytes(quoted.dst), ip6_bytes(quoted.src), quoted.payload.dport,
+                          quoted.payload.sport, quoted.nh)
+    return flow_hash6(src, dst, layer.sport, layer.dport, nxt)
+
+
+def _scapy_tunnel6(parsed, inner, packet: bytes, vip: Vip, cfg: Config) -> bytes:
+    """A packet sent to an IPv6 backend (6in6, 4in6), from scapy layers."""
+    if isinstance(inner, IPv6):
+        tc, label, nxt = inner.tc, flow_label(_scapy_flow_hash6(inner)), 41
+    else:
+        tc, label, nxt = inner.tos, flow_label(_scapy_flow_hash(inner)), 4
+    outer = IPv6(tc=tc, fl=label, plen=len(packet), nh=nxt, hlim=64, src=PORT_IP6,
+                 dst=vip.backend.address)
+    return bytes(_scapy_head(parsed, GATEWAY6_MAC, cfg.vlan, 0x86DD) / outer / Raw(packet))
+
+
 def expected_scapy(frame: bytes, verdict: str, vip: Optional[Vip], cfg: Config,
                    frag_id: int) -> List[bytes]:
     parsed = Ether(frame)
@@ -641,8 +1122,10 @@ def expected_scapy(frame: bytes, verdict: str, vip: Optional[Vip], cfg: Config,
         head = Ether(dst=parsed.src, src=PORT_MAC, type=parsed.type)
         if parsed.type == 0x8100:
             tag = parsed[Dot1Q]
-            head = head / Dot1Q(prio=tag.prio, dei=tag.dei, vlan=tag.vlan, type=tag.type)
+            head = head / dot1q(tag.prio, getattr(tag, DOT1Q_DEI), tag.vlan, tag.type)
         return [bytes(head / reply / Raw(frame[l2 + 28:]))]
+    if u16(frame, l2 - 2) == 0x86DD:
+        return _expected_scapy6(parsed, frame, l2, verdict, vip, cfg)
     inner = parsed[IP]
     packet = frame[l2:l2 + inner.len]
     if verdict == "forwarded-l2":
@@ -650,6 +1133,8 @@ def expected_scapy(frame: bytes, verdict: str, vip: Optional[Vip], cfg: Config,
         return [bytes(_scapy_head(parsed, vip.backend.mac, vip.backend.vlan) / Raw(packet))]
     if verdict == "forwarded-l3":
         assert _scapy_vip(inner, cfg) == vip
+        if is_ip6(vip.backend.address):
+            return [_scapy_tunnel6(parsed, inner, packet, vip, cfg)]
         head = _scapy_head(parsed, GATEWAY_MAC, cfg.vlan)
         if not is_too_big_l3(inner.len):
             outer = IP(version=4, ihl=5, tos=inner.tos, len=inner.len + 20, id=inner.id,
@@ -669,21 +1154,89 @@ def expected_scapy(frame: bytes, verdict: str, vip: Optional[Vip], cfg: Config,
     if verdict == "icmp-frag-needed":
         assert _scapy_vip(inner, cfg) == vip and vip.mode == "l3" and inner.flags.DF
         answer = (IP(tos=0, id=0, flags=0, frag=0, ttl=64, proto=1, src=inner.dst, dst=inner.src)
-                  / ICMP(type=3, code=4, nexthopmtu=FRAG_NEEDED_MTU)
+                  / ICMP(type=3, code=4, nexthopmtu=PORT_MTU_BYTES - overhead(vip))
                   / Raw(packet[:inner.ihl * 4 + 8]))
         return [bytes(_scapy_head(parsed, parsed.src) / answer)]
     raise ValueError(verdict)
 
 
-def _eth(dst: bytes, tci: Optional[int]) -> bytes:
+def _expected_scapy6(parsed, frame: bytes, l2: int, verdict: str, vip: Optional[Vip],
+                     cfg: Config) -> List[bytes]:
+    inner = parsed[IPv6]
+    packet = frame[l2:l2 + 40 + inner.plen]
+    if verdict == "forwarded-l2":
+        assert _scapy_vip6(inner, cfg) == vip
+        return [bytes(_scapy_head(parsed, vip.backend.mac, vip.backend.vlan, 0x86DD)
+                      / Raw(packet))]
+    if verdict == "forwarded-l3":
+        assert _scapy_vip6(inner, cfg) == vip
+        return [_scapy_tunnel6(parsed, inner, packet, vip, cfg)]
+    if verdict == "icmp-reply":
+        reply = IPv6(packet)
+        reply.src, reply.dst, reply.hlim = inner.dst, inner.src, 64
+        reply[ICMPv6EchoRequest].type = 129
+        del reply[ICMPv6EchoRequest].cksum
+        return [bytes(_scapy_head(parsed, parsed.src, None, 0x86DD) / reply)]
+    if verdict == "nd-reply":
+        dad = inner.src == "::"
+        target = parsed[ICMPv6ND_NS].tgt
+        answer = (IPv6(tc=0, fl=0, plen=32, nh=58, hlim=255, src=target,
+                       dst=ALL_NODES if dad else inner.src)
+                  / ICMPv6ND_NA(R=0, S=0 if dad else 1, O=1, tgt=target)
+                  / ICMPv6NDOptDstLLAddr(lladdr=PORT_MAC))
+        return [bytes(_scapy_head(parsed, ALL_NODES_MAC if dad else parsed.src, None, 0x86DD)
+                      / answer)]
+    if verdict == "icmp6-packet-too-big":
+        assert _scapy_vip6(inner, cfg) == vip and vip.mode == "l3"
+        quoted = packet[:PTB_QUOTE_BYTES]
+        answer = (IPv6(tc=0, fl=0, plen=8 + len(quoted), nh=58, hlim=64, src=inner.dst,
+                       dst=inner.src)
+                  / ICMPv6PacketTooBig(code=0, mtu=PORT_MTU_BYTES - overhead(vip))
+                  / Raw(quoted))
+        return [bytes(_scapy_head(parsed, parsed.src, None, 0x86DD) / answer)]
+    raise ValueError(verdict)
+
+
+def _eth(dst: bytes, tci: Optional[int], ethertype: int = 0x0800) -> bytes:
     tag = b"" if tci is None else struct.pack("!HH", 0x8100, tci)
-    return dst + mac_bytes(PORT_MAC) + tag + b"\x08\x00"
+    return dst + mac_bytes(PORT_MAC) + tag + struct.pack("!H", ethertype)
 
 
 def _outer_header(tos: int, payload: int, ident: int, flags_frag: int, dst: str) -> bytes:
     hdr = struct.pack("!BBHHHBBH4s4s", 0x45, tos, payload + 20, ident, flags_frag, 64, 4, 0,
                       ip_bytes(PORT_IP), ip_bytes(dst))
     return with_checksum(hdr, 10)
+
+
+def flow_hash_of(ip: bytes) -> int:
+    """The flow hash of a packet sent to an IPv6 backend, from its bytes: the 5-tuple's; a
+    fragment's without ports; an ICMP error's from the quoted packet (VIP -> client), reversed."""
+    if ip[0] >> 4 == 6:
+        _, nxt, offset, is_fragment = walk_extension_headers(ip, 40 + u16(ip, 4))
+        src, dst, l4 = ip[8:24], ip[24:40], ip[offset:]
+        if is_fragment:
+            return flow_hash6(src, dst, 0, 0, nxt)
+        if nxt == 58:
+            q = l4[8:]
+            return flow_hash6(q[24:40], q[8:24], u16(q, 42), u16(q, 40), q[6])
+        return flow_hash6(src, dst, u16(l4, 0), u16(l4, 2), nxt)
+    ihl, src, dst, proto = (ip[0] & 0x0F) * 4, ip[12:16], ip[16:20], ip[9]
+    if u16(ip, 6) & 0x3FFF:
+        return flow_hash(src, dst, 0, 0, proto)
+    if proto == 1:
+        q = ip[ihl + 8:]
+        qihl = (q[0] & 0x0F) * 4
+        return flow_hash(q[16:20], q[12:16], u16(q, qihl + 2), u16(q, qihl), q[9])
+    return flow_hash(src, dst, u16(ip, ihl), u16(ip, ihl + 2), proto)
+
+
+def _outer_header6(ip: bytes, dst: str) -> bytes:
+    """The 40-byte IPv6 header in front of `ip` (IPv6 or IPv4) sent to an IPv6 backend."""
+    tc = (u16(ip, 0) >> 4) & 0xFF if ip[0] >> 4 == 6 else ip[1]
+    nxt = 41 if ip[0] >> 4 == 6 else 4
+    first = 6 << 28 | tc << 20 | flow_label(flow_hash_of(ip))
+    return (struct.pack("!IHBB", first, len(ip), nxt, 64) + ip6_bytes(PORT_IP6)
+            + ip6_bytes(dst))
 
 
 def expected_bytes(frame: bytes, verdict: str, vip: Optional[Vip], cfg: Config,
@@ -695,6 +1248,8 @@ def expected_bytes(frame: bytes, verdict: str, vip: Optional[Vip], cfg: Config,
         sha, spa, tpa = arp[8:14], arp[14:18], arp[24:28]
         body = arp[:6] + struct.pack("!H", 2) + port_mac + tpa + sha + spa
         return [frame[6:12] + port_mac + frame[12:l2] + body + frame[l2 + 28:]]
+    if u16(frame, l2 - 2) == 0x86DD:
+        return _expected_bytes6(frame, l2, verdict, vip, cfg)
     total = u16(frame, l2 + 2)
     ip = frame[l2:l2 + total]
     ihl = (ip[0] & 0x0F) * 4
@@ -702,6 +1257,9 @@ def expected_bytes(frame: bytes, verdict: str, vip: Optional[Vip], cfg: Config,
     if verdict == "forwarded-l2":
         return [_eth(mac_bytes(vip.backend.mac), output_tci(tci, vip.backend.vlan)) + ip]
     if verdict == "forwarded-l3":
+        if is_ip6(vip.backend.address):
+            return [_eth(mac_bytes(GATEWAY6_MAC), output_tci(tci, cfg.vlan), 0x86DD)
+                    + _outer_header6(ip, vip.backend.address) + ip]
         head = _eth(mac_bytes(GATEWAY_MAC), output_tci(tci, cfg.vlan))
         if not is_too_big_l3(total):
             return [head + _outer_header(ip[1], total, u16(ip, 4), u16(ip, 6) & 0x4000,
@@ -722,10 +1280,51 @@ def expected_bytes(frame: bytes, verdict: str, vip: Optional[Vip], cfg: Config,
         return [back + with_checksum(hdr, 10) + icmp]
     if verdict == "icmp-frag-needed":
         quoted = ip[:ihl + 8]
-        icmp = with_checksum(struct.pack("!BBHHH", 3, 4, 0, 0, FRAG_NEEDED_MTU) + quoted, 2)
+        mtu = PORT_MTU_BYTES - overhead(vip)
+        icmp = with_checksum(struct.pack("!BBHHH", 3, 4, 0, 0, mtu) + quoted, 2)
         hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(icmp), 0, 0, 64, 1, 0, ip[16:20],
                           ip[12:16])
         return [back + with_checksum(hdr, 10) + icmp]
+    raise ValueError(verdict)
+
+
+def _icmp6_packet(src: bytes, dst: bytes, hop_limit: int, message: bytes) -> bytes:
+    """An IPv6 header (traffic class and flow label 0) + an ICMPv6 message whose checksum
+    (bytes 2-3, zero on entry) is filled in."""
+    header = struct.pack("!IHBB", 6 << 28, len(message), 58, hop_limit) + src + dst
+    return header + set_u16(message, 2, checksum6(header, 58, message))
+
+
+def _expected_bytes6(frame: bytes, l2: int, verdict: str, vip: Optional[Vip],
+                     cfg: Config) -> List[bytes]:
+    ip = frame[l2:l2 + 40 + u16(frame, l2 + 4)]
+    tci = input_tci(frame)
+    port_mac = mac_bytes(PORT_MAC)
+    back = frame[6:12] + port_mac + frame[12:l2]  # to the sender, input tag kept
+    if verdict == "forwarded-l2":
+        return [_eth(mac_bytes(vip.backend.mac), output_tci(tci, vip.backend.vlan), 0x86DD) + ip]
+    if verdict == "forwarded-l3":
+        return [_eth(mac_bytes(GATEWAY6_MAC), output_tci(tci, cfg.vlan), 0x86DD)
+                + _outer_header6(ip, vip.backend.address) + ip]
+    if verdict == "icmp-reply":
+        # Addresses swapped (the pseudo-header sum stays), hop limit 64, type 129.
+        _, _, offset, _ = walk_extension_headers(ip, len(ip))
+        icmp = ip[offset:]
+        checksum = checksum_update(u16(icmp, 2), old=u16(icmp, 0), new=129 << 8 | icmp[1])
+        icmp = bytes([129]) + icmp[1:2] + struct.pack("!H", checksum) + icmp[4:]
+        return [back + ip[:7] + b"\x40" + ip[24:40] + ip[8:24] + ip[40:offset] + icmp]
+    if verdict == "nd-reply":
+        target, src = ip[48:64], ip[8:24]
+        dad = src == bytes(16)
+        flags = 0x20000000 if dad else 0x60000000  # (Solicited +) Override
+        message = struct.pack("!BBHI", 136, 0, 0, flags) + target + b"\x02\x01" + port_mac
+        dst = ip6_bytes(ALL_NODES) if dad else src
+        eth_dst = mac_bytes(ALL_NODES_MAC) if dad else frame[6:12]
+        return [eth_dst + port_mac + frame[12:l2] + _icmp6_packet(target, dst, 255, message)]
+    if verdict == "icmp6-packet-too-big":
+        message = (struct.pack("!BBHI", 2, 0, 0, PORT_MTU_BYTES - overhead(vip))
+                   + ip[:PTB_QUOTE_BYTES])
+        return [back + _icmp6_packet(ip[24:40], ip[8:24], 64, message)]
     raise ValueError(verdict)
 
 
@@ -749,6 +1348,8 @@ def verify_ip(ip: bytes, what: str, quoted: bool = False) -> None:
         return  # a fragment: the datagram's checksum is checked where it is whole
     if proto == 4:
         verify_ip(payload, what + " (inner)")
+    elif proto == 41:
+        verify_ip6(payload, what + " (inner)")
     elif proto == 1:
         assert inet_checksum(payload) == 0, f"{what}: ICMP checksum"
         if payload[0] in (3, 11):
@@ -760,10 +1361,42 @@ def verify_ip(ip: bytes, what: str, quoted: bool = False) -> None:
         assert inet_checksum(pseudo + payload[:length]) == 0, f"{what}: L4 checksum"
 
 
+def verify_ip6(ip: bytes, what: str, quoted: bool = False) -> None:
+    """An IPv6 packet: the extension headers walked; then, unless it is a fragment, what it
+    carries: 6in6 and 4in6 recursively, ICMPv6 (and the packet an error quotes), TCP/UDP. A
+    quoted packet may be cut short: its upper layer is checked only when it is complete."""
+    assert len(ip) >= 40 and ip[0] >> 4 == 6, what
+    total = 40 + u16(ip, 4)
+    if quoted and total > len(ip):
+        return
+    assert total <= len(ip), f"{what}: truncated"
+    failed, nxt, offset, is_fragment = walk_extension_headers(ip, total)
+    assert failed is None, f"{what}: {failed}"
+    if is_fragment:
+        return  # the datagram's checksum is checked where it is whole
+    payload = ip[offset:total]
+    if nxt == 41:
+        verify_ip6(payload, what + " (inner)")
+    elif nxt == 4:
+        verify_ip(payload, what + " (inner)")
+    elif nxt == 58:
+        assert checksum6(ip, 58, payload) == 0, f"{what}: ICMPv6 checksum"
+        if payload[0] in (1, 2, 3, 4):
+            verify_ip6(payload[8:], what + " (quoted)", quoted=True)
+    else:
+        assert nxt in (6, 17), f"{what}: next header {nxt}"
+        length = len(payload) if nxt == 6 else u16(payload, 4)
+        assert checksum6(ip, nxt, payload[:length]) == 0, f"{what}: L4 checksum"
+
+
 def verify_frame(frame: bytes, what: str, exact: bool) -> None:
     """One frame (exact: no bytes after the IP total length, as for every output)."""
     l2 = l2_header_len(frame)
     if u16(frame, l2 - 2) == 0x0806:
+        return
+    if u16(frame, l2 - 2) == 0x86DD:
+        verify_ip6(frame[l2:], what)
+        assert not exact or len(frame) == l2 + 40 + u16(frame, l2 + 4), f"{what}: padding left"
         return
     assert u16(frame, l2 - 2) == 0x0800, what
     verify_ip(frame[l2:], what)
@@ -1006,9 +1639,9 @@ def scenario_malformed() -> List[Case]:
         # --- frame ---
         Case(syn[:13], "malformed-frame", "13-byte frame"),
         # --- ethertype ---
-        Case(ipv6, "not-ipv4", "IPv6 to the port MAC"),
-        Case(lldp, "not-ipv4", "LLDP (0x88cc)"),
-        Case(stp, "not-ipv4", "802.3 length field + LLC (STP BPDU)"),
+        Case(ipv6, "no-vip", "IPv6 TCP to the port MAC (golden.yaml has no IPv6 VIP)"),
+        Case(lldp, "not-ip", "LLDP (0x88cc)"),
+        Case(stp, "not-ip", "802.3 length field + LLC (STP BPDU)"),
         # --- ARP ---
         Case(patch(arp_frame(mac, "10.0.1.70", web), 16, struct.pack("!H", 0x86DD)),
              "malformed-arp", "ARP with ptype 0x86dd"),
@@ -1125,12 +1758,12 @@ def scenario_vlan() -> List[Case]:
              "arp-reply", "tagged ARP request for VIP .100, 64 B padded"),
         Case(arp_frame("02:00:00:00:aa:3c", "10.0.1.60", PORT_IP, vlan=True), "arp-reply",
              "tagged ARP request for the port address, 46 B unpadded"),
-        Case(qinq, "not-ipv4", "QinQ (0x8100 inside 0x8100)"),
+        Case(qinq, "not-ip", "QinQ (0x8100 inside 0x8100)"),
         Case(bytes(Ether(dst=PORT_MAC, src=mac) / Dot1Q(prio=VLAN_PCP, vlan=VLAN_ID, type=0x0800)),
              "malformed-ipv4",
              "18-byte tagged frame with inner ethertype IPv4, no IP header"),
         Case(bytes(Ether(dst=PORT_MAC, src=mac) / Dot1Q(prio=VLAN_PCP, vlan=VLAN_ID, type=0x86DD))
-             + bytes(40), "not-ipv4", "tagged IPv6"),
+             + bytes(40), "malformed-ipv6", "tagged IPv6 header of zeros (version 0)"),
         Case(patch(tagged_ack, 0, mac_bytes(BROADCAST_MAC)), "not-our-mac",
              "tagged IPv4, broadcast dst"),
         Case(tagged_ack[:16], "malformed-frame", "truncated tag: 16-byte frame"),
@@ -1409,6 +2042,457 @@ def scenario_vlan_config() -> List[Case]:
     ]
 
 
+# ---------------------------------------------------------------------------------------
+# IPv6 scenarios (golden-v6.yaml).
+# ---------------------------------------------------------------------------------------
+
+W6, U6, E6, V46 = "2001:db8:1::100", "2001:db8:1::102", "2001:db8:1::103", "10.0.1.105"
+NOVIP6 = "2001:db8:1::200"
+ROUTER6 = "2001:db8:ff::1"  # a router on the path back to the clients
+LINK_LOCAL_GW = "fe80::1"
+
+
+def hbh(size: int = 8):
+    """A Hop-by-Hop Options header of `size` bytes (one PadN option)."""
+    return IPv6ExtHdrHopByHop(options=[PadN(optdata=bytes(size - 4))])
+
+
+def dstopt(size: int = 8):
+    """A Destination Options header of `size` bytes (one PadN option)."""
+    return IPv6ExtHdrDestOpt(options=[PadN(optdata=bytes(size - 4))])
+
+
+def routing0():
+    """An 8-byte Routing header with segments left 0: ignored by the final destination (RFC 8200 4.4)."""
+    return IPv6ExtHdrRouting(type=0, segleft=0, addresses=[])
+
+
+def scenario_v6_l2() -> List[Case]:
+    c, c2 = 0x10, 0x11
+    get = http_get("/v6/segment-0001.ts")
+    ack = tcp6(c, W6, 80, sport=41000, flags="A", seq=1001 + len(get), ack=800001)
+    max_options = [("NOP", None)] * 2 + [("Timestamp", (200004, 900004))] + [("NOP", None)] * 28
+    return [
+        Case(tcp6(c, W6, 80, sport=41000, flags="S", seq=1000, options=SYN_OPTIONS), "forwarded-l2",
+             "SYN with options to [::100]:80 (web6-l2): MACs rewritten, IPv6 untouched"),
+        Case(tcp6(c, W6, 80, sport=41000, flags="PA", seq=1001, ack=800001, payload=get,
+                  options=ts_options(200002, 900001)), "forwarded-l2", f"HTTP GET, {len(get)} B"),
+        Case(tcp6(c, W6, 80, sport=41000, flags="A", seq=1001 + len(get), ack=800001,
+                  payload=b"tc", tc=0xB8, fl=0x12345, hlim=1), "forwarded-l2",
+             "traffic class 0xb8, flow label 0x12345, hop limit 1: all untouched"),
+        Case(ack + bytes([0xDE, 0xAD, 0xBE, 0xEF, 0x55, 0xAA]), "forwarded-l2",
+             "74-byte frame + 6 nonzero padding bytes: sent without them"),
+        Case(tcp6(c, W6, 80, sport=41000, flags="A", seq=2000, ack=800001,
+                  payload=pattern(1440, 80)), "forwarded-l2",
+             "IPv6 total length 1500 (1514-byte frame): fits"),
+        Case(tcp6(c, W6, 80, sport=41000, flags="A", seq=3440, ack=800001,
+                  payload=pattern(1441, 81)), "too-big", "IPv6 total length 1501"),
+        Case(tcp6(c, W6, 80, sport=41000, flags="A", seq=4881, ack=800001, options=max_options),
+             "forwarded-l2", "TCP data offset 15 (40 option bytes)"),
+        Case(tcp6(c2, E6, 443, sport=41443, flags="S", seq=1, options=SYN_OPTIONS), "forwarded-l2",
+             "[::103]:443 (echo6-l2) -> ::13"),
+        Case(tcp6(c2, W6, 80, sport=41001, flags="S", seq=1, vlan=True), "forwarded-l2",
+             "tagged VID 100 PCP 3: tag kept"),
+        Case(tcp6(c2, W6, 80, sport=41001, flags="A", seq=2, ack=1, payload=pattern(1440, 82),
+                  vlan=(200, 5)), "forwarded-l2",
+             "tagged VID 200 PCP 5, total length 1500: 1518-byte frame"),
+        Case(tcp6(c2, E6, 80, sport=41002, flags="S"), "no-vip", "[::103]:80 (only 443 there)"),
+        Case(udp6(c2, W6, 80, sport=41003, payload=pattern(20, 83)), "no-vip",
+             "UDP to [::100]:80 (TCP only)"),
+        Case(tcp6(c2, NOVIP6, 80, sport=41004, flags="S"), "no-vip", "TCP to ::200 (not a VIP)"),
+        Case(tcp6(c2, PORT_IP6, 22, sport=41005, flags="S"), "no-vip",
+             "TCP to the port's address6: not a VIP"),
+        Case(tcp6(c2, NOVIP6, 80, sport=41006, payload=pattern(1441, 84)), "no-vip",
+             "1501 bytes to a non-VIP: VIP lookup before the MTU check"),
+    ]
+
+
+def scenario_v6_l3() -> List[Case]:
+    c, c2, c3 = 0x20, 0x21, 0x22
+    v4a, v4b = 0x23, 0x24
+    return [
+        # --- 6in6 ---
+        Case(udp6(c, U6, 53, sport=53001, payload=dns_query(0x6001, "www.example.com", "AAAA")),
+             "forwarded-l3",
+             "DNS query to [::102]:53 (any6-l3): 6in6 to 2001:db8:2::21, label from the 5-tuple"),
+        Case(udp6(c, U6, 443, sport=53002, payload=pattern(300, 85), tc=0xB8, fl=0xABCDE),
+             "forwarded-l3",
+             "UDP :443, traffic class 0xb8, flow label 0xabcde: outer TC 0xb8, label from the hash"),
+        Case(udp6(c2, U6, 4500, sport=4500, payload=pattern(60, 86), tc=0x01, hlim=1),
+             "forwarded-l3", "TC 0x01 (ECT(1)), hop limit 1: the inner packet untouched"),
+        Case(udp6(c2, U6, 53, sport=53003, payload=dns_query(0x6002, "v6.example"),
+                  vlan=(VLAN_ID, 5), tc=0x03), "forwarded-l3",
+             "tagged VID 100 PCP 5, TC 0x03 (CE): tag kept"),
+        Case(udp6(c3, U6, 9000, sport=9000, payload=pattern(1412, 87)), "forwarded-l3",
+             "inner total length 1460: 1514-byte frame (fits exactly)"),
+        Case(udp6(c3, U6, 9000, sport=9000, payload=pattern(1413, 88)), "icmp6-packet-too-big",
+             "inner 1461: Packet Too Big, MTU 1460, quoting 1232 bytes"),
+        Case(udp6(c3, U6, 9001, sport=9001, payload=pattern(1452, 89), vlan=(VLAN_ID, 6)),
+             "icmp6-packet-too-big", "tagged, inner 1500: Packet Too Big keeps the tag"),
+        Case(tcp6(c3, U6, 53, sport=9002, flags="S"), "no-vip", "TCP to ::102 (UDP only)"),
+        # --- 4in6 ---
+        Case(tcp_frame(v4a, V46, 443, sport=44001, flags="S", seq=1, options=SYN_OPTIONS,
+                       ipid=0x6101), "forwarded-l3",
+             "SYN to 10.0.1.105:443 (web-4in6): IPv4 in IPv6, next header 4"),
+        Case(tcp_frame(v4a, V46, 443, sport=44001, flags="PA", seq=2, ack=1, tos=0xB8, df=False,
+                       payload=pattern(517, 90), ipid=0x6102), "forwarded-l3",
+             "TOS 0xb8 becomes the outer traffic class; DF clear"),
+        Case(tcp_frame(v4a, V46, 443, sport=44001, flags="A", seq=519, ack=1, tos=0x03, ttl=1,
+                       ipid=0x6103), "forwarded-l3", "TOS 0x03 (CE), TTL 1 untouched"),
+        Case(tcp_frame(v4b, V46, 443, sport=44002, flags="S", seq=1, ipid=0x6104, vlan=True),
+             "forwarded-l3", "tagged: tag kept"),
+        Case(tcp_frame(v4b, V46, 443, sport=44002, flags="A", seq=2, ack=1, ipid=0x6105,
+                       payload=pattern(1420, 91)), "forwarded-l3",
+             "inner total length 1460: 1514-byte frame"),
+        Case(tcp_frame(v4b, V46, 443, sport=44002, flags="A", seq=1422, ack=1, ipid=0x6106,
+                       payload=pattern(1421, 92)), "icmp-frag-needed",
+             "inner 1461, DF set: ICMP 3/4 with next-hop MTU 1460"),
+        Case(tcp_frame(v4b, V46, 443, sport=44002, flags="A", seq=1422, ack=1, ipid=0x6107,
+                       df=False, payload=pattern(1421, 93)), "too-big",
+             "inner 1461, DF clear: too-big (an IPv6 outer header is never fragmented)"),
+        Case(tcp_frame(v4b, V46, 443, sport=44003, flags="A", seq=1, ack=1, ipid=0x6108,
+                       vlan=(VLAN_ID, 6), payload=pattern(1460, 94)), "icmp-frag-needed",
+             "tagged, inner 1500 with DF: the reply keeps the tag"),
+        Case(tcp_frame(v4b, V46, 80, sport=44004, flags="S", ipid=0x6109), "no-vip",
+             "10.0.1.105:80"),
+        Case(echo_frame(v4b, V46, ident=0x6110, seq=1, payload=pattern(32, 95), ipid=0x6110),
+             "icmp-reply", "IPv4 echo to 10.0.1.105: answered"),
+        Case(arp_frame(GATEWAY_MAC, GATEWAY_IP, V46), "arp-reply", "ARP request for 10.0.1.105"),
+    ]
+
+
+def scenario_v6_nd() -> List[Case]:
+    host_mac, host = "02:00:00:00:bb:60", "2001:db8:1::60"
+    dad_mac = "02:00:00:00:bb:61"
+    foreign = "2001:db8:1::99"
+    ns_ok = ns_frame(host_mac, host, PORT_IP6)
+    checksum_at = 14 + 40 + 2
+    return [
+        # --- answered ---
+        Case(ns_frame(GATEWAY6_MAC, LINK_LOCAL_GW, PORT_IP6), "nd-reply",
+             "NS for address6 from fe80::1 to ff02::1:ff00:2 (33:33:ff:00:00:02)"),
+        Case(ns_frame(host_mac, host, W6), "nd-reply", "NS for VIP ::100 to its solicited-node group"),
+        Case(ns_frame(host_mac, host, E6, dst=E6, sll=False), "nd-reply",
+             "unicast NS to ::103 itself, no option: the answer is 8 bytes longer"),
+        Case(ns_frame(host_mac, host, U6, vlan=(VLAN_ID, 6)), "nd-reply",
+             "tagged NS for ::102: the answer keeps the tag"),
+        Case(ns_frame(dad_mac, "::", PORT_IP6, sll=False), "nd-reply",
+             "DAD for address6: answered to ff02::1 (33:33:00:00:00:01), Solicited clear"),
+        Case(ns_frame(dad_mac, "::", W6, sll=False) + bytes(10), "nd-reply",
+             "DAD for VIP ::100, 10 padding bytes"),
+        # --- not ours ---
+        Case(ns_frame(dad_mac, "::", foreign, sll=False), "nd-ignored", "DAD for a foreign address"),
+        Case(ns_frame(host_mac, host, foreign), "nd-ignored", "NS for a foreign target"),
+        Case(ns_frame(host_mac, host, PORT_IP6, dst=solicited_node("2001:db8:1::3")), "nd-ignored",
+             "NS for address6 sent to another solicited-node group"),
+        Case(ns_frame(host_mac, host, W6, dst=ALL_NODES), "nd-ignored", "NS for ::100 sent to ff02::1"),
+        Case(ns_frame(host_mac, host, W6, dst=E6), "nd-ignored", "unicast NS for ::100 sent to ::103"),
+        # --- malformed (RFC 4861 7.1.1) ---
+        Case(ns_frame(dad_mac, "::", PORT_IP6, sll=True), "malformed-nd",
+             "DAD with a source link-layer option"),
+        Case(ns_frame(dad_mac, "::", PORT_IP6, dst=PORT_IP6, sll=False), "malformed-nd",
+             "DAD sent to the target, not its solicited-node group"),
+        Case(ns_frame(host_mac, host, PORT_IP6, hlim=64), "malformed-nd", "hop limit 64"),
+        Case(set_u16(ns_ok, checksum_at, u16(ns_ok, checksum_at) ^ 0x0100), "malformed-nd",
+             "bad ICMPv6 checksum"),
+        Case(ns_frame(host_mac, host, PORT_IP6, code=1), "malformed-nd", "code 1"),
+        Case(raw6(0x60, solicited_node(PORT_IP6), 58, icmp6_message(
+            client6(0x60)[1], solicited_node(PORT_IP6), 135, 0, bytes(4), ip6_bytes(PORT_IP6)[:8]),
+            hlim=255, eth_dst=multicast_mac(solicited_node(PORT_IP6))), "malformed-nd",
+             "NS of 16 bytes (fewer than 24)"),
+        Case(raw6(0x60, solicited_node(PORT_IP6), 58, bytes([135, 0, 0x12, 0x34, 0, 0]), hlim=255,
+                  eth_dst=multicast_mac(solicited_node(PORT_IP6))), "malformed-l4",
+             "6 bytes of ICMPv6 (type 135): the length check comes before ND"),
+        Case(ns_frame(host_mac, host, PORT_IP6, sll=False,
+                      options=[Raw(b"\x01\x00" + mac_bytes(host_mac))]), "malformed-nd",
+             "option of length 0"),
+        Case(ns_frame(host_mac, host, PORT_IP6, sll=False,
+                      options=[Raw(b"\x01\x02" + mac_bytes(host_mac))]), "malformed-nd",
+             "option running past the message"),
+        Case(ns_frame(host_mac, host, "ff02::1", dst=solicited_node("ff02::1")), "malformed-nd",
+             "multicast target"),
+        Case(ns_frame(host_mac, host, PORT_IP6, ext=[hbh()]), "malformed-nd",
+             "NS behind a Hop-by-Hop header"),
+        Case(ns_frame(host_mac, "ff02::2", PORT_IP6), "bad-source-address", "NS from ff02::2"),
+        Case(ns_frame(host_mac, host, W6, dst=W6, eth_dst="02:00:00:00:01:21"), "not-our-mac",
+             "unicast NS for ::100 to another host's MAC"),
+        # --- advertisements ---
+        Case(na_frame(GATEWAY6_MAC, GATEWAY6_IP, PORT_IP6, GATEWAY6_IP, solicited=True,
+                      router=True), "nd-learned",
+             "solicited NA from gateway6 to address6 (its MAC as configured)"),
+        Case(na_frame(host_mac, host, ALL_NODES, host, solicited=False), "nd-learned",
+             "unsolicited NA to ff02::1"),
+        Case(na_frame(host_mac, host, ALL_NODES, host, solicited=True), "malformed-nd",
+             "NA to ff02::1 with Solicited set (RFC 4861 7.1.2)"),
+        Case(na_frame(host_mac, host, "2001:db8:1::61", host, solicited=True), "nd-ignored",
+             "NA to another unicast address (port MAC)"),
+        Case(na_frame(host_mac, host, PORT_IP6, host, solicited=True, hlim=254), "malformed-nd",
+             "NA with hop limit 254"),
+        Case(na_frame(host_mac, host, PORT_IP6, "ff02::1", solicited=True), "malformed-nd",
+             "NA with a multicast target"),
+        # --- router messages and other ICMPv6 to multicast ---
+        Case(bytes(Ether(dst=multicast_mac("ff02::2"), src=host_mac)
+                   / IPv6(src="fe80::bb:60", dst="ff02::2", hlim=255)
+                   / ICMPv6ND_RS() / ICMPv6NDOptSrcLLAddr(lladdr=host_mac)), "nd-ignored",
+             "router solicitation"),
+        Case(bytes(Ether(dst=ALL_NODES_MAC, src=GATEWAY6_MAC)
+                   / IPv6(src=LINK_LOCAL_GW, dst=ALL_NODES, hlim=255)
+                   / ICMPv6ND_RA(routerlifetime=1800)
+                   / ICMPv6NDOptSrcLLAddr(lladdr=GATEWAY6_MAC)
+                   / ICMPv6NDOptPrefixInfo(prefix="2001:db8:1::", prefixlen=64)), "nd-ignored",
+             "router advertisement"),
+        Case(raw6(0x60, PORT_IP6, 58, icmp6_message(LINK_LOCAL_GW, PORT_IP6, 137, 0, bytes(4),
+                                                    ip6_bytes(GATEWAY6_IP) + ip6_bytes(host)),
+                  src=LINK_LOCAL_GW, hlim=255), "nd-ignored", "redirect"),
+        Case(ip6_frame(0x60, "ff02::16", Raw(icmp6_message("fe80::bb:60", "ff02::16", 143, 0,
+                                                           bytes(4), b"")),
+                       ext=[IPv6ExtHdrHopByHop(options=[RouterAlert()])], nh=58, hlim=1,
+                       src="fe80::bb:60", eth_dst=multicast_mac("ff02::16")), "not-our-mac",
+             "MLDv2 report to ff02::16: multicast, but not ND"),
+    ]
+
+
+def scenario_v6_icmp() -> List[Case]:
+    c = 0x30
+    web_c, dns_c, c3 = client6(0x31), client6(0x32), client6(0x33)
+    web_answer = TCP(sport=80, dport=47000, flags="A", seq=900001, ack=2001) / Raw(pattern(1400, 96))
+    dns_answer = UDP(sport=53, dport=53032) / DNS(id=0x6401, qr=1, rd=1, ra=1,
+                                                 qd=DNSQR(qname="www.example.com", qtype="AAAA"))
+    good_quote = reply_from_vip6(W6, web_c[1], web_answer)[:PTB_QUOTE_BYTES]
+
+    def error(n: int, dst: str, icmp_type: int, code: int, quoted: bytes, **kw) -> bytes:
+        return icmp6_error_frame(client6(n)[0], client6(n)[1], dst, icmp_type, code, quoted, **kw)
+
+    def router_error(dst: str, icmp_type: int, code: int, quoted: bytes, **kw) -> bytes:
+        return icmp6_error_frame(GATEWAY6_MAC, ROUTER6, dst, icmp_type, code, quoted, **kw)
+
+    return [
+        # --- echo ---
+        Case(echo6(c, E6, ident=0x6301, seq=1, payload=pattern(56, 97)), "icmp-reply",
+             "echo request to ::103 (echo6-l2)"),
+        Case(echo6(c, E6, ident=0x6301, seq=2, payload=pattern(56, 98), tc=0xB8, fl=0x54321,
+                   hlim=1), "icmp-reply", "TC 0xb8 and flow label kept, hop limit 1 becomes 64"),
+        Case(echo6(c, E6, ident=0x6301, seq=3, payload=pattern(8, 99), vlan=True) + bytes(4),
+             "icmp-reply", "tagged, 4 padding bytes: the reply keeps the tag, padding trimmed"),
+        Case(echo6(c, E6, ident=0x6301, seq=4, payload=pattern(1452, 100)), "icmp-reply",
+             "IPv6 total length 1500: 1514-byte reply"),
+        Case(echo6(c, W6, ident=0x6302, seq=1), "icmp-ignored", "echo to ::100 (icmp_echo: false)"),
+        Case(echo6(c, U6, ident=0x6303, seq=1), "icmp-ignored", "echo to ::102 (icmp_echo: false)"),
+        Case(echo6(c, E6, ident=0x6304, seq=1, code=1), "icmp-ignored", "echo request with code 1"),
+        Case(echo6(c, E6, ident=0x6305, seq=1, reply=True), "icmp-ignored", "echo reply to a VIP"),
+        Case(raw6(c, E6, 58, icmp6_message(client6(c)[1], E6, 200, 0, bytes(4), b"")),
+             "icmp-ignored", "informational type 200"),
+        Case(echo6(c, NOVIP6, ident=0x6306, seq=1), "no-vip", "echo to ::200 (not a VIP)"),
+        Case(echo6(c, PORT_IP6, ident=0x6307, seq=1), "no-vip", "echo to address6 (not a VIP)"),
+        Case(echo6(c, E6, ident=0x6308, seq=1, src="::"), "bad-source-address", "echo from ::"),
+        Case(echo6(c, ALL_NODES, ident=0x6309, seq=1, eth_dst=ALL_NODES_MAC), "not-our-mac",
+             "echo to ff02::1"),
+        Case(raw6(c, E6, 58, bytes([128, 0, 0x77, 0xFF, 0, 0])), "malformed-l4",
+             "6 bytes of ICMPv6"),
+        # --- errors about VIP flows: the flow first, then the error ---
+        Case(tcp6(0x31, W6, 80, sport=47000, flags="PA", seq=2000, ack=900001,
+                  payload=http_get("/big.iso")), "forwarded-l2", "client ::31 GET to [::100]:80"),
+        Case(router_error(W6, 2, 0, good_quote, rest=struct.pack("!I", 1400)), "forwarded-l2",
+             "Packet Too Big (MTU 1400) from a router about [::100]:80 -> ::31, 1232 bytes quoted"),
+        Case(error(0x31, W6, 1, 4, reply_from_vip6(W6, web_c[1], TCP(sport=80, dport=47000,
+                                                                     flags="SA", ack=1))),
+             "forwarded-l2", "port unreachable about [::100]:80 -> ::31"),
+        Case(router_error(W6, 1, 0, good_quote[:44]), "forwarded-l2",
+             "no route, quoting 40 + 4 bytes (52 bytes of ICMPv6: the least taken)"),
+        Case(udp6(0x32, U6, 53, sport=53032, payload=dns_query(0x6401, "www.example.com", "AAAA")),
+             "forwarded-l3", "client ::32 DNS query to [::102]:53"),
+        Case(error(0x32, U6, 1, 4, reply_from_vip6(U6, dns_c[1], dns_answer)), "forwarded-l3",
+             "port unreachable about [::102]:53 -> ::32: 6in6, the client flow's label"),
+        Case(router_error(U6, 3, 0, reply_from_vip6(U6, c3[1], UDP(sport=4433, dport=53033)
+                                                    / Raw(pattern(100, 101))), vlan=True),
+             "forwarded-l3", "tagged time exceeded about [::102]:4433 -> ::33"),
+        Case(router_error(U6, 3, 0, reply_from_vip6(U6, c3[1], UDP(sport=4433, dport=53033)
+                                                    / Raw(pattern(1400, 102)), quote=1413)),
+             "too-big", "time exceeded of 1461 bytes to the 6in6 VIP: no Packet Too Big about an error"),
+        # --- errors that are not about a VIP flow ---
+        Case(error(0x31, W6, 4, 0, good_quote[:200], rest=struct.pack("!I", 6)), "icmp-ignored",
+             "parameter problem (type 4) quoting a VIP answer"),
+        Case(error(0x31, W6, 1, 4, reply_from_vip6(W6, web_c[1], ICMPv6EchoReply(id=1, seq=1))),
+             "icmp-ignored", "error quoting an ICMPv6 packet"),
+        Case(error(0x31, W6, 1, 4, reply_from_vip6(E6, web_c[1], TCP(sport=443, dport=47000))),
+             "icmp-ignored", "error to ::100 quoting a packet from ::103"),
+        Case(error(0x31, W6, 1, 4, reply_from_vip6(W6, web_c[1], TCP(sport=81, dport=47000))),
+             "no-vip", "error about [::100]:81"),
+        Case(error(0x31, W6, 1, 4, reply_from_vip6(W6, web_c[1], UDP(sport=80, dport=47000))),
+             "no-vip", "error about UDP [::100]:80"),
+        Case(error(0x31, NOVIP6, 1, 4, reply_from_vip6(NOVIP6, web_c[1],
+                                                       TCP(sport=80, dport=47000))),
+             "no-vip", "error sent to ::200"),
+        Case(error(0x31, W6, 1, 4, good_quote[:43]), "malformed-l4", "error of 8 + 43 bytes"),
+        Case(error(0x31, W6, 1, 4, b"\x45" + good_quote[1:100]), "malformed-l4",
+             "quoted version 4"),
+        Case(icmp6_error_frame(web_c[0], "::", W6, 1, 4, good_quote[:100]), "bad-source-address",
+             "error from ::"),
+    ]
+
+
+def scenario_v6_exthdr() -> List[Case]:
+    c = 0x40
+
+    def syn(sport: int, ext, **kw) -> bytes:
+        return tcp6(c, W6, 80, sport=sport, flags="S", seq=1, ext=ext, **kw)
+
+    five = [hbh(), dstopt(), routing0(), dstopt(), dstopt()]
+    return [
+        Case(syn(42001, [hbh(), dstopt()]), "forwarded-l2",
+             "Hop-by-Hop + Destination Options walked to TCP: forwarded untouched"),
+        Case(syn(42002, [routing0()]), "forwarded-l2", "Routing header, segments left 0"),
+        Case(udp6(c, U6, 53, sport=42003, payload=dns_query(0x6501, "ext.example"),
+                  ext=[hbh(), dstopt(16)]), "forwarded-l3",
+             "HBH + 16-byte DstOpt + UDP to ::102: 6in6 carries them"),
+        Case(syn(42004, five[:4]), "forwarded-l2", "4 extension headers (the limit)"),
+        Case(syn(42005, five), "ipv6-extension-limit", "5 extension headers"),
+        Case(syn(42006, [dstopt(128)]), "forwarded-l2", "128 bytes of extension headers (the limit)"),
+        Case(syn(42007, [dstopt(136)]), "ipv6-extension-limit", "one 136-byte header"),
+        Case(syn(42008, [hbh(64), dstopt(72)]), "ipv6-extension-limit",
+             "64 + 72 bytes of headers"),
+        Case(syn(42009, [dstopt(), hbh()]), "malformed-ipv6", "Hop-by-Hop not first"),
+        Case(raw6(c, W6, 60, bytes([6, 7]) + bytes(14)), "malformed-ipv6",
+             "Destination Options of 64 bytes in a 16-byte payload"),
+        Case(raw6(c, W6, 60, bytes([6, 0, 1, 2])), "malformed-ipv6",
+             "payload of 4 bytes, an extension header needs 8"),
+        Case(syn(42010, five[:4] + [dstopt(136)]), "ipv6-extension-limit",
+             "a 5th header: the count is checked before its length"),
+        Case(ip6_frame(c, W6, Raw(pattern(40, 103)), ext=[hbh()], nh=50),
+             "not-tcp-udp", "Hop-by-Hop + ESP"),
+        Case(ip6_frame(c, W6, Raw(b""), ext=[hbh(), dstopt()], nh=59),
+             "not-tcp-udp", "Hop-by-Hop + Destination Options + No Next Header"),
+        Case(echo6(c, E6, ident=0x6501, seq=1, payload=pattern(16, 104), ext=[hbh()]),
+             "icmp-reply", "echo behind Hop-by-Hop: answered, the header kept"),
+        Case(ip6_frame(c, W6, Raw(l4_with_checksum6(
+            client6(c)[1], W6, 6, struct.pack("!HHIIBBHHH", 42011, 80, 1, 0, 4 << 4, 2, 64240, 0, 0),
+            16)), ext=[hbh()], nh=6), "malformed-l4", "Hop-by-Hop + TCP data offset 4"),
+    ]
+
+
+def scenario_v6_fragments() -> List[Case]:
+    def packet6(n: int, dst: str, upper, ext=(), tc: int = 0) -> bytes:
+        pkt = IPv6(src=client6(n)[1], dst=dst, tc=tc)
+        for header in ext:
+            pkt = pkt / header
+        return bytes(pkt / upper)
+
+    http = packet6(0x50, W6, TCP(sport=48000, dport=80, flags="PA", seq=1, ack=1)
+                   / Raw(pattern(580, 105)))
+    dns = packet6(0x51, U6, UDP(sport=48053, dport=53)
+                  / padded_dns_query(0x6601, "frag6.example.com", 292), tc=0x28)
+    big = packet6(0x52, U6, UDP(sport=48054, dport=4433) / Raw(pattern(2000, 106)))
+    alt = packet6(0x53, E6, TCP(sport=48081, dport=8080, flags="S") / Raw(pattern(40, 107)))
+    tiny = packet6(0x53, W6, TCP(sport=48082, dport=80, flags="PA", seq=1, ack=1)
+                   / Raw(pattern(40, 108)))
+    udp_web = packet6(0x54, W6, UDP(sport=48100, dport=80) / Raw(pattern(64, 109)))
+    tcp_any = packet6(0x54, U6, TCP(sport=48101, dport=53) / Raw(pattern(64, 110)))
+    no_vip = packet6(0x54, NOVIP6, TCP(sport=48102, dport=80) / Raw(pattern(64, 111)))
+    echo = packet6(0x54, E6, ICMPv6EchoRequest(id=0x6601, seq=1, data=pattern(64, 112)))
+    behind_hbh = packet6(0x55, W6, TCP(sport=48103, dport=80, flags="PA", seq=1, ack=1)
+                         / Raw(pattern(100, 113)), ext=[hbh()])
+    atomic = packet6(0x55, W6, TCP(sport=48104, dport=80, flags="S", seq=1))
+    f_http, f_dns = ip6_split(http, [256, 512], 0x6501), ip6_split(dns, [128, 256], 0x6502)
+    f_big = ip6_split(big, [1416], 0x6503)
+    assert [len(f) for f in f_big] == [1464, 640]
+    # A non-first fragment whose Fragment header names Destination Options: what follows is the
+    # fragment's data, which here begins like a header claiming 2 KB.
+    non_first_dstopt = ip6_split(packet6(0x56, U6, dstopt() / UDP(sport=48105, dport=53)
+                                         / Raw(bytes([6, 0xFF]) * 40)), [16], 0x6509)[1]
+    assert non_first_dstopt[40] == 60 and non_first_dstopt[48:50] == bytes([6, 0xFF])
+    v4 = IP(src=client(0x57)[1], dst=V46, id=0x6601, flags=0) / TCP(
+        sport=48443, dport=443, flags="PA", seq=1, ack=1) / Raw(pattern(300, 114))
+    f_v4 = ip_fragments(v4, 160)
+    return [
+        Case(eth6(0x50, f_http[0]), "forwarded-l2", "TCP [::100]:80, first of 3 fragments (web6-l2)"),
+        Case(eth6(0x50, f_http[1]), "forwarded-l2", "middle fragment"),
+        Case(eth6(0x50, f_http[2]), "forwarded-l2", "last fragment"),
+        Case(eth6(0x51, f_dns[2]), "forwarded-l3",
+             "UDP [::102]:53, last fragment first: 6in6, label from the hash without ports"),
+        Case(eth6(0x51, f_dns[1], vlan=(VLAN_ID, 2)), "forwarded-l3",
+             "middle fragment, tagged: the same label, tag kept"),
+        Case(eth6(0x51, f_dns[0]), "forwarded-l3", "first fragment (TC 0x28 copied)"),
+        Case(eth6(0x52, f_big[0]), "icmp6-packet-too-big",
+             "UDP fragment of 1464 bytes to ::102: Packet Too Big"),
+        Case(eth6(0x52, f_big[1]), "forwarded-l3", "its last fragment (640 bytes) fits"),
+        Case(eth6(0x53, ip6_split(alt, [24], 0x6504)[0]), "forwarded-l2",
+             "first fragment to [::103]:8080: its only TCP VIP (echo6-l2), no L4 checks"),
+        Case(eth6(0x53, ip6_split(tiny, [8], 0x6505)[0]), "forwarded-l2",
+             "first fragment with 8 bytes of TCP: no L4 checks"),
+        Case(eth6(0x55, ip6_split(behind_hbh, [64], 0x6506, unfragmentable=48)[0]), "forwarded-l2",
+             "Hop-by-Hop + Fragment + TCP"),
+        Case(eth6(0x55, ip6_split(atomic, [], 0x6507)[0]), "forwarded-l2",
+             "atomic fragment (offset 0, M clear)"),
+        Case(eth6(0x54, ip6_split(udp_web, [32], 0x6508)[0]), "fragment",
+             "UDP fragment to ::100 (TCP only)"),
+        Case(eth6(0x54, ip6_split(tcp_any, [32], 0x6508)[1]), "fragment",
+             "TCP fragment to ::102 (UDP only)"),
+        Case(eth6(0x54, ip6_split(no_vip, [32], 0x6508)[0]), "no-vip", "TCP fragment to ::200"),
+        Case(eth6(0x54, ip6_split(echo, [32], 0x6508)[0]), "fragment", "ICMPv6 echo fragment"),
+        Case(eth6(0x56, non_first_dstopt), "not-tcp-udp",
+             "non-first fragment naming Destination Options: its data is not walked (RFC 8200 4.5)"),
+        Case(eth_ip(0x57, f_v4[0]), "forwarded-l3",
+             "IPv4 first fragment to 10.0.1.105: 4in6, label from the hash without ports"),
+        Case(eth_ip(0x57, f_v4[1]), "forwarded-l3", "IPv4 last fragment: the same label"),
+    ]
+
+
+def scenario_v6_malformed() -> List[Case]:
+    c = 0x60
+    mac, src = client6(c)
+    syn = tcp6(c, W6, 80, sport=43000, flags="S", seq=1)
+    udp = udp6(c, U6, 53, sport=43053, payload=dns_query(0x6701, "m.example"))[14 + 40:]
+    tcp_bytes = syn[14 + 40:]
+    no_vip_udp = udp6(c, NOVIP6, 53, sport=43054, payload=pattern(20, 115))[14 + 40:]
+    short_udp = bytes(UDP(sport=43055, dport=53) / dns_query(0x6702, "short.example"))
+    short_udp = l4_with_checksum6(src, U6, 17, short_udp, 6) + bytes(4)
+
+    def edit_l4(l4: bytes, dst: str, nxt: int) -> bytes:
+        return raw6(c, dst, nxt, l4)
+
+    return [
+        Case(syn[:14], "malformed-ipv6", "14-byte frame with ethertype 0x86dd"),
+        Case(syn[:14 + 39], "malformed-ipv6", "39 bytes of IPv6 header"),
+        Case(patch(syn, 14, b"\x40"), "malformed-ipv6", "version 4 under 0x86dd"),
+        Case(set_u16(syn, 14 + 4, 0), "malformed-ipv6", "payload length 0 (a jumbogram's)"),
+        Case(set_u16(syn, 14 + 4, 21), "malformed-ipv6", "payload length 21, 20 bytes present"),
+        Case(patch(set_u16(syn, 14 + 4, 0), 0, mac_bytes(BROADCAST_MAC)), "malformed-ipv6",
+             "payload length 0 AND broadcast: the length checks come first"),
+        Case(tcp6(c, W6, 80, sport=43001, flags="S", src="ff02::1"), "bad-source-address",
+             "source ff02::1"),
+        Case(tcp6(c, W6, 80, sport=43002, flags="S", src="ff0e::1", eth_dst="02:00:00:00:01:21"),
+             "bad-source-address", "source ff0e::1 to another MAC: the source check comes first"),
+        Case(tcp6(c, W6, 80, sport=43003, flags="S", src="::"), "bad-source-address",
+             "source :: (TCP to a VIP)"),
+        Case(udp6(c, U6, 53, sport=43004, src="::", payload=pattern(20, 117), vlan=True),
+             "bad-source-address", "tagged, source :: (UDP to a VIP)"),
+        Case(patch(syn, 0, mac_bytes("02:00:00:00:01:21")), "not-our-mac", "dst = backend MAC"),
+        Case(patch(syn, 0, mac_bytes(BROADCAST_MAC)), "not-our-mac", "broadcast dst"),
+        Case(patch(syn, 0, mac_bytes("33:33:00:00:01:00")), "not-our-mac",
+             "IPv6 multicast MAC on TCP (only ICMPv6 may come multicast)"),
+        Case(edit_l4(tcp_bytes[:10], W6, 6), "malformed-l4", "TCP, 10 bytes"),
+        Case(edit_l4(patch(tcp_bytes, 12, b"\x40"), W6, 6), "malformed-l4", "TCP data offset 4"),
+        Case(edit_l4(patch(tcp_bytes, 12, b"\xf0"), W6, 6), "malformed-l4",
+             "TCP data offset 15, 20 bytes present"),
+        Case(edit_l4(udp[:6], U6, 17), "malformed-l4", "UDP, 6 bytes"),
+        Case(edit_l4(set_u16(udp, 4, 7), U6, 17), "malformed-l4", "UDP length 7"),
+        Case(edit_l4(set_u16(udp, 4, len(udp) + 1), U6, 17), "malformed-l4",
+             "UDP length = payload + 1"),
+        Case(edit_l4(set_u16(no_vip_udp, 4, 0), NOVIP6, 17), "malformed-l4",
+             "UDP length 0 to a non-VIP: L4 check before the VIP lookup"),
+        Case(raw6(c, W6, 59, pattern(8, 118)), "not-tcp-udp", "No Next Header (59), 8 bytes"),
+        Case(raw6(c, U6, 50, pattern(40, 119)), "not-tcp-udp", "ESP (50) to a VIP"),
+        Case(syn + pattern(10, 120), "forwarded-l2",
+             "10 bytes after the payload length: padding, trimmed"),
+        Case(raw6(c, U6, 17, short_udp), "forwarded-l3",
+             "UDP length 4 bytes shorter than the IPv6 payload: allowed"),
+        Case(bytes(Ether(dst=PORT_MAC, src=mac) / Dot1Q(prio=VLAN_PCP, vlan=VLAN_ID, type=0x8100)
+                   / Dot1Q(vlan=200, type=0x86DD)) + syn[14:], "not-ip", "QinQ carrying IPv6"),
+        Case(bytes(Ether(dst=PORT_MAC, src=mac) / Dot1Q(prio=VLAN_PCP, vlan=VLAN_ID, type=0x86DD))
+             + syn[14:14 + 39], "malformed-ipv6", "tagged, 39 bytes of IPv6"),
+    ]
+
+
 class Scenario(NamedTuple):
     name: str
     config: Config
@@ -1425,11 +2509,20 @@ SCENARIOS: List[Scenario] = [
     Scenario("icmp", GOLDEN, scenario_icmp),
     Scenario("fragments", GOLDEN, scenario_fragments),
     Scenario("vlan-config", GOLDEN_VLAN, scenario_vlan_config),
+    Scenario("v6-l2", GOLDEN_V6, scenario_v6_l2),
+    Scenario("v6-l3", GOLDEN_V6, scenario_v6_l3),
+    Scenario("v6-nd", GOLDEN_V6, scenario_v6_nd),
+    Scenario("v6-icmp", GOLDEN_V6, scenario_v6_icmp),
+    Scenario("v6-exthdr", GOLDEN_V6, scenario_v6_exthdr),
+    Scenario("v6-fragments", GOLDEN_V6, scenario_v6_fragments),
+    Scenario("v6-malformed", GOLDEN_V6, scenario_v6_malformed),
 ]
 
 # How many packets of each verdict the mixed scenario (golden.yaml) draws from the other
-# golden.yaml scenarios. wrong-vlan needs a port VLAN, so it only appears in vlan-config.
-MIXED_QUOTA = {v: 2 for v in VERDICTS}
+# golden.yaml scenarios. wrong-vlan needs a port VLAN, so it only appears in vlan-config; the
+# IPv6 verdicts need golden-v6.yaml.
+MIXED_QUOTA = {v: 2 for v in VERDICTS[:VERDICTS.index("nd-reply")]}
+MIXED_QUOTA.update({v: 0 for v in VERDICTS[VERDICTS.index("nd-reply"):]})
 MIXED_QUOTA.update({"forwarded-l2": 7, "forwarded-l3": 6, "arp-reply": 3, "icmp-reply": 3,
                     "wrong-vlan": 0})
 

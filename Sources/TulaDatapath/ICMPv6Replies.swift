@@ -30,6 +30,10 @@ func neighborDiscovery(_ packet: Packet, type: UInt8, icmp: UnsafeMutableRawPoin
     let p = port.pointee
     let toAddress6 = p.hasAddress6 && dstHi == p.address6Hi && dstLo == p.address6Lo
     if type == 136 {
+        // RFC 4861 7.1.2: an advertisement to a multicast group has Solicited clear.
+        guard dstHi >> 56 != 0xFF || icmp.load(fromByteOffset: 4, as: UInt8.self) & 0x40 == 0 else {
+            return FrameOutcome(.malformedND)
+        }
         // A solicited answer to us, or an unsolicited one to all nodes (ff02::1).
         let allNodes = dstHi == 0xFF02_0000_0000_0000 && dstLo == 1
         return toAddress6 || allNodes ? FrameOutcome(.ndLearned, shift: 0, length: UInt32(packet.l2 &+ packet.total))

@@ -41,10 +41,13 @@ func classifyIPv6(_ p: UnsafeMutableRawPointer, length: Int, l2: Int, inputTag: 
         let size = next == 44 ? 8 : (Int(ip.load(fromByteOffset: offset &+ 1, as: UInt8.self)) &+ 1) &* 8
         guard offset &+ size <= total else { return FrameOutcome(.malformedIPv6) }
         guard offset &+ size &- 40 <= maxExtensionBytes else { return FrameOutcome(.extensionHeaderLimit) }
+        // Behind a non-first fragment's Fragment header is the fragment's data, not headers (RFC 8200 4.5).
+        let nonFirstFragment = next == 44 && be16(ip, offset &+ 2) & 0xFFF8 != 0
         if next == 44 { isFragment = true }
         next = ip.load(fromByteOffset: offset, as: UInt8.self)
         offset &+= size
         headers &+= 1
+        if nonFirstFragment { break }
     }
     let srcUnspecified = srcHi == 0 && srcLo == 0
     let packet = Packet(frame: p, l2: l2, inputTag: inputTag, ip: ip, ihl: offset, total: total, headroom: headroom)

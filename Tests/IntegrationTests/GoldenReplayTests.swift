@@ -19,6 +19,11 @@ extension Integration {
             GoldenScenario(name: "arp"), GoldenScenario(name: "malformed"), GoldenScenario(name: "vlan"),
             GoldenScenario(name: "icmp"), GoldenScenario(name: "fragments"),
             GoldenScenario(name: "vlan-config", config: "golden-vlan.yaml"), GoldenScenario(name: "mixed"),
+            GoldenScenario(name: "v6-l2", config: "golden-v6.yaml"), GoldenScenario(name: "v6-l3", config: "golden-v6.yaml"),
+            GoldenScenario(name: "v6-nd", config: "golden-v6.yaml"), GoldenScenario(name: "v6-icmp", config: "golden-v6.yaml"),
+            GoldenScenario(name: "v6-exthdr", config: "golden-v6.yaml"),
+            GoldenScenario(name: "v6-fragments", config: "golden-v6.yaml"),
+            GoldenScenario(name: "v6-malformed", config: "golden-v6.yaml"),
         ]
         static let golden = packageRoot.appendingPathComponent("pcaps/golden").path
 
