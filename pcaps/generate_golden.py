@@ -887,7 +887,8 @@ def walk_extension_headers(ip: bytes, total: int) -> Tuple[Optional[str], int, i
         if offset + size - 40 > MAX_EXTENSION_BYTES:
             return "ipv6-extension-limit", nxt, offset, is_fragment
         non_first = nxt == 44 and u16(ip, offset + 2) & 0xFFF8 != 0
-        is_fragment = is_fragment or nxt == 44
+        # An atomic fragment (offset 0, M clear) is a whole packet (RFC 6946): hashed and pinned as one.
+        is_fragment = is_fragment or (nxt == 44 and u16(ip, offset + 2) & 0xFFF9 != 0)
         nxt, offset, count = ip[offset], offset + size, count + 1
         if non_first:
             break

@@ -75,7 +75,7 @@ RSS_WINDOW = 30
 
 # What the mix must have produced by the end (per verdict name); a verdict missing means the mix did not reach Tula.
 EXPECTED_VERDICTS = ["forwarded-l2", "forwarded-l3", "arp-reply", "icmp-reply", "icmp-frag-needed", "arp-ignored",
-                     "not-ipv4", "not-our-mac", "malformed-ipv4", "bad-ip-checksum", "malformed-l4", "no-vip",
+                     "not-ip", "malformed-ipv6", "not-our-mac", "malformed-ipv4", "bad-ip-checksum", "malformed-l4", "no-vip",
                      "not-tcp-udp", "arp-learned", "unresolved-next-hop"]
 
 
@@ -224,7 +224,7 @@ class Mix:
     WEIGHTS = {
         "tcp-l2-new": 26, "udp-l2-new": 12, "tcp-l3-new": 10, "udp-l3-new": 5, "established": 15,
         "no-vip-address": 3, "no-vip-port": 2, "bad-checksum": 2, "truncated-ipv4": 2, "bad-tcp-offset": 1,
-        "ipv6": 2, "not-our-mac": 1, "gre": 1, "vlan-tcp-l2": 1,
+        "ipv6": 1, "lldp": 1, "not-our-mac": 1, "gre": 1, "vlan-tcp-l2": 1,
         "ping-l2": 1, "ping-l3": 1, "icmp-frag-needed-about-l2": 1, "icmp-time-exceeded-about-l3": 1,
         "fragments": 2, "big-l3-df-clear": 1, "big-l3-df-set": 1,
         "arp-vip": 2, "arp-port": 1, "arp-other": 1, "arp-reply-backend": 2, "tcp-checked-new": 3,
@@ -293,8 +293,10 @@ class Mix:
             return ether(ipv4(client, VIP_TCP_L2, 6, tcp(client, VIP_TCP_L2, sport, 80), claim_extra=200))
         if kind == "bad-tcp-offset":
             return ether(ipv4(client, VIP_TCP_L2, 6, tcp(client, VIP_TCP_L2, sport, 80, offset_words=15)))
-        if kind == "ipv6":
+        if kind == "ipv6":  # payload length 0: malformed-ipv6
             return ether(bytes([0x60]) + b"\0" * 39, 0x86DD)
+        if kind == "lldp":  # not-ip
+            return ether(b"\0" * 46, 0x88CC)
         if kind == "not-our-mac":
             return ether(ipv4(client, VIP_TCP_L2, 6, tcp(client, VIP_TCP_L2, sport, 80)), dst="02:00:00:00:bb:01")
         if kind == "gre":

@@ -43,7 +43,8 @@ func classifyIPv6(_ p: UnsafeMutableRawPointer, length: Int, l2: Int, inputTag: 
         guard offset &+ size &- 40 <= maxExtensionBytes else { return FrameOutcome(.extensionHeaderLimit) }
         // Behind a non-first fragment's Fragment header is the fragment's data, not headers (RFC 8200 4.5).
         let nonFirstFragment = next == 44 && be16(ip, offset &+ 2) & 0xFFF8 != 0
-        if next == 44 { isFragment = true }
+        // An atomic fragment (offset 0, M clear) is a whole packet, handled as one (RFC 6946).
+        if next == 44 && be16(ip, offset &+ 2) & 0xFFF9 != 0 { isFragment = true }
         next = ip.load(fromByteOffset: offset, as: UInt8.self)
         offset &+= size
         headers &+= 1

@@ -8,7 +8,7 @@ import Testing
 
     static var shippedConfigs: [String] {
         ["examples/streaming-dsr.yaml", "examples/appliance.yaml", "examples/dual-stack.yaml", "benchmarks/bench.yaml", "pcaps/golden/golden.yaml",
-         "pcaps/golden/golden-vlan.yaml"].map { root.appendingPathComponent($0).path }
+         "pcaps/golden/golden-vlan.yaml", "pcaps/golden/golden-v6.yaml"].map { root.appendingPathComponent($0).path }
     }
 
     @Test(arguments: shippedConfigs)
