@@ -17,9 +17,16 @@
 #   tula   10.0.1.2  ──┤  DPDK net_af_packet on the tula namespace's eth0 (no kernel address)
 #          10.0.1.3  ──┘  eth1 in the same namespace: the kernel's interface the health probes leave from
 #
-# Backends are set up with `tula-appliance backend-setup --apply` and checked with `tula-appliance doctor`; each runs
-# Python's http.server serving its own name at / and a 1 MiB file at /1mb.bin. No MAC is configured: Tula resolves the
-# backends and the gateway by ARP from its port address.
+# IPv6 on the same segment (2001:db8:1::/64; client ::10, b1..b3 ::11..::13, gw ::1, Tula's address6 ::2, eth1 ::3):
+#   VIP [2001:db8:1::100]:80/tcp  l2   -> b1 b2 b3 (their IPv6 addresses), http health check over IPv6
+#   VIP [2001:db8:1::200]:80/tcp  l3   -> 2001:db8:1::21 ::22 via gw (6in6)   } checked on the wire: this kernel has no
+#   VIP 10.0.1.201:80/tcp         l3   -> 2001:db8:1::21 ::22 via gw (4in6)   } ip6_tunnel (CONFIG_IPV6_TUNNEL) either
+# The client resolves the IPv6 VIPs from Tula's neighbor advertisements, Tula resolves the backends and gateway6 by
+# neighbor solicitation: no static neighbor entry and no MAC in the config.
+#
+# Backends are set up with `tula-appliance backend-setup --apply` and checked with `tula-appliance doctor` (for both VIPs);
+# each runs Python's http.server serving its own name at / and a 1 MiB file at /1mb.bin, on IPv4 and (a second server) on
+# IPv6. No MAC is configured: Tula resolves the backends and the gateway by ARP and neighbor discovery from its port addresses.
 #
 # Environment: TULA_APPLIANCE=path to use a built binary (default: `swift build` the debug tula-appliance);
 # PYTHON=interpreter with scapy (default: the one scripts/find-python.sh finds); TULABED_STATE=directory for bed state (default /run/tulabed).
@@ -41,6 +48,14 @@ backends=(b1 b2 b3)
 l3_backends=(10.0.1.21 10.0.1.22)
 nodes=(client b1 b2 b3 gw tula)
 declare -A address=([client]=10.0.1.10 [b1]=10.0.1.11 [b2]=10.0.1.12 [b3]=10.0.1.13 [gw]=10.0.1.1)
+# IPv6: the nodes with an address6 have IPv6 enabled (the others, and Tula's DPDK eth0, keep it off).
+vip6_l2=2001:db8:1::100
+vip6_l3=2001:db8:1::200             # 6in6
+vip_4in6=10.0.1.201                 # an IPv4 VIP with IPv6 l3 backends: 4in6
+tula_address6=2001:db8:1::2
+probe_address6=2001:db8:1::3
+l3_backends6=(2001:db8:1::21 2001:db8:1::22)
+declare -A address6=([client]=2001:db8:1::10 [b1]=2001:db8:1::11 [b2]=2001:db8:1::12 [b3]=2001:db8:1::13 [gw]=2001:db8:1::1)
 declare -A mac=([client]=02:00:00:00:00:10 [b1]=02:00:00:00:01:11 [b2]=02:00:00:00:01:12 [b3]=02:00:00:00:01:13
                 [gw]=02:00:00:00:00:fe [tula]=02:00:00:00:00:02)
 file_bytes=1048576                  # the download: 1 MiB
@@ -165,8 +180,11 @@ build_bed() {
     echo "$$" >"$(state)/owner"
     for node in lan "${nodes[@]}"; do
         ip netns add "$(ns "$node")"
-        # A fresh host: no IPv6 chatter, no routing, the kernel's default ARP behaviour whatever the host has.
-        in_ns "$node" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 2>/dev/null || true
+        # A fresh host: IPv6 only where the bed gives an IPv6 address (so not on the bridge nor on Tula's DPDK eth0), no
+        # routing, the kernel's default ARP behaviour whatever the host has.
+        local v6off=1
+        if [ -n "${address6[$node]:-}" ]; then v6off=0; fi
+        in_ns "$node" sysctl -qw net.ipv6.conf.all.disable_ipv6=$v6off net.ipv6.conf.default.disable_ipv6=$v6off 2>/dev/null || true
         in_ns "$node" sysctl -qw net.ipv4.ip_forward=0 net.ipv4.conf.all.arp_ignore=0 net.ipv4.conf.all.arp_announce=0 \
             net.ipv4.conf.default.arp_ignore=0 net.ipv4.conf.default.arp_announce=0
         in_ns "$node" ip link set lo up
@@ -178,6 +196,8 @@ build_bed() {
         in_ns lan ip link set "p-$node" master br0 up
         in_ns "$node" ip link set eth0 address "${mac[$node]}"
         if [ -n "${address[$node]:-}" ]; then in_ns "$node" ip addr add "${address[$node]}/24" dev eth0; fi
+        # nodad: the address is usable at once (duplicate address detection would hold it tentative for a second).
+        if [ -n "${address6[$node]:-}" ]; then in_ns "$node" ip -6 addr add "${address6[$node]}/64" dev eth0 nodad; fi
         in_ns "$node" ip link set eth0 up
     done
     # Tula's namespace also gets a kernel interface on the segment, for the health probes (they go through the kernel's
@@ -188,30 +208,39 @@ build_bed() {
     in_ns lan ip link set p-tula-k master br0 up
     in_ns tula ip link set eth1 address "$probe_mac"
     in_ns tula ip addr add "$probe_address/24" dev eth1
+    # IPv6 on eth1 only (the probes to the IPv6 backends); eth0, Tula's, stays without IPv6 in the kernel.
+    in_ns tula sysctl -qw net.ipv6.conf.eth1.disable_ipv6=0
+    in_ns tula ip -6 addr add "$probe_address6/64" dev eth1 nodad
     in_ns tula ip link set eth1 up
     # Frames the client's kernel leaves for the NIC to checksum reach Tula's AF_PACKET socket with a partial TCP checksum,
     # and Tula forwards them untouched: checksum in software, as a real NIC would have.
     in_ns client ethtool -K eth0 tx off >/dev/null
     for node in "${nodes[@]}"; do
-        printf '   %-6s %-9s %s  eth0 in %s\n' "$node" "${address[$node]:-$tula_address}" "${mac[$node]}" "$(ns "$node")"
+        printf '   %-6s %-9s %-14s %s  eth0 in %s\n' "$node" "${address[$node]:-$tula_address}" "${address6[$node]:-$tula_address6}" \
+            "${mac[$node]}" "$(ns "$node")"
     done
-    printf '   %-6s %-9s %s  eth1 in %s (kernel side, for health probes)\n' tula "$probe_address" "$probe_mac" "$(ns tula)"
+    printf '   %-6s %-9s %-14s %s  eth1 in %s (kernel side, for health probes)\n' tula "$probe_address" "$probe_address6" \
+        "$probe_mac" "$(ns tula)"
 }
 
 # The Tula config of the bed: the af_packet port on the tula namespace's eth0, the l2 VIP over b1..b3 with an http
-# health check, the l3 VIP, and an l2 VIP whose backend nobody has. No MACs: the backends and the gateway are resolved.
+# health check, the l3 VIP, and an l2 VIP whose backend nobody has; then the IPv6 VIPs (l2 over b1..b3's IPv6 addresses
+# with an http health check, 6in6 and 4in6). No MACs: the backends and the gateways are resolved.
 write_config() {
     local file
     file=$(state)/tula.yaml
     {
         cat <<EOF
 # The test bed's Tula: one af_packet port on the bed's segment (its MAC is the interface's own), two l2 VIPs and an
-# l3 VIP. No backend MAC and no gateway_mac: Tula resolves them by ARP from its port address.
+# l3 VIP, then the IPv6 ones. No backend MAC, no gateway_mac, no gateway6_mac: Tula resolves them by ARP and neighbor
+# discovery from its port addresses.
 ports:
   - name: bed
     device: "net_af_packet0,iface=eth0"
     address: $tula_address
     gateway: ${address[gw]}
+    address6: $tula_address6
+    gateway6: ${address6[gw]}
 workers: 1
 flows_per_worker: 65536
 stats_socket: $(state)/tula.sock
@@ -248,7 +277,32 @@ EOF
     mode: l2
     backends:
       - address: $nobody
+  - name: web6-l2
+    address: $vip6_l2
+    port: 80
+    protocol: tcp
+    mode: l2
+    health_check:
+      type: http
+      path: /
+      interval: $check_interval
+      timeout: 1
+      rise: $check_rise
+      fall: $check_fall
+    backends:
 EOF
+        for b in "${backends[@]}"; do printf '      - address: %s\n' "${address6[$b]}"; done
+        for vip in "web6-l3 $vip6_l3" "web-4in6 $vip_4in6"; do
+            cat <<EOF
+  - name: ${vip% *}
+    address: ${vip#* }
+    port: 80
+    protocol: tcp
+    mode: l3
+    backends:
+EOF
+            for a in "${l3_backends6[@]}"; do printf '      - address: %s\n' "$a"; done
+        done
     } >"$file"
     "$tula" check-config --config "$file" >/dev/null || die "the bed's config is refused"
 }
@@ -256,12 +310,13 @@ EOF
 # ---------------------------------------------------------------------------------------------------------------------
 # Backends
 
-# doctor NODE [ARGS...]: runs `tula-appliance doctor` for the l2 VIP in NODE; sets doctor_output and doctor_status.
+# doctor NODE [VIP [ARGS...]]: runs `tula-appliance doctor` for VIP (default: the IPv4 l2 VIP) in NODE; sets
+# doctor_output and doctor_status.
 doctor() {
-    local node=$1
-    shift
+    local node=$1 vip=${2:-$vip_l2}
+    shift $(($# < 2 ? $# : 2))
     doctor_status=0
-    doctor_output=$(in_ns "$node" "$tula" doctor --vip "$vip_l2" "$@" 2>&1) || doctor_status=$?
+    doctor_output=$(in_ns "$node" "$tula" doctor --vip "$vip" "$@" 2>&1) || doctor_status=$?
 }
 
 # The problem lines of the last doctor run, one per line, without the `problem` column.
@@ -295,6 +350,35 @@ setup_backends() {
         '[ "$fresh" = "b1 b2 b3 " ]'
     expect backend-setup-apply "3 commands run on: ${applied:-none}" '[ "$applied" = "b1 b2 b3 " ]'
     expect doctor-passes-after-setup "exit 0, only ok lines on: ${healthy:-none}" '[ "$healthy" = "b1 b2 b3 " ]'
+    setup_backends6
+}
+
+# The same for the IPv6 VIP: on a fresh host (IPv6 on) the only problem is the VIP missing on lo, and backend-setup runs
+# the one command `ip -6 addr add VIP/128 dev lo nodad`: no sysctl (Linux answers a neighbor solicitation only for an
+# address of the interface it arrived on, so the VIP on lo is never advertised on eth0; no ARP-style suppression needed).
+setup_backends6() {
+    say "backends: doctor for $vip6_l2, then tula-appliance backend-setup --vip $vip6_l2 --mode l2 --apply in each"
+    local fresh="" applied="" healthy="" problems output status want="ip -6 addr add $vip6_l2/128 dev lo nodad"
+    for b in "${backends[@]}"; do
+        doctor "$b" "$vip6_l2"
+        problems=$(doctor_problems)
+        if [ "$doctor_status" = 1 ] && [ "$problems" = "the VIP $vip6_l2 is not on lo: the kernel drops the packets Tula sends for it" ]
+        then fresh+="$b "; else indent "$b" "$doctor_output"; fi
+        status=0
+        output=$(in_ns "$b" "$tula" backend-setup --vip "$vip6_l2" --mode l2 --apply 2>&1) || status=$?
+        if [ "$status" = 0 ] && [ "$(grep '^run ' <<<"$output")" = "run      $want" ]; then
+            applied+="$b "
+            indent "$b" "$(grep '^run ' <<<"$output")"
+        else
+            indent "$b" "$output"
+        fi
+        doctor "$b" "$vip6_l2"
+        if [ "$doctor_status" = 0 ]; then healthy+="$b "; else indent "$b" "$doctor_output"; fi
+    done
+    expect doctor6-flags-fresh-backends "only the IPv6 VIP missing on lo (no ARP/NDP sysctl) named on: ${fresh:-none}" \
+        '[ "$fresh" = "b1 b2 b3 " ]'
+    expect backend-setup6-apply "exactly \`$want\` run on: ${applied:-none}" '[ "$applied" = "b1 b2 b3 " ]'
+    expect doctor6-passes-after-setup "exit 0, only ok lines on: ${healthy:-none}" '[ "$healthy" = "b1 b2 b3 " ]'
 }
 
 # server start|stop NODE: the backend's HTTP server (stopping it is how the bed takes a backend down for its health check).
@@ -315,7 +399,28 @@ server() {
     esac
 }
 
-# Each backend serves its own name at / and the same 1 MiB of random bytes at /1mb.bin.
+# server6 start NODE: the backend's IPv6 HTTP server, a second process (IPV6_V6ONLY, so the IPv4 one keeps its own
+# socket and `server stop` takes a backend out of the IPv4 VIP only), serving the same directory on [::]:80.
+server6() {
+    local node=$2 www=$(state)/www/$2 pidfile=$(state)/$2.server6.pid
+    spawn "$node" "$python" -c '
+import functools, http.server, socket, sys
+class Server(http.server.ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+    def server_bind(self):
+        self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        super().server_bind()
+Server(("::", 80), functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[1])).serve_forever()
+' "$www" >"$(state)/$node.server6.log" 2>&1
+    echo $! >"$pidfile"
+    for _ in $(seq 100); do
+        if in_ns "$node" curl -s -g -o /dev/null -m 1 "http://[${address6[$node]}]/"; then return 0; fi
+        sleep 0.1
+    done
+    die "the IPv6 HTTP server of $node did not start: $(tail -3 "$(state)/$node.server6.log")"
+}
+
+# Each backend serves its own name at / and the same 1 MiB of random bytes at /1mb.bin, on IPv4 and IPv6.
 start_servers() {
     say "backends: python3 -m http.server on port 80 in each, serving its name and a 1 MiB file"
     head -c "$file_bytes" /dev/urandom >"$(state)/1mb.bin"
@@ -324,6 +429,7 @@ start_servers() {
         echo "$b" >"$(state)/www/$b/index.html"
         ln "$(state)/1mb.bin" "$(state)/www/$b/1mb.bin"
         server start "$b"
+        server6 start "$b"
     done
 }
 
@@ -404,16 +510,90 @@ check_l2() {
         '[ "$code" = 200 ] && cmp -s "$(state)/download.bin" "$(state)/1mb.bin"'
 }
 
-# Requests to the l3 VIP leave Tula IP-in-IP towards the gateway; the capture of Tula's bridge port shows them.
+# capture NAME INTERFACE FILTER: starts tcpdump in the lan namespace on INTERFACE (a bridge port) writing
+# $(state)/NAME.pcap, and waits until it listens; $capture is then its pid.
+capture() {
+    spawn lan tcpdump -i "$2" --immediate-mode -Z root -U -w "$(state)/$1.pcap" "$3" 2>"$(state)/tcpdump-$1.log"
+    capture=$!
+    for _ in $(seq 50); do grep -q 'listening on' "$(state)/tcpdump-$1.log" && break; sleep 0.1; done
+}
+
+# Requests to the l3 VIPs leave Tula encapsulated towards the gateway (IP-in-IP; 6in6 and 4in6 to gateway6); the
+# captures of Tula's bridge port show them.
 check_l3() {
-    say "client: 4 connections to the l3 VIP $vip_l3 (no backend can answer: the capture is the check)"
-    spawn lan tcpdump -i p-tula --immediate-mode -Z root -U -w "$(state)/l3.pcap" "ip and (host $vip_l3 or ip proto 4)" \
-        2>"$(state)/tcpdump.log"
-    local capture=$!
-    for _ in $(seq 50); do grep -q 'listening on' "$(state)/tcpdump.log" && break; sleep 0.1; done
-    in_ns client bash -c "for i in 1 2 3 4; do curl -s -o /dev/null --connect-timeout 1.5 http://$vip_l3/ & done; wait" || true
+    say "client: 4 connections to each l3 VIP, $vip_l3, [$vip6_l3] (6in6) and $vip_4in6 (4in6)" \
+        "(no backend can answer: the capture is the check)"
+    local capture l3 l3v6
+    capture l3 p-tula "ip and (host $vip_l3 or ip proto 4)"
+    l3=$capture
+    capture l3v6 p-tula "(ip6 and (host $vip6_l3 or ip6 proto 41 or ip6 proto 4)) or (ip and host $vip_4in6)"
+    l3v6=$capture
+    in_ns client bash -c "for i in 1 2 3 4; do for url in http://$vip_l3/ 'http://[$vip6_l3]/' http://$vip_4in6/; do
+        curl -s -g -o /dev/null --connect-timeout 1.5 \"\$url\" & done; done; wait" || true
+    sleep 0.2
+    stop_pid "$l3"
+    stop_pid "$l3v6"
+}
+
+# The IPv6 l2 VIP from the client: it has no neighbor entry for the VIP and must learn Tula's MAC from Tula's
+# neighbor advertisement (captured on the client's bridge port: every advertisement for the VIP comes from Tula, none
+# from a backend, though each backend holds the VIP on lo and receives the client's solicitation), then requests reach
+# every backend.
+check_l2v6() {
+    say "client: curl -g 'http://[$vip6_l2]/' through Tula (l2 DSR over IPv6), the VIP resolved by neighbor discovery"
+    local capture out body code neighbour state nd
+    in_ns client ip -6 neigh flush dev eth0
+    capture nd p-client 'icmp6 and (ip6[40] == 135 or ip6[40] == 136)'
+    out=$(in_ns client curl -s -g -m 5 -w '\n%{http_code}' "http://[$vip6_l2]/" || true)
     sleep 0.2
     stop_pid "$capture"
+    body=$(head -1 <<<"$out") code=$(tail -1 <<<"$out")
+    expect curl-vip6-200 "HTTP $code from '$body'" '[ "$code" = 200 ] && [ -n "$body" ]'
+    read -r neighbour state < <(in_ns client ip -6 neigh show "$vip6_l2" dev eth0 | awk '{print $3, $NF}') || true
+    nd=$(dissect_nd 2>&1) || true
+    local detail="the client's neighbor entry for $vip6_l2 is ${neighbour:-missing} (${state:-none}; Tula's port: ${mac[tula]});"
+    expect nd-vip6-is-tula "$detail on the client's port: $nd" \
+        '[ "$neighbour" = "${mac[tula]}" ] && [[ "$state" =~ ^(REACHABLE|STALE|DELAY|PROBE)$ ]] && [[ "$nd" == ok:* ]]'
+
+    say "client: $requests requests to [$vip6_l2], each a new connection"
+    local bodies counts
+    bodies=$(in_ns client bash -c "for i in \$(seq $requests); do curl -s -g -m 5 'http://[$vip6_l2]/' || echo curl-exit-\$?; done" || true)
+    counts=$(tally "$bodies")
+    expect spread6-over-all-backends "$(grep -c . <<<"$bodies")/$requests answered: $counts" \
+        '[ "$(grep -c . <<<"$bodies")" = "$requests" ] && ! grep -qE "(^| )b[0-9]=0( |$)" <<<"$counts" && grep -q "failed=0$" <<<"$counts"'
+}
+
+# Dissects the client's neighbor discovery for the IPv6 l2 VIP: the client's solicitations for it, and the
+# advertisements for it, which must all come from Tula's MAC with its MAC in the target link-layer option, solicited
+# and override set. Prints "ok: ..." or the problems.
+dissect_nd() {
+    "$python" - "$(state)/nd.pcap" "${mac[client]}" "${mac[tula]}" "$vip6_l2" <<'EOF'
+import ipaddress, sys
+from scapy.all import rdpcap
+path, client_mac, tula_mac, vip = sys.argv[1:]
+mac = lambda b: ":".join(f"{x:02x}" for x in b)
+vip = ipaddress.IPv6Address(vip).packed
+solicitations, advertisers, problems = 0, {}, []
+for f in (bytes(f) for f in rdpcap(path)):
+    if f[12:14] != b"\x86\xdd" or f[20] != 58: continue
+    icmp = f[54:]
+    if icmp[8:24] != vip: continue
+    if icmp[0] == 135 and mac(f[6:12]) == client_mac: solicitations += 1
+    if icmp[0] == 136:
+        sender = mac(f[6:12])
+        advertisers[sender] = advertisers.get(sender, 0) + 1
+        if sender == tula_mac:
+            if icmp[4] & 0x60 != 0x60: problems.append("Tula's advertisement lacks solicited/override")
+            if icmp[24:26] != b"\x02\x01" or mac(icmp[26:32]) != tula_mac: problems.append("no target link-layer option with Tula's MAC")
+if not solicitations: problems.append("the client sent no solicitation for the VIP")
+if tula_mac not in advertisers: problems.append("no advertisement from Tula")
+others = {m: n for m, n in advertisers.items() if m != tula_mac}
+if others: problems.append("advertisements for the VIP from " + ", ".join(f"{m} x{n}" for m, n in others.items()))
+if problems:
+    print("; ".join(problems))
+    sys.exit(1)
+print(f"ok: {solicitations} solicitation(s) from the client, {advertisers[tula_mac]} advertisement(s), all from Tula, none from a backend")
+EOF
 }
 
 # now: the time, in seconds with a fraction. since T0: seconds from T0 to now, one decimal.
@@ -498,6 +678,18 @@ check_health() {
               grep -q "failed=0$" <<<"$counts"'
 }
 
+# The IPv6 VIP's health check: probes to each backend's IPv6 address leave Tula's namespace from eth1's IPv6 address
+# (the kernel's interface), and b1 resolved that address to eth1's MAC by neighbor discovery.
+check_health6() {
+    say "b1: Tula's IPv6 health probes arrive from $probe_address6"
+    local probes neighbour
+    probes=$(grep -c "^$probe_address6 .*\"GET / HTTP/1.0\" 200" "$(state)/b1.server6.log" || true)
+    neighbour=$(in_ns b1 ip -6 neigh show "$probe_address6" dev eth0 | awk '{print $3}')
+    expect health6-probes-from-kernel-interface \
+        "b1 answered $probes probes GET / from $probe_address6; its neighbor entry for it: ${neighbour:-missing} (eth1: $probe_mac)" \
+        '[ "$probes" -gt 0 ] && [ "$neighbour" = "$probe_mac" ]'
+}
+
 # A connection to the VIP whose only backend (10.0.1.99) nobody has: Tula's ARP requests go unanswered, the client's
 # SYNs are dropped as unresolved-next-hop (counted from the live stats around it; the rest is checked on the summary).
 check_unresolved() {
@@ -553,6 +745,79 @@ print(len(encapsulated), len(flow_dst), " ".join(f"{d}={n}" for d, n in sorted(o
 EOF
 }
 
+# Dissects the IPv6 l3 capture: every frame Tula sent with next header 41 or 4 is an IPv6 tunnel packet to an IPv6 l3
+# backend, from address6, hop limit 64, payload length the inner packet's, traffic class the inner one's, the flow label
+# (flowHash >> 44) & 0xFFFFF of the client's 5-tuple as /tmp/v6spec.md defines it, to gateway6's MAC, and carries one
+# of the client's packets to the 6in6 (next header 41) or 4in6 (next header 4) VIP byte for byte. Each connection goes to
+# one backend. Prints `<6in6 frames> <4in6 frames> <connections> <vip>:<backend>=<frames>...`, or the reasons.
+dissect_l3v6() {
+    "$python" - "$(state)/l3v6.pcap" "${mac[client]}" "${mac[tula]}" "${mac[gw]}" "$tula_address6" "$vip6_l3" "$vip_4in6" \
+        "${l3_backends6[@]}" <<'EOF'
+import ipaddress, sys
+from collections import Counter
+from scapy.all import rdpcap
+path, client_mac, tula_mac, gw_mac, tula_ip6, vip6, vip4, *backends = sys.argv[1:]
+mac = lambda b: ":".join(f"{x:02x}" for x in b)
+ip6 = lambda b: str(ipaddress.IPv6Address(b))
+M = (1 << 64) - 1
+def mix64(z):
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & M
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & M
+    return z ^ (z >> 31)
+SEED = 0x74756C6164737231
+def ports_proto(l4, proto): return int.from_bytes(l4[0:2], "big") << 48 | int.from_bytes(l4[2:4], "big") << 32 | proto
+def flow_hash(inner):  # the client's 5-tuple hash (flowHash / flowHash6)
+    if inner[0] >> 4 == 4:
+        ihl = (inner[0] & 15) * 4
+        src, dst = int.from_bytes(inner[12:16], "big"), int.from_bytes(inner[16:20], "big")
+        return mix64(mix64((src << 32 | dst) ^ SEED) ^ ports_proto(inner[ihl:], inner[9]))
+    h = mix64(int.from_bytes(inner[8:16], "big") ^ SEED)
+    for part in (inner[16:24], inner[24:32], inner[32:40]): h = mix64(h ^ int.from_bytes(part, "big"))
+    return mix64(h ^ ports_proto(inner[40:], inner[6]))
+def packet(frame):  # the IP packet of an Ethernet II frame, without Ethernet padding
+    if frame[12:14] == b"\x08\x00": return frame[14:14 + int.from_bytes(frame[16:18], "big")]
+    if frame[12:14] == b"\x86\xdd": return frame[14:14 + 40 + int.from_bytes(frame[18:20], "big")]
+    return b""
+frames = [bytes(f) for f in rdpcap(path)]
+sent = set()
+for f in frames:
+    p = packet(f)
+    if mac(f[6:12]) != client_mac or not p: continue
+    if p[0] >> 4 == 6 and p[6] == 6 and ip6(p[24:40]) == vip6: sent.add(p)
+    if p[0] >> 4 == 4 and p[9] == 6 and ".".join(map(str, p[16:20])) == vip4: sent.add(p)
+problems, per_backend, flow_dst, kinds = [], Counter(), {}, Counter()
+for f in frames:
+    outer = packet(f)
+    if mac(f[6:12]) != tula_mac or f[12:14] != b"\x86\xdd" or outer[6] not in (41, 4): continue
+    inner, kind = outer[40:], "6in6" if outer[6] == 41 else "4in6"
+    kinds[kind] += 1
+    src, dst = ip6(outer[8:24]), ip6(outer[24:40])
+    per_backend[f"{vip6 if kind == '6in6' else vip4}:{dst}"] += 1
+    key = inner[8:40] + inner[40:44] if kind == "6in6" else inner[12:20] + inner[(inner[0] & 15) * 4:][:4]
+    flow_dst.setdefault(key, set()).add(dst)
+    if (inner[0] >> 4) != (6 if kind == "6in6" else 4): problems.append(f"{kind}: next header {outer[6]} carries IPv{inner[0] >> 4}")
+    if src != tula_ip6: problems.append(f"outer source {src}, not Tula's address6 {tula_ip6}")
+    if dst not in backends: problems.append(f"outer destination {dst} is not an IPv6 l3 backend")
+    if outer[7] != 64: problems.append(f"outer hop limit {outer[7]}")
+    if int.from_bytes(outer[4:6], "big") != len(inner): problems.append("payload length is not the inner packet's length")
+    tc = ((outer[0] & 15) << 4) | (outer[1] >> 4)
+    inner_tc = inner[1] if kind == "4in6" else ((inner[0] & 15) << 4) | (inner[1] >> 4)
+    if tc != inner_tc: problems.append(f"traffic class {tc:#x}, the inner packet's is {inner_tc:#x}")
+    label = int.from_bytes(outer[1:4], "big") & 0xFFFFF
+    if label != (flow_hash(inner) >> 44) & 0xFFFFF: problems.append(f"{kind}: flow label {label:#x} is not the flow hash's")
+    if mac(f[0:6]) != gw_mac: problems.append(f"Ethernet destination {mac(f[0:6])}, not gateway6's {gw_mac}")
+    if inner not in sent: problems.append(f"{kind}: the inner packet is not one the client sent")
+if any(len(d) > 1 for d in flow_dst.values()): problems.append("one connection went to several backends")
+for kind in ("6in6", "4in6"):
+    if not kinds[kind]: problems.append(f"Tula sent no {kind} frame")
+if len(sent) < 2: problems.append("the client's packets to the VIPs were not captured")
+if problems:
+    print("; ".join(sorted(set(problems))))
+    sys.exit(1)
+print(kinds["6in6"], kinds["4in6"], len(flow_dst), " ".join(f"{k}={n}" for k, n in sorted(per_backend.items())))
+EOF
+}
+
 # The checks on Tula's summary, after it stopped: bytes carried, per-backend counters, and the l3 capture against them.
 check_counters() {
     local rx client_rx share
@@ -579,19 +844,33 @@ check_counters() {
     detail+=" each a client packet intact inside; per backend: $captured, Tula counted: $counted"
     [ "$status" = 0 ] || detail="$dissected"
     expect l3-ip-in-ip-on-the-wire "$detail" '[ "$status" = 0 ] && [ "$captured" = "$counted" ]'
+
+    local six four
+    status=0
+    dissected=$(dissect_l3v6 2>&1) || status=$?
+    counted=$(summary "' '.join(sorted(f\"{v['address']}:{b['address']}={b['packets']}\" for v in s['vips']
+                                        if v['name'] in ('web6-l3', 'web-4in6') for b in v['backends'] if b['packets']))")
+    read -r six four connections captured <<<"$dissected"
+    detail="$six 6in6 and $four 4in6 frames ($connections connections) from $tula_address6 to gateway6's MAC, hop limit 64,"
+    detail+=" traffic class and payload length of the inner packet, flow label from the flow hash, each a client packet"
+    detail+=" intact inside; per VIP:backend: $captured, Tula counted: $counted"
+    [ "$status" = 0 ] || detail="$dissected"
+    expect l3-6in6-and-4in6-on-the-wire "$detail" '[ "$status" = 0 ] && [ "$captured" = "$counted" ]'
 }
 
 # Health as the summary has it: every l2 backend up again (the other VIPs have no check), and exactly two changes logged.
 check_health_summary() {
-    local health l2 others changes
+    local health l2 l2v6 others changes
     health=$(summary "'; '.join(v['name'] + ': ' + ' '.join(f\"{b['address']}={b['health']}\" for b in v['backends'])
                                 for v in s['vips'])")
     l2=$(summary "' '.join(b['health'] for b in s['vips'][0]['backends'])")
-    others=$(summary "' '.join(sorted({b['health'] for v in s['vips'][1:] for b in v['backends']}))")
+    others=$(summary "' '.join(sorted({b['health'] for v in s['vips'] if v['name'] not in ('web-l2', 'web6-l2')
+                                       for b in v['backends']}))")
+    l2v6=$(summary "' '.join(b['health'] for v in s['vips'] if v['name'] == 'web6-l2' for b in v['backends'])")
     changes=$(sed -n 's/^tula-appliance: \(warning: \)\{0,1\}backend \(.*\) of .* is \(unhealthy\|healthy again\).*/\2 \3/p' "$(state)/tula.log" |
         paste -sd ',')
     expect health-in-summary "$health; changes logged: ${changes:-none}" \
-        '[ "$l2" = "up up up" ] && [ "$others" = unchecked ] &&
+        '[ "$l2" = "up up up" ] && [ "$l2v6" = "up up up" ] && [ "$others" = unchecked ] &&
               [ "$changes" = "${address[b2]} unhealthy,${address[b2]} healthy again" ]'
 }
 
@@ -602,10 +881,21 @@ check_neighbors() {
     for node in "${backends[@]}" gw; do expected+="${address[$node]}=reachable/${mac[$node]}"$'\n'; done
     expected=$(sort <<<"$expected" | grep . | paste -sd ' ')
     resolved=$(summary "' '.join(sorted(f\"{n['address']}={n['state']}/{n.get('mac', 'none')}\"
-                                        for n in s['neighbors'] if n['address'] != '$nobody'))")
+                                        for n in s['neighbors'] if n['address'] != '$nobody' and ':' not in n['address']))")
     learned=$(summary "s['verdicts']['arp-learned']")
     expect arp-resolves-backends-and-gateway "neighbors: $resolved; $learned ARP replies learned" \
         '[ "$resolved" = "$expected" ]'
+
+    expected=""
+    for node in "${backends[@]}" gw; do expected+="${address6[$node]}=reachable/${mac[$node]}"$'\n'; done
+    expected=$(sort <<<"$expected" | grep . | paste -sd ' ')
+    resolved=$(summary "' '.join(sorted(f\"{n['address']}={n['state']}/{n.get('mac', 'none')}\"
+                                        for n in s['neighbors'] if ':' in n['address']))")
+    local replies
+    learned=$(summary "s['verdicts']['nd-learned']")
+    replies=$(summary "s['verdicts']['nd-reply']")
+    expect nd-resolves-backends-and-gateway6 "neighbors: $resolved; $learned advertisements learned, $replies solicitations answered" \
+        '[ "$resolved" = "$expected" ] && [ "$learned" -ge 4 ] && [ "$replies" -ge 1 ]'
 
     local state packets
     state=$(summary "' '.join(n['state'] + ', MAC ' + n.get('mac', 'none') for n in s['neighbors']
@@ -635,6 +925,24 @@ check_misconfigured() {
     while read -r fix; do in_ns "$b" sh -c "$fix" >/dev/null; done <<<"$fixes"
     doctor "$b"
     expect doctor-passes-after-fixes "exit $doctor_status after $(wc -l <<<"$fixes") fix command(s)" '[ "$doctor_status" = 0 ]'
+}
+
+# The IPv6 twin: IPv6 turned off on b3's lo (which also drops the VIP from it) is diagnosed, and doctor's fixes repair it.
+check_misconfigured6() {
+    local b=b3 problems fixes
+    say "$b: deliberately misconfigured (sysctl -w net.ipv6.conf.lo.disable_ipv6=1: the IPv6 VIP leaves lo), then doctor --vip $vip6_l2"
+    in_ns "$b" sysctl -qw net.ipv6.conf.lo.disable_ipv6=1
+    doctor "$b" "$vip6_l2"
+    indent "$b" "$doctor_output"
+    problems=$(doctor_problems)
+    expect doctor6-diagnoses-misconfigured-backend "exit $doctor_status; problems: $(sed 's/: .*//' <<<"$problems" | paste -sd ';')" \
+        '[ "$doctor_status" = 1 ] && [ "$(wc -l <<<"$problems")" = 2 ] && grep -q "^IPv6 is disabled on lo" <<<"$problems" &&
+              grep -q "VIP $vip6_l2 is not on lo" <<<"$problems"'
+    fixes=$(sed -n 's/^ *fix: //p' <<<"$doctor_output")
+    say "$b: running the fixes doctor printed: $(paste -sd ';' <<<"$fixes")"
+    while read -r fix; do in_ns "$b" sh -c "$fix" >/dev/null; done <<<"$fixes"
+    doctor "$b" "$vip6_l2"
+    expect doctor6-passes-after-fixes "exit $doctor_status after $(wc -l <<<"$fixes") fix command(s)" '[ "$doctor_status" = 0 ]'
 }
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -680,8 +988,10 @@ run)
     started=$(date +%s)
     bring_up
     check_l2
+    check_l2v6
     check_l3
     check_health
+    check_health6
     check_unresolved
     say "tula: stopping (SIGTERM) for its counters"
     stop_tula
@@ -689,6 +999,7 @@ run)
     check_health_summary
     check_neighbors
     check_misconfigured
+    check_misconfigured6
     say "tearing down bed $bed"
     teardown_bed "$bed"
     trap - EXIT
@@ -703,7 +1014,9 @@ up)
 == bed $bed is up. Try:
    ip netns exec $(ns client) curl -v http://$vip_l2/
    ip netns exec $(ns client) ip neigh show $vip_l2
-   $tula stats --socket $(state)/tula.sock     # health per backend, neighbours (ARP)
+   ip netns exec $(ns client) curl -g -v 'http://[$vip6_l2]/'      # IPv6: the VIP resolved from Tula's advertisement
+   ip netns exec $(ns client) ip -6 neigh show $vip6_l2
+   $tula stats --socket $(state)/tula.sock     # health per backend, neighbours (ARP and NDP)
    scripts/testbed.sh server stop b2        # the health check takes b2 out within ~2 s (tail $(state)/tula.log)
    scripts/testbed.sh server start b2       # and brings it back
    scripts/testbed.sh down                  # prints Tula's counters, then removes everything

@@ -6,20 +6,27 @@ import TulaCore
 
 /// The options that name a backend's job, shared by `backend-setup` and `doctor`.
 struct BackendOptions: ParsableArguments {
-    @Option(help: "The VIP the backend serves (IPv4).", transform: BackendOptions.address)
-    var vip: IPv4Address
+    @Option(help: "The VIP the backend serves (IPv4 or IPv6).", transform: BackendOptions.address)
+    var vip: IPAddress
 
-    @Option(help: "The VIP's DSR mode: l2 (MAC rewrite, the default) or l3 (IP-in-IP).", transform: BackendOptions.mode)
+    @Option(help: "The VIP's DSR mode: l2 (MAC rewrite, the default) or l3 (IP-in-IP, 6in6 or 4in6).", transform: BackendOptions.mode)
     var mode: DSRMode = .l2
 
-    @Option(name: .customLong("backend-address"), help: "This backend's own address: the local end of the l3 tunnel.",
+    @Option(name: .customLong("backend-address"),
+            help: "This backend's own address: the local end of the l3 tunnel (IPv6 for 6in6, and for 4in6 with an IPv4 VIP).",
             transform: BackendOptions.address)
-    var backendAddress: IPv4Address?
+    var backendAddress: IPAddress?
 
     var setup: BackendSetup { BackendSetup(vip: vip, mode: mode, backendAddress: backendAddress) }
 
-    static func address(_ text: String) throws -> IPv4Address {
-        guard let address = IPv4Address(text) else { throw ValidationError("'\(text)' is not an IPv4 address") }
+    /// Refuses what Tula cannot do (an IPv6 VIP tunnelled to an IPv4 backend address).
+    func check() throws {
+        if let reason = setup.unsupportedReason { throw ValidationError(reason) }
+    }
+
+    static func address(_ text: String) throws -> IPAddress {
+        guard let address = IPAddress(text) else { throw ValidationError("'\(text)' is not an IPv4 or IPv6 address") }
+        if let reason = address.notAHostReason { throw ValidationError("'\(text)': \(reason)") }
         return address
     }
 
@@ -54,8 +61,9 @@ struct BackendSetupCommand: ParsableCommand {
 
     func validate() throws {
         if backend.mode == .l3 && backend.backendAddress == nil {
-            throw ValidationError("--mode l3 needs --backend-address (this backend's address, the local end of the ipip tunnel)")
+            throw ValidationError("--mode l3 needs --backend-address (this backend's address, the local end of the tunnel)")
         }
+        try backend.check()
     }
 
     func run() throws {
@@ -89,19 +97,24 @@ struct BackendSetupCommand: ParsableCommand {
         print("ok       this host is ready to be a DSR backend for \(setup.vip) (\(setup.mode)); \(ran.count) command(s) run")
     }
 
-    /// Writes `99-dsr.conf` under the sysctl directory, and says what it cannot persist.
+    /// Writes `99-dsr.conf` under the sysctl directory, and says what it cannot persist. A setup without sysctl settings
+    /// (an IPv6 VIP in l2 or 6in6) writes nothing: an empty file would drop the settings an IPv4 VIP on the same host needs.
     func writeSysctlFile(_ setup: BackendSetup) throws {
         let path = "\(sysctlDirectory)/\(BackendSetup.sysctlFileName)"
-        do {
-            try FileManager.default.createDirectory(atPath: sysctlDirectory, withIntermediateDirectories: true)
-            try setup.sysctlFile.write(toFile: path, atomically: true, encoding: .utf8)
-        } catch {
-            printError("cannot write \(path): \(error.localizedDescription)")
-            throw ExitCode(exitRuntimeError)
+        if setup.sysctlSettings.isEmpty {
+            print("note     no sysctl setting to persist for \(setup.vip) (\(setup.mode)): \(path) not written")
+        } else {
+            do {
+                try FileManager.default.createDirectory(atPath: sysctlDirectory, withIntermediateDirectories: true)
+                try setup.sysctlFile.write(toFile: path, atomically: true, encoding: .utf8)
+            } catch {
+                printError("cannot write \(path): \(error.localizedDescription)")
+                throw ExitCode(exitRuntimeError)
+            }
+            print("wrote    \(path) (loaded at boot by systemd-sysctl; load it now with `sysctl -p \(path)`)")
         }
-        let addresses = setup.mode == .l3 ? "the VIP \(setup.vip)/32 on lo and the \(BackendSetup.tunnelName) tunnel holding it"
-                                          : "the VIP \(setup.vip)/32 on lo"
-        print("wrote    \(path) (loaded at boot by systemd-sysctl; load it now with `sysctl -p \(path)`)")
+        let vip = "\(setup.vip)/\(setup.vip.family == .v4 ? 32 : 128)"
+        let addresses = setup.mode == .l3 ? "the VIP \(vip) on lo and the \(setup.tunnel.name) tunnel holding it" : "the VIP \(vip) on lo"
         print("note     also add \(addresses) to the network configuration (ifupdown, systemd-networkd, netplan): backend-setup does not edit it")
     }
 }

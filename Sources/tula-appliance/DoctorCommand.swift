@@ -9,14 +9,18 @@ struct DoctorCommand: ParsableCommand {
         commandName: "doctor",
         abstract: "Check this host as a DSR backend for a VIP: one ok or problem line per check, each problem with its fix.",
         discussion: """
-            Checks the VIP on lo (and on the ipip tunnel for l3), the effective arp_ignore and arp_announce of every \
-            ARP-speaking interface (the kernel uses the larger of `all` and the interface's own value), and for l3 the \
-            ipip module, the tunnel and its reverse-path filter.
+            Checks the VIP on lo (and on the tunnel for l3), for an IPv4 VIP the effective arp_ignore and arp_announce of \
+            every ARP-speaking interface (the kernel uses the larger of `all` and the interface's own value), for an IPv6 \
+            VIP that IPv6 is enabled where the VIP goes (no ARP-like sysctl: Linux answers neighbor solicitations only for \
+            addresses of the receiving interface), and for l3 the tunnel module (ipip, or ip6_tunnel for 6in6 and 4in6), \
+            the tunnel (its mode and local end) and, for an IPv4 VIP, its reverse-path filter.
 
             Exit status: 0 when every check passes, 1 when there is a problem, 2 when the host cannot be inspected.
             """)
 
     @OptionGroup var backend: BackendOptions
+
+    func validate() throws { try backend.check() }
 
     func run() throws {
         let setup = backend.setup
@@ -26,7 +30,7 @@ struct DoctorCommand: ParsableCommand {
         guard diagnosis.isHealthy else {
             var arguments = "--vip \(setup.vip) --mode \(setup.mode)"
             if setup.mode == .l3 {
-                let address = setup.backendAddress ?? host.primaryAddress(excluding: setup.vip)
+                let address = setup.backendAddress ?? host.primaryAddress(setup.tunnel.outerFamily, excluding: setup.vip)
                 arguments += " --backend-address \(address?.description ?? BackendSetup.addressPlaceholder)"
             }
             print("doctor: \(diagnosis.problems.count) problem(s); run the fix commands above, or "
@@ -42,8 +46,9 @@ enum HostInspection {
     /// Exit status when the host cannot be inspected (no `ip`, unreadable /proc).
     static let exitCannotInspect: Int32 = 2
 
-    /// The host's state: interfaces from `ip -d -j addr show`, `net.ipv4.conf` values from /proc/sys, the ipip module
-    /// from /sys/module (loaded or built in) and /proc/modules. Exits with status 2 and the reason when it cannot.
+    /// The host's state: interfaces from `ip -d -j addr show`, `net.ipv4.conf` and `net.ipv6.conf` values from /proc/sys
+    /// (`disable_ipv6` reads as 1 where the kernel has no IPv6 for that name), the ipip and ip6_tunnel modules from
+    /// /sys/module (loaded or built in) and /proc/modules. Exits with status 2 and the reason when it cannot.
     static func observeOrExit() throws -> HostState {
         let listing = run(["ip", "-d", "-j", "addr", "show"])
         do {
@@ -57,10 +62,21 @@ enum HostInspection {
                         .flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
                 }
             }
+            var conf6: [String: [String: Int]] = [:]
+            for name in ["all", "default"] + interfaces.map(\.name) {
+                for key in HostState.sysctl6Keys {
+                    let path = "/proc/sys/net/ipv6/conf/\(name)/\(key)"
+                    conf6[name, default: [:]][key] = (try? String(contentsOfFile: path, encoding: .utf8))
+                        .flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) } ?? 1
+                }
+            }
             let modules = (try? String(contentsOfFile: "/proc/modules", encoding: .utf8)) ?? ""
-            let ipip = FileManager.default.fileExists(atPath: "/sys/module/ipip")
-                || modules.split(separator: "\n").contains { $0.hasPrefix("ipip ") }
-            return HostState(interfaces: interfaces, conf: conf, ipipModuleLoaded: ipip)
+            func loaded(_ module: String) -> Bool {
+                FileManager.default.fileExists(atPath: "/sys/module/\(module)")
+                    || modules.split(separator: "\n").contains { $0.hasPrefix("\(module) ") }
+            }
+            return HostState(interfaces: interfaces, conf: conf, ipipModuleLoaded: loaded("ipip"), conf6: conf6,
+                             ip6TunnelModuleLoaded: loaded("ip6_tunnel"))
         } catch {
             printError("cannot inspect this host: \(error)")
             throw ExitCode(exitCannotInspect)

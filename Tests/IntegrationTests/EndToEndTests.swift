@@ -77,6 +77,11 @@ extension Integration {
             "appliance-bytes-under-10pct", "tula-counted-client-to-server-only", "l3-ip-in-ip-on-the-wire",
             "health-in-summary", "arp-resolves-backends-and-gateway", "arp-unanswered-next-hop-failed",
             "doctor-diagnoses-misconfigured-backend", "doctor-passes-after-fixes",
+            // IPv6: an l2 VIP to real Linux backends (neighbor discovery both ways), 6in6 and 4in6 on the wire.
+            "doctor6-flags-fresh-backends", "backend-setup6-apply", "doctor6-passes-after-setup",
+            "curl-vip6-200", "nd-vip6-is-tula", "spread6-over-all-backends", "health6-probes-from-kernel-interface",
+            "l3-6in6-and-4in6-on-the-wire", "nd-resolves-backends-and-gateway6",
+            "doctor6-diagnoses-misconfigured-backend", "doctor6-passes-after-fixes",
         ]
 
         @Test(.enabled(if: isRoot, "the test bed needs root"))
@@ -146,6 +151,42 @@ extension Integration {
             let l3 = try Appliance.run(["backend-setup", "--vip", "10.0.1.100", "--mode", "l3"])
             #expect(l3.status == 64)
             #expect(l3.stderr.contains("--mode l3 needs --backend-address"), "\(l3.stderr)")
+        }
+
+        /// IPv6 VIPs: l2 is the VIP on lo with nodad and no sysctl (so --persist writes nothing); l3 tunnels with ip6tnl,
+        /// mode ip6ip6 for an IPv6 VIP and ipip6 for an IPv4 VIP over an IPv6 backend address; 6in4 is refused.
+        @Test func backendSetupForIPv6VIPs() throws {
+            let scratch = try Scratch()
+            defer { scratch.cleanup() }
+            let commands = { (stdout: String) in stdout.split(separator: "\n").filter { !$0.hasPrefix("#") }.map(String.init) }
+            let l2 = try Appliance.run(["backend-setup", "--vip", "2001:db8:1::100", "--persist", "--sysctl-dir", scratch.path])
+            #expect(l2.status == 0, "\(l2.stderr)")
+            #expect(commands(l2.stdout).prefix(2) == ["ip -6 addr add 2001:db8:1::100/128 dev lo nodad",
+                                                      "note     no sysctl setting to persist for 2001:db8:1::100 (l2): "
+                                                          + "\(scratch.path)/99-dsr.conf not written"], "\(l2.stdout)")
+            #expect(!FileManager.default.fileExists(atPath: scratch.file("99-dsr.conf")))
+
+            let sixInSix = try Appliance.run(["backend-setup", "--vip", "2001:db8:1::100", "--mode", "l3",
+                                              "--backend-address", "2001:db8:1::11"])
+            #expect(sixInSix.status == 0, "\(sixInSix.stderr)")
+            #expect(commands(sixInSix.stdout) == [
+                "ip -6 addr add 2001:db8:1::100/128 dev lo nodad", "modprobe ip6_tunnel",
+                "ip -6 tunnel add ip6tnl1 mode ip6ip6 local 2001:db8:1::11 remote any", "ip link set ip6tnl1 up",
+                "ip -6 addr add 2001:db8:1::100/128 dev ip6tnl1 nodad",
+            ])
+            let fourInSix = try Appliance.run(["backend-setup", "--vip", "10.0.1.100", "--mode", "l3", "--backend-address", "2001:db8:1::11"])
+            #expect(fourInSix.status == 0, "\(fourInSix.stderr)")
+            #expect(commands(fourInSix.stdout).suffix(5) == [
+                "modprobe ip6_tunnel", "ip -6 tunnel add ip6tnl1 mode ipip6 local 2001:db8:1::11 remote any", "ip link set ip6tnl1 up",
+                "ip addr add 10.0.1.100/32 dev ip6tnl1", "sysctl -w net.ipv4.conf.ip6tnl1.rp_filter=2",
+            ])
+
+            for command in ["backend-setup", "doctor"] {
+                let sixInFour = try Appliance.run([command, "--vip", "2001:db8:1::100", "--mode", "l3", "--backend-address", "10.0.1.11"])
+                #expect(sixInFour.status == 64)
+                #expect(sixInFour.stderr.contains("an IPv6 VIP cannot be tunnelled to an IPv4 backend address (6in4 is not supported)"),
+                        "\(sixInFour.stderr)")
+            }
         }
 
         /// `--apply` reports each command and stops at the first that fails, saying which and why (in a namespace of its own).

@@ -124,6 +124,10 @@ private let mistakes: [Mistake] = [
     Mistake(what: "l3 VIP without gateway",
             yaml: variant(("gateway: 10.0.1.1", "# no gateway"), ("mode: l2", "mode: l3")),
             line: 12, reason: "vips[0].mode: l3 needs a gateway on every port, but port \"wan\" has none"),
+    Mistake(what: "IPv6 l2 backend without mac and no address6 to resolve it from",
+            yaml: variant(("address: 10.0.1.100", "address: 2001:db8:1::100"), (firstBackend, "      - address: 2001:db8:1::11\n")),
+            line: 14, reason: "vips[0].backends[0]: IPv6 backend 2001:db8:1::11 has no mac and no port has address6, the source of "
+                + "the neighbor solicitations that resolve it: give a port address6 or the backend a mac"),
     Mistake(what: "port vlan out of range", yaml: variant(("gateway_mac: 02:00:00:00:00:fe", "gateway_mac: 02:00:00:00:00:fe\n    vlan: 0")),
             line: 7, reason: "ports[0].vlan: 0 is out of range (expected 1...4094)"),
     Mistake(what: "VIP address is the port's own", yaml: variant(("address: 10.0.1.100", "address: 10.0.1.2")),

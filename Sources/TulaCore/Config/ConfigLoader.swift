@@ -298,6 +298,13 @@ public enum ConfigLoader {
         }
         let backends = try decodeBackends(backendsNode, mode: mode, vipName: name, vipFamily: address.family)
         if mode == .l3 { try checkPortsCanRoute(ports, family: backends[0].address.family, modeNode: modeNode) }
+        // An IPv6 l2 backend without a MAC is resolved by neighbor solicitations from a port's address6: without one it
+        // would stay unresolved, every packet for it dropped as unresolved-next-hop.
+        if mode == .l2, address.family == .v6, !ports.contains(where: { $0.address6 != nil }),
+           let index = backends.firstIndex(where: { $0.mac == nil }) {
+            throw try backendsNode.sequence()[index].error("IPv6 backend \(backends[index].address) has no mac and no port has "
+                + "address6, the source of the neighbor solicitations that resolve it: give a port address6 or the backend a mac")
+        }
         try checkTableSize(tableSize, fits: backends.count, tableSizeNode: tableSizeNode, backendsNode: backendsNode)
         var vip = VIPConfig(name: name, address: address, port: port, proto: proto, mode: mode,
                             tableSize: tableSize, backends: backends, line: node.line)
