@@ -176,8 +176,10 @@ final class FrameChecker {
             var frame = original
             if variant.tagged, frame.count >= 14 {
                 // As the VLAN port would receive it: tagged with its VLAN, and sent to its MAC rather than wan's.
+                // A frame already sent to the VLAN port's MAC goes in as it is: untagged frames reach a VLAN port
+                // too, and their outputs gain its tag (an IPv6 outer header and a tag in front of a 14-byte header).
                 let port = harness.config.ports[variant.port]
-                if Bytes.be16(frame, 12) != 0x8100 {
+                if Bytes.be16(frame, 12) != 0x8100 && Array(frame[0..<6]) != port.mac!.array {
                     let vlan = port.vlan ?? 0
                     frame.insert(contentsOf: [0x81, 0x00, UInt8(vlan >> 8), UInt8(vlan & 0xFF)], at: 12)
                 }
@@ -222,6 +224,9 @@ final class FrameChecker {
         precondition(run.buffer[max(to, frameEnd)...].allSatisfy { $0 == 0xEE }, "\(verdict): bytes after the output were written")
         let out = Parsed(Array(run.buffer[from..<to]))
         precondition(out.bytes.count >= 14, "\(verdict): a \(out.bytes.count)-byte output")
+        // Written in front of the frame at most: an outer header (IPv4 20, IPv6 40) and a tag for l3, a tag for l2.
+        let front = verdict == .forwardedL3 ? (out.etherType == 0x86DD ? 40 : 20) + 4 : verdict == .forwardedL2 ? 4 : 0
+        precondition(run.frameStart - from <= front, "\(verdict): the output starts \(run.frameStart - from) bytes early")
         let input = Parsed(frame)
         switch input.etherType {
         case 0x0806: checkARP(frame, input, out, verdict, v)
