@@ -24,9 +24,12 @@ public enum FuzzTargets {
 
     /// Frame path: the bytes as a received frame, in the four ways of `FrameChecker.variants`, against
     /// `FrameTopology`'s tables. Checks that the verdict is a named one counted once; that a dropped frame and
-    /// its headroom are untouched; that a sent frame lies within its buffer, nothing before it written; and per
-    /// verdict what goes out: l2 keeps the IP packet byte for byte, l3 adds a valid outer header (or outer
-    /// fragments that add up to the packet), replies have valid checksums and the right lengths, tags and MACs.
+    /// its headroom and tailroom are untouched; that a sent frame lies within its buffer (headroom for an IPv6
+    /// outer header and a tag, 96 bytes of tailroom), nothing around it written; and per verdict, for IPv4 and
+    /// IPv6, what goes out, re-derived from the input: l2 keeps the IP packet byte for byte and goes to a backend
+    /// of the packet's VIP; l3 adds a valid IPv4 outer header (or outer fragments that add up to the packet) or
+    /// IPv6 one (6in6, 4in6: traffic class, flow label, backend); ARP, neighbor advertisements, echo replies,
+    /// fragmentation needed and Packet Too Big have valid checksums and the right lengths, tags and MACs.
     public static func frame(_ bytes: UnsafeRawBufferPointer) { frameChecker.run(bytes) }
 
     /// Config loader: the bytes as YAML text either load or are refused with a ConfigError at a line of the
