@@ -67,8 +67,8 @@ func classifyAndRewrite(_ p: UnsafeMutableRawPointer, length: Int, headroom: Int
     if etherType == 0x0806 { return answerARP(p, length: length, l2: l2, port: port, tables: tables) }
     guard etherType == 0x0800 else {
         if etherType == 0x86DD {
-            return classifyIPv6(p, length: length, l2: l2, inputTag: inputTag, headroom: headroom, port: port,
-                                tables: tables, flows: flows, counters: counters, now: now)
+            return classifyIPv6(p, length: length, headroom: headroom, port: port, tables: tables, flows: flows,
+                                counters: counters, now: now)
         }
         return FrameOutcome(.notIP)
     }
@@ -219,7 +219,7 @@ func deliver(_ packet: Packet, vip: UnsafeMutablePointer<VIPEntry>, port: Unsafe
         guard per > 0 else { return FrameOutcome(.tooBig) }
         fragments = (total &+ per &- 1) / per
     }
-    guard packet.headroom >= Int(vip.pointee.overheadBytes) &+ 4 || mode == .l2 else { return FrameOutcome(.tooBig) }
+    guard mode == .l2 || packet.headroom >= Int(vip.pointee.overheadBytes) &+ 4 else { return FrameOutcome(.tooBig) }
 
     // Backend: pinned, or picked (and pinned once the packet is sure to go out).
     let vipSlot = vip.pointee.slot

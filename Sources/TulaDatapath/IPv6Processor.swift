@@ -7,13 +7,18 @@ import TulaCore
 /// Bytes of extension headers walked at most.
 @usableFromInline let maxExtensionBytes = 128
 
-/// Handles an IPv6 frame (`l2` bytes of Ethernet and tag before the IPv6 header) like `classifyAndRewrite`
+/// Handles an IPv6 frame like `classifyAndRewrite`
 /// does IPv4: checks it, answers neighbor discovery and echo, relays ICMPv6 errors about VIP flows, and
-/// delivers TCP/UDP to a VIP's backend. Out of line: the IPv4 loop stays as it was.
+/// delivers TCP/UDP to a VIP's backend. Out of line, and it re-reads the tag itself: a call with fewer
+/// arguments in the IPv4 loop cost that loop fewer instructions (13 per IPv4 frame with ten arguments).
 @usableFromInline @inline(never)
-func classifyIPv6(_ p: UnsafeMutableRawPointer, length: Int, l2: Int, inputTag: Int32, headroom: Int,
-                  port: UnsafePointer<PortTables>, tables: UnsafePointer<DataplaneTables>, flows: UnsafePointer<FlowTable>,
+func classifyIPv6(_ p: UnsafeMutableRawPointer, length: Int, headroom: Int, port: UnsafePointer<PortTables>,
+                  tables: UnsafePointer<DataplaneTables>, flows: UnsafePointer<FlowTable>,
                   counters: UnsafeMutablePointer<UInt64>, now: UInt32) -> FrameOutcome {
+    // The caller accepted the Ethernet header and at most one 802.1Q tag.
+    let tagged = be16(p, 12) == 0x8100
+    let l2 = tagged ? 18 : 14
+    let inputTag = tagged ? Int32(be16(p, 14)) : untagged
     let ip = p + l2
     let available = length &- l2
     guard available >= 40, ip.load(as: UInt8.self) >> 4 == 6 else { return FrameOutcome(.malformedIPv6) }

@@ -22,11 +22,19 @@ sed -e "s|^\(    device:\).*|\1 \"net_pcap0,rx_pcap=$work/in.pcap,infinite_rx=1\
     -e "s|^flows_per_worker:.*|flows_per_worker: 4096|" -e "s|^workers:.*|workers: 1|" \
     -e '/^stats_socket:/d' "$root/benchmarks/bench.yaml" >"$work/bench.yaml"
 echo "stats_socket: $work/tula.sock" >>"$work/bench.yaml"
-valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" "$work/tula" run --config "$work/bench.yaml" --json \
+valgrind --tool=callgrind --fair-sched=yes --callgrind-out-file="$work/cg.out" "$work/tula" run --config "$work/bench.yaml" --json \
     -- --no-huge --file-prefix "tula-cg-$$" >"$work/summary.json" 2>"$work/valgrind.log" &
 pid=$!
+# The measured time starts once the appliance says it is ready (startup under valgrind takes a while, and a
+# SIGINT before the signal handlers are in place would be lost).
+for _ in $(seq 1 1200); do grep -q "ready:" "$work/valgrind.log" && break; sleep 0.5; done
+grep -q "ready:" "$work/valgrind.log" || { echo "instructions: not ready after 600 s" >&2; kill -KILL "$pid"; tail -5 "$work/valgrind.log" >&2; exit 1; }
 sleep "$seconds"
 kill -INT "$pid"
+for _ in $(seq 1 120); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+if kill -0 "$pid" 2>/dev/null; then
+    echo "instructions: still running 60 s after SIGINT; killed" >&2; kill -KILL "$pid"; tail -20 "$work/valgrind.log" >&2; exit 1
+fi
 wait "$pid" || { tail -20 "$work/valgrind.log" >&2; exit 1; }
 rm -rf "/var/run/dpdk/tula-cg-$$"
 frames=$(grep '^{' "$work/summary.json" | tail -1 | sed -E 's/.*"rx_packets":([0-9]+).*/\1/')
