@@ -78,8 +78,13 @@ extension Integration {
                 .replacingOccurrences(of: "device: net_pcap0 ", with: "device: \"net_pcap0,rx_pcap=\(input),infinite_rx=1\" ")
                 .replacingOccurrences(of: "stats_socket: /run/tula/tula.sock", with: "stats_socket: \(scratch.file("tula.sock"))")
             let config = try scratch.write("large.yaml", text)
-            let result = try Appliance.run(["run", "--config", config, "--json", "--", "--no-huge",
-                                            "--file-prefix", "tula-test-\(getpid())"], interruptAfter: 4)
+            // Runs until it has gone round the whole capture (however busy the machine is), then stops.
+            let appliance = try RunningAppliance(config: config, socket: scratch.file("tula.sock"), ealArguments: ["--no-huge"])
+            let deadline = Date().addingTimeInterval(60)
+            while (try? ControlSocket.stats(appliance.socket).rxPackets) ?? 0 <= 100_000 && Date() < deadline {
+                Thread.sleep(forTimeInterval: 0.2)
+            }
+            let result = appliance.stop()
             #expect(result.status == 0, "\(result.stderr)")
             let json = try #require(result.json, "\(result.stderr)")
             #expect("\(json["notes"] ?? "")".contains("--no-huge"), "\(json["notes"] ?? "")")

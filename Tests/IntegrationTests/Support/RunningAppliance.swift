@@ -70,10 +70,11 @@ final class RunningAppliance: @unchecked Sendable {
 
     /// Starts `tula-appliance run --config config --json -- --file-prefix <unique>` and waits until its control
     /// socket answers.
-    /// With `fileLimit`, the appliance runs under `prlimit --nofile=N:N` (as after `ulimit -n N`).
-    init(config: String, socket: String, timeout: Double = 30, fileLimit: Int? = nil) throws {
+    /// With `fileLimit`, the appliance runs under `prlimit --nofile=N:N` (as after `ulimit -n N`); `ealArguments`
+    /// go after `--file-prefix`.
+    init(config: String, socket: String, timeout: Double = 30, fileLimit: Int? = nil, ealArguments: [String] = []) throws {
         self.socket = socket
-        let command = [Appliance.binary, "run", "--config", config, "--json", "--", "--file-prefix", filePrefix]
+        let command = [Appliance.binary, "run", "--config", config, "--json", "--", "--file-prefix", filePrefix] + ealArguments
         child = try fileLimit.map { try BackgroundProcess(executable: "/usr/bin/prlimit", ["--nofile=\($0):\($0)", "--"] + command) }
             ?? BackgroundProcess(executable: command[0], Array(command.dropFirst()))
         let deadline = Date().addingTimeInterval(timeout)
