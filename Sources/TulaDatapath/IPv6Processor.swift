@@ -139,6 +139,9 @@ func handleICMPv6(_ packet: Packet, toPort: Bool, port: UnsafePointer<PortTables
     let icmpLength = packet.total &- packet.ihl
     guard icmpLength >= 8 else { return FrameOutcome(.malformedL4) }
     let type = icmp.load(as: UInt8.self)
+    // MLD queries and reports (130-132, 143): link-local control the appliance does not act on (it sends its own
+    // reports on a timer), counted with neighbor discovery's ignored messages.
+    if type == 130 || type == 131 || type == 132 || type == 143 { return FrameOutcome(.ndIgnored) }
     if type >= 133 && type <= 137 {
         return neighborDiscovery(packet, type: type, icmp: icmp, icmpLength: icmpLength, port: port, tables: tables)
     }

@@ -252,6 +252,23 @@ public final class Appliance: @unchecked Sendable {
         }
     }
 
+    /// When the MLD reports for the solicited-node groups were last sent (-infinity: never), and which groups.
+    private var lastListenerReport = -Double.infinity
+    private var reportedGroups: [IPv6Address] = []
+
+    /// An MLDv2 report of the config's solicited-node groups on every port, every
+    /// `NDPFrames.listenerReportIntervalSeconds` and at once when a reload changed them (call with `control` held).
+    private func reportMulticastListeners(now: Double) {
+        let groups = NDPFrames.solicitedNodeGroups(config)
+        guard now - lastListenerReport >= NDPFrames.listenerReportIntervalSeconds || groups != reportedGroups else { return }
+        lastListenerReport = now
+        reportedGroups = groups
+        guard !groups.isEmpty else { return }
+        for (i, port) in config.ports.enumerated() {
+            sendControlFrame(NDPFrames.listenerReport(senderMAC: ports[i].mac, groups: groups, vlan: port.vlan), port: i)
+        }
+    }
+
     /// Reads the ARP replies and neighbor advertisements workers handed over, sends the requests that are due, and publishes new
     /// tables when a next hop's MAC appeared, changed or was lost.
     private func serviceNeighbors(now: Double) {
@@ -276,6 +293,7 @@ public final class Appliance: @unchecked Sendable {
         control.lock()
         defer { control.unlock() }
         guard stopTime == nil else { return }
+        reportMulticastListeners(now: now)
         var changed = false
         for (address, mac) in learned { changed = resolver.learned(address, mac: mac, now: now) || changed }
         let (requests, lost) = resolver.due(now: now)

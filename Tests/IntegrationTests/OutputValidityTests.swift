@@ -119,6 +119,42 @@ extension Integration {
             }
         }
 
+        /// What the control plane sends itself (ARP requests, neighbor solicitations, unsolicited advertisements, the
+        /// MLDv2 report of its solicited-node groups), tagged and untagged, dissects cleanly with valid checksums;
+        /// the MLD report is one that tshark reads as such, with its records.
+        @Test func controlPlaneFramesAreValid() throws {
+            let tshark = try #require(Tshark.path, "\(Tshark.missing)")
+            let scratch = try Scratch()
+            defer { scratch.cleanup() }
+            let mac = MACAddress(2, 0, 0, 0, 0, 1), port6 = IPv6Address("2001:db8:1::2")!, vip6 = IPv6Address("2001:db8:100::80")!
+            var frames: [[UInt8]] = []
+            for vlan in [nil, UInt16(100)] {
+                frames.append(ARPFrames.request(senderMAC: mac, senderIP: IPv4Address(10, 0, 1, 2), target: IPv4Address(10, 0, 1, 1), vlan: vlan))
+                frames.append(NDPFrames.solicitation(senderMAC: mac, source: port6, target: IPv6Address("2001:db8:1::1")!, vlan: vlan))
+                frames.append(NDPFrames.unsolicitedAdvertisement(senderMAC: mac, address: vip6, vlan: vlan))
+                frames.append(NDPFrames.listenerReport(senderMAC: mac, groups: [port6.solicitedNode, vip6.solicitedNode], vlan: vlan))
+            }
+            let capture = scratch.file("control.pcap")
+            try Pcap.write(frames.map { PcapRecord(data: $0) }, path: capture)
+            #expect(try Tshark.findings(capture, tshark: tshark).isEmpty)
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: tshark)
+            process.arguments = ["-r", capture, "-Y", "icmpv6.type == 143", "-T", "fields",
+                                 "-e", "icmpv6.mldr.nb_mcast_records", "-e", "icmpv6.mldr.mar.multicast_address",
+                                 "-e", "ipv6.opt.router_alert", "-e", "icmpv6.checksum.status"]
+            let pipe = Pipe()
+            process.standardOutput = pipe
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            process.waitUntilExit()
+            let lines = text.split(separator: "\n").map(String.init)
+            #expect(lines.count == 2, "\(text)")
+            for line in lines {
+                #expect(line == "2\tff02::1:ff00:2,ff02::1:ff00:80\t0\t1", "\(line)")
+            }
+        }
+
         /// The check above is only worth something if it catches damage: corrupt chosen frames of a golden output
         /// (one per kind of header Tula writes or forwards) and require exactly those frames to be flagged.
         @Test func corruptedOutputIsFlagged() throws {

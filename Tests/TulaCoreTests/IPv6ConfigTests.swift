@@ -196,6 +196,18 @@ private let v6Mistakes: [Mistake] = [
         #expect(summary.text().contains("web6 [2001:db8:100::80]:80/tcp l2"), "\(summary.text())")
     }
 
+    @Test func theSolicitedNodeGroupsOfEveryIPv6AddressAreReported() throws {
+        let config = try ConfigLoader.parse(yaml: dualStackConfig, file: "tula.yaml")
+        let groups = NDPFrames.solicitedNodeGroups(config)
+        #expect(groups.map(\.description) == ["ff02::1:ff00:2", "ff02::1:ff00:80", "ff02::1:ff00:443"])
+        let report = NDPFrames.listenerReport(senderMAC: MACAddress(2, 0, 0, 0, 0, 1), groups: groups, vlan: nil)
+        #expect(report.count == 14 + 40 + 8 + 8 + 3 * 20)
+        #expect(Array(report[0..<6]) == TestBytes.mac("33:33:00:00:00:16") && report[20] == 0 && report[21] == 1,
+                "to ff02::16's MAC, Hop-by-Hop first, hop limit 1")
+        #expect(Array(report[54..<62]) == [58, 0, 5, 2, 0, 0, 1, 0], "Router Alert (MLD)")
+        #expect(report[62] == 143 && Array(report[68..<70]) == [0, 3], "an MLDv2 report with three records")
+    }
+
     @Test func neighborDiscoveryFramesAreWellFormed() throws {
         let mac = MACAddress(2, 0, 0, 0, 0, 1)
         let source = IPv6Address("2001:db8:1::2")!, target = IPv6Address("2001:db8:1::1")!

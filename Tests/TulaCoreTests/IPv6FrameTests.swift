@@ -265,6 +265,10 @@ struct V6DropCase: Sendable, CustomTestStringConvertible {
                    frame: V6.frame(V6.ipv6(src: "fe80::1", dst: "ff02::1", next: 58,
                    payload: V6.icmp6(src: "fe80::1", dst: "ff02::1", [134, 0, 0, 0, 64, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]), hopLimit: 255),
                                    dstMAC: TestBytes.mac("33:33:00:00:00:01")), verdict: .ndIgnored),
+        V6DropCase(name: "MLD query to all nodes",
+                   frame: V6.frame(V6.ipv6(src: "fe80::1", dst: "ff02::1", next: 0,
+                   payload: [58, 0, 5, 2, 0, 0, 1, 0] + V6.icmp6(src: "fe80::1", dst: "ff02::1", [130, 0, 0, 0, 0x27, 0x10, 0, 0] + [UInt8](repeating: 0, count: 16)),
+                   hopLimit: 1), dstMAC: TestBytes.mac("33:33:00:00:00:01")), verdict: .ndIgnored),
         V6DropCase(name: "ICMPv6 fragment", frame: V6.frame(V6.ipv6(dst: V6.web6, next: 44, payload: [58, 0, 0, 1, 0, 0, 0, 1] + [128, 0, 0, 0])),
                    verdict: .fragment),
     ]
