@@ -152,14 +152,14 @@ public struct FlowTable: @unchecked Sendable {
 /// The 5-tuple hash of `frame` as `processFrame` will compute it, read without validating anything, so
 /// the caller can prefetch the flow's bucket for a whole burst before processing any frame of it (the
 /// lookups' cache misses then overlap instead of coming one after the other), and hand the hash to
-/// `processFrame`. 0 when the frame does not look like IPv4 TCP/UDP (`processFrame` does all the checking).
+/// `processFrame`. 0 when the frame does not look like IPv4 or IPv6 TCP/UDP (`processFrame` does all the checking).
 @inlinable @inline(__always)
 public func frameFlowHash(_ p: UnsafeRawPointer, length: Int) -> UInt64 {
     guard length >= 42 else { return 0 }
     var l2 = 14
     var etherType = UInt16(bigEndian: p.loadUnaligned(fromByteOffset: 12, as: UInt16.self))
     if etherType == 0x8100 { etherType = UInt16(bigEndian: p.loadUnaligned(fromByteOffset: 16, as: UInt16.self)); l2 = 18 }
-    guard etherType == 0x0800 else { return 0 }
+    guard etherType == 0x0800 else { return etherType == 0x86DD ? frameFlowHash6(p + l2, available: length &- l2) : 0 }
     let ip = p + l2
     let ihl = Int(ip.load(as: UInt8.self) & 0x0F) &* 4
     let proto = ip.load(fromByteOffset: 9, as: UInt8.self)
@@ -169,4 +169,19 @@ public func frameFlowHash(_ p: UnsafeRawPointer, length: Int) -> UInt64 {
                     dst: UInt32(bigEndian: ip.loadUnaligned(fromByteOffset: 16, as: UInt32.self)),
                     srcPort: UInt16(truncatingIfNeeded: ports >> 16), dstPort: UInt16(truncatingIfNeeded: ports),
                     proto: proto)
+}
+
+/// `frameFlowHash` of an IPv6 packet (`available` bytes at `ip`) whose TCP or UDP header follows the IPv6 header
+/// directly (with extension headers, 0: `classifyIPv6` hashes those itself). Out of line, so the IPv4 prefetch
+/// loop stays as small as it was.
+@usableFromInline @inline(never)
+func frameFlowHash6(_ ip: UnsafeRawPointer, available: Int) -> UInt64 {
+    let next = ip.load(fromByteOffset: 6, as: UInt8.self)
+    guard available >= 44, next == 6 || next == 17 else { return 0 }
+    let ports = UInt32(bigEndian: ip.loadUnaligned(fromByteOffset: 40, as: UInt32.self))
+    return flowHash6(srcHi: UInt64(bigEndian: ip.loadUnaligned(fromByteOffset: 8, as: UInt64.self)),
+                     srcLo: UInt64(bigEndian: ip.loadUnaligned(fromByteOffset: 16, as: UInt64.self)),
+                     dstHi: UInt64(bigEndian: ip.loadUnaligned(fromByteOffset: 24, as: UInt64.self)),
+                     dstLo: UInt64(bigEndian: ip.loadUnaligned(fromByteOffset: 32, as: UInt64.self)),
+                     srcPort: UInt16(truncatingIfNeeded: ports >> 16), dstPort: UInt16(truncatingIfNeeded: ports), proto: next)
 }

@@ -68,7 +68,7 @@ func classifyAndRewrite(_ p: UnsafeMutableRawPointer, length: Int, headroom: Int
     guard etherType == 0x0800 else {
         if etherType == 0x86DD {
             return classifyIPv6(p, length: length, headroom: headroom, port: port, tables: tables, flows: flows,
-                                counters: counters, now: now)
+                                counters: counters, now: now, flowHash: frameHash)
         }
         return FrameOutcome(.notIP)
     }

@@ -14,7 +14,7 @@ import TulaCore
 @usableFromInline @inline(never)
 func classifyIPv6(_ p: UnsafeMutableRawPointer, length: Int, headroom: Int, port: UnsafePointer<PortTables>,
                   tables: UnsafePointer<DataplaneTables>, flows: UnsafePointer<FlowTable>,
-                  counters: UnsafeMutablePointer<UInt64>, now: UInt32) -> FrameOutcome {
+                  counters: UnsafeMutablePointer<UInt64>, now: UInt32, flowHash frameHash: UInt64) -> FrameOutcome {
     // The caller accepted the Ethernet header and at most one 802.1Q tag.
     let tagged = be16(p, 12) == 0x8100
     let l2 = tagged ? 18 : 14
@@ -94,8 +94,12 @@ func classifyIPv6(_ p: UnsafeMutableRawPointer, length: Int, headroom: Int, port
     let vipIndex = tables.pointee.findVIP6(hi: dstHi, lo: dstLo, proto: proto, port: UInt16(truncatingIfNeeded: ports))
     guard vipIndex >= 0 else { return FrameOutcome(.noVIP) }
     let vip = tables.pointee.vips + vipIndex
-    let hash = flowHash6(srcHi: srcHi, srcLo: srcLo, dstHi: dstHi, dstLo: dstLo,
-                         srcPort: UInt16(truncatingIfNeeded: ports >> 16), dstPort: UInt16(truncatingIfNeeded: ports), proto: proto)
+    // The prefetch pass hashed frames without extension headers already (`frameFlowHash`).
+    let hash = headers == 0 && frameHash != 0 ? frameHash
+        : flowHash6(srcHi: srcHi, srcLo: srcLo, dstHi: dstHi, dstLo: dstLo,
+                    srcPort: UInt16(truncatingIfNeeded: ports >> 16), dstPort: UInt16(truncatingIfNeeded: ports), proto: proto)
+    assert(hash == flowHash6(srcHi: srcHi, srcLo: srcLo, dstHi: dstHi, dstLo: dstLo, srcPort: UInt16(truncatingIfNeeded: ports >> 16),
+                             dstPort: UInt16(truncatingIfNeeded: ports), proto: proto), "flowHash is not frameFlowHash")
     let key = FlowKey(src: sourceFingerprint(srcHi, srcLo), dst: 0, ports: ports, proto: proto, hash: hash)
     return deliverCold(packet, vip: vip, port: port, tables: tables, flows: flows, counters: counters, now: now,
                        flow: (key, true),

@@ -252,6 +252,9 @@ public final class Appliance: @unchecked Sendable {
         }
     }
 
+    /// Whether MLDv2 reports are sent (true; `replay`, which has no switch to tell, turns them off before `start`).
+    public var reportsMulticastListeners = true
+
     /// When the MLD reports for the solicited-node groups were last sent (-infinity: never), and which groups.
     private var lastListenerReport = -Double.infinity
     private var reportedGroups: [IPv6Address] = []
@@ -259,6 +262,7 @@ public final class Appliance: @unchecked Sendable {
     /// An MLDv2 report of the config's solicited-node groups on every port, every
     /// `NDPFrames.listenerReportIntervalSeconds` and at once when a reload changed them (call with `control` held).
     private func reportMulticastListeners(now: Double) {
+        guard reportsMulticastListeners else { return }
         let groups = NDPFrames.solicitedNodeGroups(config)
         guard now - lastListenerReport >= NDPFrames.listenerReportIntervalSeconds || groups != reportedGroups else { return }
         lastListenerReport = now

@@ -99,6 +99,8 @@ struct ReplayCommand: ParsableCommand {
         cfg.ports[0].device = "net_pcap_replay," + (ins.map { "rx_pcap=\($0)" } + outs.map { "tx_pcap=\($0)" }).joined(separator: ",")
 
         let appliance = Appliance(config: cfg)
+        // Offline: the output holds what the capture made Tula do, with no MLD report on a timer among it.
+        appliance.reportsMulticastListeners = false
         try startOrExit(appliance, inMemory: true, extraEAL: eal)
         var last = appliance.receivedPackets
         var lastProgress = Date()
