@@ -66,10 +66,10 @@ extension Integration {
             var flow: Int, phase: Int, backend: UInt8
 
             init?(_ f: [UInt8]) {
-                if f.count >= 54, f[12] == 0x08, f[13] == 0x00 {
+                if f.count >= 54, f[12] == 0x08, f[13] == 0x00, f[23] == 6 {
                     flow = (Int(f[34]) << 8 | Int(f[35])) - 10_000
                     phase = Int(f[18]) << 8 | Int(f[19])
-                } else if f.count >= 74, f[12] == 0x86, f[13] == 0xDD {
+                } else if f.count >= 74, f[12] == 0x86, f[13] == 0xDD, f[20] == 6 {
                     flow = (Int(f[54]) << 8 | Int(f[55])) - 10_000
                     phase = Int(f[16]) << 8 | Int(f[17])
                 } else {
@@ -84,6 +84,8 @@ extension Integration {
             var json: [String: Any]
             var output: [Observed]
             var sent: Int
+            /// Frames the appliance sent itself (MLD reports of an IPv6 VIP's group), not forwarded ones.
+            var controlFrames = 0
             var stderr: String
 
             /// Every received frame forwarded, nothing dropped for any reason, the capture complete.
@@ -93,7 +95,8 @@ extension Integration {
                 let rx = json.rxPackets
                 let port = (json["ports"] as? [[String: Any]])?.first ?? [:]
                 #expect(port["forwarded"] as? Int == rx, sourceLocation: location)
-                #expect(json["tx_packets"] as? Int == rx, sourceLocation: location)
+                #expect(json["tx_packets"] as? Int == rx + controlFrames, sourceLocation: location)
+                #expect(controlFrames <= 1, "\(controlFrames) frames of the appliance's own", sourceLocation: location)
                 #expect(output.count == rx, "the capture holds every forwarded frame", sourceLocation: location)
                 // Frames the kernel cannot queue for the pcap driver (its capture ring overflows when the
                 // worker's CPU is busy with other work) never reach Tula and are not Tula's drops; this
@@ -175,8 +178,11 @@ extension Integration {
                 appliance = nil
                 #expect(result.status == 0, "\(result.stderr)")
                 let json = try #require(result.json, "\(result.stdout)\n\(result.stderr)")
-                let output = try Pcap.read(path: capture).compactMap { Observed($0.data) }
-                return Outcome(json: json, output: output, sent: sent, stderr: result.stderr)
+                let captured = try Pcap.read(path: capture)
+                let output = captured.compactMap { Observed($0.data) }
+                var outcome = Outcome(json: json, output: output, sent: sent, stderr: result.stderr)
+                outcome.controlFrames = captured.count - output.count
+                return outcome
             }
 
             func cleanup() {
