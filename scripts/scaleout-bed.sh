@@ -50,7 +50,12 @@ teardown() {
         local pid; pid=$(cat "$pidfile")
         if running "$pid"; then kill -TERM "$pid" 2>/dev/null || true; fi
     done
-    sleep 0.5
+    # Tula keeps serving 1 s after SIGTERM (withdraw grace) before it stops.
+    local waited=0
+    for pidfile in "$state_root/$b"/*.pid; do
+        [ -f "$pidfile" ] || continue
+        while running "$(cat "$pidfile")" && [ $waited -lt 40 ]; do sleep 0.1; waited=$((waited + 1)); done
+    done
     for pidfile in "$state_root/$b"/*.pid; do
         [ -f "$pidfile" ] || continue
         local pid; pid=$(cat "$pidfile")
@@ -224,6 +229,257 @@ for _ in range(5000): s.sendto(b"x" * 32, ("10.0.9.2", 9))'
     write_report
 }
 
+# ---------------------------------------------------------------------------------------------------------------
+# The scale-out bed: a router with BIRD 2 (two BGP neighbours, ECMP with L4 hashing), two Tula appliances each with its
+# own BIRD speaking BGP (and BFD) to the router through Tula's port and kernel_interface, three Linux backends, a client
+# behind the router.
+#
+#   client 10.0.8.10 ── router 10.0.8.1 | 10.0.1.1 ──┐ bridge (lan)
+#                       a1 10.0.1.2 (Tula, tk0) ──────┤   VIP 10.0.1.100:80 l2 -> b1 b2   (http health check)
+#                       a2 10.0.1.3 (Tula, tk0) ──────┤   VIP 10.0.1.101:80 l2 -> b3      (http health check)
+#                       b1 .11  b2 .12  b3 .13 ───────┘   backends: VIPs on lo, default route via the router (DSR)
+router_conf() {
+    cat <<EOF
+router id 10.0.1.1;
+log stderr all;
+protocol device { scan time 10; }
+protocol kernel {
+    ipv4 { import none; export all; };
+    merge paths on;
+}
+protocol bfd {
+    interface "eth0" { min rx interval 100 ms; min tx interval 100 ms; multiplier 3; };
+}
+template bgp appliance {
+    local 10.0.1.1 as 65000;
+    hold time 3;
+    keepalive time 1;
+    connect retry time 2;
+    error wait time 1, 10;
+    bfd on;
+    ipv4 { import all; export none; };
+}
+protocol bgp a1 from appliance { neighbor 10.0.1.2 as 65001; }
+protocol bgp a2 from appliance { neighbor 10.0.1.3 as 65001; }
+EOF
+}
+
+appliance_yaml() { # appliance_yaml NAME ADDRESS MAC
+    cat <<EOF
+ports:
+  - name: wan
+    device: "net_af_packet0,iface=eth0"
+    address: $2
+    mac: "$3"
+    kernel_interface: tk0
+    kernel_prefix_length: 24
+workers: 1
+poll: adaptive
+flows_per_worker: 16384
+flow_idle_timeout: 120
+stats_socket: $(state)/$1.sock
+vips:
+  - name: web
+    address: 10.0.1.100
+    port: 80
+    protocol: tcp
+    mode: l2
+    health_check: {type: http, port: 80, path: /, interval: 1, timeout: 1, rise: 1, fall: 1}
+    backends:
+      - {address: 10.0.1.11, mac: "02:00:00:00:01:11"}
+      - {address: 10.0.1.12, mac: "02:00:00:00:01:12"}
+  - name: other
+    address: 10.0.1.101
+    port: 80
+    protocol: tcp
+    mode: l2
+    health_check: {type: http, port: 80, path: /, interval: 1, timeout: 1, rise: 1, fall: 1}
+    backends:
+      - {address: 10.0.1.13, mac: "02:00:00:00:01:13"}
+EOF
+}
+
+start_appliance() { # start_appliance NAME
+    ip netns exec "$(ns "$1")" "$tula" run --config "$(state)/$1.yaml" --json -- --file-prefix "$prefix-$bed-$1" \
+        >"$(state)/$1.json" 2>>"$(state)/$1.log" &
+    echo $! >"$(state)/$1.pid"
+}
+start_bird() { # start_bird NODE CONFIG
+    ip netns exec "$(ns "$1")" bird -f -c "$2" -s "$(state)/$1.ctl" -P "$(state)/$1-bird.pidfile" >"$(state)/$1-bird.log" 2>&1 &
+    echo $! >"$(state)/$1-bird.pid"
+}
+# nexthops VIP: how many next hops the router has for VIP/32 (0 when no route).
+nexthops() {
+    local r; r=$(ip -n "$(ns router)" route show "$1/32" proto bird 2>/dev/null)
+    if [ -z "$r" ]; then echo 0; elif grep -q nexthop <<<"$r"; then grep -c "nexthop via" <<<"$r"; else echo 1; fi
+}
+has_nexthops() { [ "$(nexthops "$1")" = "$2" ]; }
+forwarded() { live "$(state)/$1.sock" "s['ports'][0]['forwarded']"; }
+
+scaleout_bed() {
+    mkdir -p "$(state)"
+    echo $$ >"$(state)/owner"
+    [ -n "${KEEP:-}" ] || trap 'teardown $bed; rm -rf "$(state)"' EXIT
+    [ -x "$tula" ] || die "no tula-appliance at $tula"
+    command -v bird >/dev/null || die "no bird (apt-get install bird2; scripts/install-deps.sh does)"
+    local nodes=(lan router client a1 a2 b1 b2 b3)
+    say "bed $bed: namespaces $(ns '*')"
+    for n in "${nodes[@]}"; do
+        ip netns add "$(ns "$n")"
+        in_ns "$n" ip link set lo up
+        in_ns "$n" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+    done
+    in_ns lan ip link add br0 type bridge
+    in_ns lan ip link set br0 up
+    declare -A addr=([router]=10.0.1.1 [b1]=10.0.1.11 [b2]=10.0.1.12 [b3]=10.0.1.13)
+    declare -A hw=([router]=02:00:00:00:00:01 [a1]=02:00:00:00:00:02 [a2]=02:00:00:00:00:03
+                   [b1]=02:00:00:00:01:11 [b2]=02:00:00:00:01:12 [b3]=02:00:00:00:01:13)
+    for n in router a1 a2 b1 b2 b3; do
+        in_ns lan ip link add "p-$n" type veth peer name eth0 netns "$(ns "$n")"
+        in_ns lan ip link set "p-$n" master br0 up
+        in_ns "$n" ip link set eth0 address "${hw[$n]}"
+        if [ -n "${addr[$n]:-}" ]; then in_ns "$n" ip addr add "${addr[$n]}/24" dev eth0; fi
+        in_ns "$n" ip link set eth0 up
+    done
+    ip -n "$(ns router)" link add eth1 type veth peer name eth0 netns "$(ns client)"
+    in_ns router ip addr add 10.0.8.1/24 dev eth1; in_ns router ip link set eth1 up
+    in_ns client ip addr add 10.0.8.10/24 dev eth0; in_ns client ip link set eth0 up
+    in_ns client ip route add default via 10.0.8.1
+    in_ns router sysctl -qw net.ipv4.ip_forward=1 net.ipv4.fib_multipath_hash_policy=1
+    # Backends: the VIPs on lo, no ARP for them, replies straight to the client through the router.
+    for n in b1 b2 b3; do
+        in_ns "$n" ip addr add 10.0.1.100/32 dev lo
+        in_ns "$n" ip addr add 10.0.1.101/32 dev lo
+        in_ns "$n" sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2
+        in_ns "$n" ip route add default via 10.0.1.1
+        mkdir -p "$(state)/www-$n"
+        echo "$n" >"$(state)/www-$n/index.html"
+        head -c 400000 /dev/zero >"$(state)/www-$n/big.bin"
+        ip netns exec "$(ns "$n")" python3 -m http.server 80 --directory "$(state)/www-$n" >/dev/null 2>&1 &
+        echo $! >"$(state)/http-$n.pid"
+    done
+    in_ns client ethtool -K eth0 tx off >/dev/null
+    in_ns router ethtool -K eth0 tx off >/dev/null
+    in_ns router ethtool -K eth1 tx off >/dev/null
+    router_conf >"$(state)/router-bird.conf"
+    start_bird router "$(state)/router-bird.conf"
+    appliance_yaml a1 10.0.1.2 02:00:00:00:00:02 >"$(state)/a1.yaml"
+    appliance_yaml a2 10.0.1.3 02:00:00:00:00:03 >"$(state)/a2.yaml"
+    for a in a1 a2; do
+        "$tula" bird-config --config "$(state)/$a.yaml" --peer 10.0.1.1 --asn 65001 --peer-asn 65000 --bfd >"$(state)/$a-bird.conf" \
+            || die "bird-config failed for $a"
+        bird -p -c "$(state)/$a-bird.conf" || die "bird refuses the generated config of $a"
+    done
+    local t0; t0=$(now)
+    for a in a1 a2; do start_appliance "$a"; done
+    for a in a1 a2; do
+        wait_until 60 ip -n "$(ns "$a")" link show tk0 up || die "$a: no tk0: $(tail -5 "$(state)/$a.log")"
+        start_bird "$a" "$(state)/$a-bird.conf"
+    done
+    # (a) the router has both VIPs with two next hops.
+    if wait_until 60 has_nexthops 10.0.1.100 2 && wait_until 10 has_nexthops 10.0.1.101 2; then
+        numbers[start_to_ecmp_seconds]=$(since "$t0"); record router-has-two-next-hops ok
+    else
+        record router-has-two-next-hops fail "router: $(ip -n "$(ns router)" route show proto bird | tr '\n' ' ') a1 bird: $(tail -3 "$(state)/a1-bird.log")"
+        write_report; return
+    fi
+    say "ECMP after $(since "$t0") s: $(ip -n "$(ns router)" route show 10.0.1.100/32 | tr '\n\t' '  ')"
+
+    # (b) many client source ports: every request answered, both appliances carry traffic.
+    local f1 f2 ok=0
+    f1=$(forwarded a1); f2=$(forwarded a2)
+    for i in $(seq 1 40); do
+        if in_ns client curl -sf -m 2 -o /dev/null "http://10.0.1.100/"; then ok=$((ok + 1)); fi
+    done
+    local d1=$(( $(forwarded a1) - f1 )) d2=$(( $(forwarded a2) - f2 ))
+    numbers[curl_ok_of_40]=$ok; numbers[a1_forwarded]=$d1; numbers[a2_forwarded]=$d2
+    say "40 requests: $ok answered; a1 forwarded $d1 packets, a2 $d2"
+    expect curl-through-ecmp "$ok of 40 answered" test "$ok" = 40
+    expect both-appliances-carry-traffic "a1 $d1, a2 $d2" test "$d1" -gt 0 -a "$d2" -gt 0
+
+    # (d) every backend of VIP web fails a1's health checks (a1's kernel cannot reach them): a1 withdraws only web.
+    in_ns a1 ip route add blackhole 10.0.1.11/32
+    in_ns a1 ip route add blackhole 10.0.1.12/32
+    if wait_until 10 has_nexthops 10.0.1.100 1; then record unhealthy-vip-withdrawn-by-one-appliance ok
+    else record unhealthy-vip-withdrawn-by-one-appliance fail "web has $(nexthops 10.0.1.100) next hops"; fi
+    expect other-vip-keeps-two-next-hops "other has $(nexthops 10.0.1.101) next hops" has_nexthops 10.0.1.101 2
+    expect vip-still-served-by-the-other "curl failed" in_ns client curl -sf -m 2 -o /dev/null "http://10.0.1.100/"
+    in_ns a1 ip route del blackhole 10.0.1.11/32
+    in_ns a1 ip route del blackhole 10.0.1.12/32
+    expect vip-back-when-healthy-again "web has $(nexthops 10.0.1.100) next hops" wait_until 10 has_nexthops 10.0.1.100 2
+    # Every backend up on both appliances again before the next part: flows pinned while a1 saw only some backends
+    # would not be where a2's Maglev table sends them (the documented limit of minimal disruption).
+    all_up() { [ "$(live "$(state)/$1.sock" "all(b['health'] == 'up' for v in s['vips'] for b in v['backends'])")" = True ]; }
+    if wait_until 10 all_up a1 && wait_until 10 all_up a2; then record all-backends-up-again ok
+    else record all-backends-up-again fail "a1 or a2 still sees a backend down"; fi
+
+    # (c) long-lived downloads (rate-limited, ~8 s each) on many source ports, and a prober that opens a connection every
+    # 20 ms; then a1 is stopped (SIGTERM): its routes go, the router moves its flows to a2, which picks the same backends.
+    local downloads=()
+    for i in $(seq 1 12); do
+        ip netns exec "$(ns client)" curl -sS -o /dev/null -w '%{http_code} %{size_download}' --limit-rate 50k -m 40 \
+            "http://10.0.1.100/big.bin" >"$(state)/dl-$i.out" 2>"$(state)/dl-$i.err" &
+        downloads+=($!)
+    done
+    ip netns exec "$(ns client)" python3 -c '
+import socket, time, sys
+end = time.time() + float(sys.argv[1]); last_ok = time.time(); gap = 0.0; fails = 0
+while time.time() < end:
+    t = time.time()
+    try:
+        s = socket.create_connection(("10.0.1.100", 80), timeout=0.5); s.close()
+        gap = max(gap, time.time() - last_ok); last_ok = time.time()
+    except OSError:
+        fails += 1
+    time.sleep(max(0, 0.02 - (time.time() - t)))
+print("%.3f %d" % (gap, fails))' 9 >"$(state)/prober.out" &
+    local prober=$!
+    sleep 2
+    local f2b; f2b=$(forwarded a2)
+    local t1; t1=$(now)
+    kill -TERM "$(cat "$(state)/a1.pid")"
+    if wait_until 10 has_nexthops 10.0.1.100 1; then numbers[stop_to_route_gone_seconds]=$(since "$t1")
+    else numbers[stop_to_route_gone_seconds]=null; fi
+    wait "$(cat "$(state)/a1.pid")" 2>/dev/null || true
+    rm -f "$(state)/a1.pid"
+    wait "$prober" || true
+    local complete=0 broken=0
+    for pid in "${downloads[@]}"; do wait "$pid" || true; done
+    for i in $(seq 1 12); do
+        if [ "$(cat "$(state)/dl-$i.out" 2>/dev/null)" = "200 400000" ]; then complete=$((complete + 1)); else broken=$((broken + 1)); fi
+    done
+    local gap="" fails=""
+    read -r gap fails <"$(state)/prober.out" || true
+    numbers[client_gap_seconds]=${gap:-null}; numbers[prober_failures]=${fails:-null}
+    numbers[downloads_complete_of_12]=$complete
+    local moved=$(( $(forwarded a2) - f2b ))
+    numbers[a2_forwarded_after_stop]=$moved
+    say "a1 stopped: route gone after ${numbers[stop_to_route_gone_seconds]} s; longest gap for new connections ${gap:-?} s ($fails failed); $complete of 12 downloads complete; a2 forwarded $moved since"
+    expect router-withdrew-stopped-appliance "web has $(nexthops 10.0.1.100) next hops" has_nexthops 10.0.1.100 1
+    expect long-lived-connections-survive "$broken of 12 downloads broken: $(cat "$(state)"/dl-*.out | tr '\n' ' ')" test "$broken" = 0
+    expect summary-of-stopped-appliance "no JSON summary from a1" grep -q '^{' "$(state)/a1.json"
+    # The downloads really crossed a1 before it stopped (else surviving proves nothing).
+    local a1_total; a1_total=$(python3 -c 'import json, sys
+s = json.loads([l for l in open(sys.argv[1]) if l.startswith("{")][-1]); print(s["ports"][0]["forwarded"])' "$(state)/a1.json" 2>/dev/null || echo 0)
+    numbers[a1_forwarded_total]=$a1_total
+    expect downloads-crossed-stopped-appliance "a1 forwarded $a1_total packets in all (the 40 requests alone were ~$d1)" \
+        test "$a1_total" -gt $((d1 + 200))
+
+    # (e) a1 comes back: two next hops again.
+    local t2; t2=$(now)
+    start_appliance a1
+    if wait_until 60 has_nexthops 10.0.1.100 2; then numbers[restart_to_two_next_hops_seconds]=$(since "$t2"); record appliance-back-two-next-hops ok
+    else record appliance-back-two-next-hops fail "web has $(nexthops 10.0.1.100) next hops: $(tail -3 "$(state)/a1-bird.log")"; fi
+
+    # (f) a crash (SIGKILL: no withdrawal by Tula): the kernel removes the TAP and its routes, BIRD withdraws.
+    local t3; t3=$(now)
+    kill -KILL "$(cat "$(state)/a1.pid")"
+    if wait_until 10 has_nexthops 10.0.1.100 1; then numbers[crash_to_route_gone_seconds]=$(since "$t3"); record crash-withdraws-routes ok
+    else record crash-withdraws-routes fail "web has $(nexthops 10.0.1.100) next hops 10 s after SIGKILL"; fi
+    expect vip-served-after-crash "curl failed" in_ns client curl -sf -m 2 -o /dev/null "http://10.0.1.100/"
+    write_report
+}
+
 write_report() {
     local file=${report:-$(state)/report.json}
     local nums=""
@@ -243,7 +499,8 @@ done
 [ "$(id -u)" = 0 ] || die "needs root (namespaces, veth, TAP)"
 case $command in
 kernel) kernel_bed ;;
+scale-out) scaleout_bed ;;
 down) down_all ;;
-*) die "usage: $0 kernel|down [--report FILE]" ;;
+*) die "usage: $0 kernel|scale-out|down [--report FILE]" ;;
 esac
 exit $failed

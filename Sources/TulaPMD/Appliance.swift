@@ -37,6 +37,8 @@ public final class Appliance: @unchecked Sendable {
     private var kernelTxRing: OpaquePointer?
     /// VIP host routes installed on each port's kernel interface (guarded by `control`).
     private var installedRoutes: [Int: Set<IPAddress>] = [:]
+    /// `stop` has withdrawn the routes: they stay withdrawn (guarded by `control`).
+    private var withdrawing = false
     /// Backend health from the probes (guarded by `control`); unhealthy backends get weight 0.
     private var health = BackendHealth()
     /// The ports' own counters when they were closed.
@@ -285,7 +287,7 @@ public final class Appliance: @unchecked Sendable {
         let wanted = servableVIPs()
         control.lock()
         defer { control.unlock() }
-        guard stopTime == nil else { return }
+        guard stopTime == nil, !withdrawing else { return }
         syncRoutesLocked(wanted)
     }
 
@@ -521,6 +523,16 @@ public final class Appliance: @unchecked Sendable {
         control.lock()
         defer { control.unlock() }
         guard stopTime == nil else { return }
+        if kernelTxRing != nil && !withdrawing {
+            // Withdraw first, and keep serving (workers, the kernel path) for `withdrawGraceSeconds`: the routing
+            // daemon's withdrawal leaves through this appliance's own port, and flows keep going until the routers
+            // have moved them to another appliance.
+            withdrawing = true
+            syncRoutesLocked([])
+            control.unlock()
+            usleep(useconds_t(KernelInterface.withdrawGraceSeconds * 1e6))
+            control.lock()
+        }
         if !controlThreads.isEmpty {
             controlStop.store(true, ordering: .relaxed)
             control.unlock()
@@ -528,7 +540,6 @@ public final class Appliance: @unchecked Sendable {
             control.lock()
             controlThreads = []
         }
-        // Routes first: the routing daemon withdraws while the workers still serve.
         syncRoutesLocked([])
         stopFlag.store(true, ordering: .relaxed)
         rte_eal_mp_wait_lcore()

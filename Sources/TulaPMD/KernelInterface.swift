@@ -9,6 +9,10 @@ public enum KernelInterface {
     /// Tula's routing protocol number (`TulaRoutes`).
     public static let routeProtocol = TulaRoutes.protocolNumber
 
+    /// How long `stop` keeps serving after it withdrew the VIP routes: long enough for the routing daemon's BGP
+    /// withdrawal to leave through the port and the routers to move the traffic (seconds).
+    public static let withdrawGraceSeconds = 1.0
+
     /// Why the configured kernel interfaces cannot be created, nil when they can: a name already taken by an
     /// interface of this network namespace, no `/dev/net/tun`, or not root (a TAP needs CAP_NET_ADMIN).
     /// Checked before EAL starts, so no packet moves when it fails.
