@@ -72,7 +72,7 @@ public struct BirdConfig: Sendable {
                     export none;
                 };
                 learn;
-                scan time 2;
+                scan time 1;
             }
 
             """
@@ -85,7 +85,7 @@ public struct BirdConfig: Sendable {
                         export none;
                     };
                     learn;
-                    scan time 2;
+                    scan time 1;
                 }
 
                 """
