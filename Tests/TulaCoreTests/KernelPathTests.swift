@@ -167,6 +167,21 @@ private enum K {
         }
     }
 
+    @Test func pollKey() throws {
+        #expect(try ConfigLoader.parse(yaml: K.yaml(), file: "p.yaml").adaptivePolling == false)
+        let adaptive = try ConfigLoader.parse(yaml: "poll: adaptive\n" + K.yaml(), file: "p.yaml")
+        #expect(adaptive.adaptivePolling)
+        #expect(try ConfigLoader.parse(yaml: ConfigWriter.yaml(adaptive), file: "w.yaml").adaptivePolling)
+        #expect(try ConfigLoader.parse(yaml: "poll: busy\n" + K.yaml(), file: "p.yaml").adaptivePolling == false)
+        do {
+            _ = try ConfigLoader.parse(yaml: "poll: lazy\n" + K.yaml(), file: "p.yaml")
+            Issue.record("poll: lazy accepted")
+        } catch {
+            #expect(error.description.hasPrefix("p.yaml:1:") && error.description.contains("busy or adaptive"), "\(error.description)")
+        }
+        #expect(adaptive.restartRequired(for: try ConfigLoader.parse(yaml: K.yaml(), file: "p.yaml")) != nil)
+    }
+
     @Test func twoPortsCannotShareAKernelInterface() throws {
         let yaml = """
             ports:
