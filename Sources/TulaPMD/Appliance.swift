@@ -523,7 +523,7 @@ public final class Appliance: @unchecked Sendable {
         control.lock()
         defer { control.unlock() }
         guard stopTime == nil else { return }
-        if kernelTxRing != nil && !withdrawing {
+        if kernelTxRing != nil && !withdrawing && installedRoutes.values.contains(where: { !$0.isEmpty }) {
             // Withdraw first, and keep serving (workers, the kernel path) for `withdrawGraceSeconds`: the routing
             // daemon's withdrawal leaves through this appliance's own port, and flows keep going until the routers
             // have moved them to another appliance.
