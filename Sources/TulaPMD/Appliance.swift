@@ -294,6 +294,8 @@ public final class Appliance: @unchecked Sendable {
     private func syncRoutesLocked(_ wanted: Set<IPAddress>) {
         for (p, port) in config.ports.enumerated() {
             guard let name = port.kernelInterface, kernelPorts.indices.contains(p), kernelPorts[p] != nil else { continue }
+            // IPv6 VIP routes only where the kernel interface has IPv6 (the port has address6).
+            let wanted = wanted.filter { $0.family == .v4 || port.address6 != nil }
             let have = installedRoutes[p] ?? []
             guard have != wanted else { continue }
             let (added, removed) = KernelInterface.syncRoutes(on: name, wanted: wanted, have: have)
