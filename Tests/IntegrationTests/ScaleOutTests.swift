@@ -36,6 +36,42 @@ extension Integration {
             #expect(run.status == 0, "\(run.output.suffix(3000))")
         }
 
+        /// A kernel_interface that cannot be created stops the run before EAL starts, with the reason.
+        @Test(.enabled(if: getuid() == 0, "the TAP checks need root to get past the root check"))
+        func aTakenInterfaceNameIsRefusedBeforeAnyPacketMoves() throws {
+            let scratch = try Scratch()
+            defer { scratch.cleanup() }
+            let config = try scratch.write("taken.yaml", """
+                ports:
+                  - {name: wan, device: net_null0, address: 10.0.1.2, kernel_interface: lo}
+                stats_socket: \(scratch.file("tula.sock"))
+                vips: []
+                """)
+            let run = try Appliance.run(["run", "--config", config, "--", "--no-huge", "--file-prefix", "tula-taken-\(getpid())"], timeout: 60)
+            #expect(run.status == 1, "\(run.stderr)")
+            #expect(run.stderr.contains("kernel_interface \"lo\" of port wan: an interface with that name exists already"), "\(run.stderr)")
+            // No device was probed (DPDK prints its own exit-time "Unregistering" line either way).
+            #expect(!run.stderr.contains("eth_dev_tap") && !run.stderr.contains("tula-appliance: ready"), "a port came up before the check:\n\(run.stderr)")
+        }
+
+        /// bird-config: exit 2 and the reason for a bad peer or AS number; a config BIRD accepts otherwise.
+        @Test func birdConfigRefusesBadInputWithStatus2() throws {
+            let scratch = try Scratch()
+            defer { scratch.cleanup() }
+            let config = try scratch.write("k.yaml", """
+                ports:
+                  - {name: wan, device: net_null0, address: 10.0.1.2, kernel_interface: tk0}
+                vips: []
+                """)
+            let base = ["bird-config", "--config", config]
+            let badPeer = try Appliance.run(base + ["--peer", "10.0.1.256", "--asn", "65001", "--peer-asn", "65000"])
+            #expect(badPeer.status == 2 && badPeer.stderr.contains("is not an IPv4 or IPv6 address"), "\(badPeer.stderr)")
+            let badASN = try Appliance.run(base + ["--peer", "10.0.1.1", "--asn", "65001", "--peer-asn", "x"])
+            #expect(badASN.status == 2 && badASN.stderr.contains("--peer-asn \"x\" is not an AS number"), "\(badASN.stderr)")
+            let good = try Appliance.run(base + ["--peer", "10.0.1.1", "--asn", "65001", "--peer-asn", "65000", "--bfd"])
+            #expect(good.status == 0 && good.stdout.contains("neighbor 10.0.1.1 as 65000;") && good.stdout.contains("bfd on;"), "\(good.stderr)")
+        }
+
         static let scaleOutChecks = [
             "router-has-two-next-hops", "curl-through-ecmp", "both-appliances-carry-traffic",
             "unhealthy-vip-withdrawn-by-one-appliance", "other-vip-keeps-two-next-hops", "vip-still-served-by-the-other",
