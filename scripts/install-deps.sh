@@ -3,7 +3,7 @@
 set -euo pipefail
 
 packages=(libdpdk-dev dpdk dpdk-dev libnuma-dev libpcap-dev pkg-config tshark tcpdump iproute2 python3-scapy
-          curl ethtool procps systemd prometheus)
+          curl ethtool procps systemd prometheus bird2 iputils-ping)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -19,6 +19,11 @@ if [ ${#missing[@]} -gt 0 ]; then
     echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# Tula's routing protocol number (VIP host routes on kernel_interface TAPs) by name: `ip route ... proto tula`.
+root_dir=$(cd "$(dirname "$0")/.." && pwd)
+if [ ! -e /etc/iproute2/rt_protos.d/tula.conf ] && [ "$(id -u)" = 0 ]; then
+    mkdir -p /etc/iproute2/rt_protos.d && cp "$root_dir/dist/iproute2/tula.conf" /etc/iproute2/rt_protos.d/tula.conf
 fi
 command -v swift >/dev/null || { echo "install-deps: swift (6.x) is not on PATH" >&2; exit 1; }
 # The test bed and the golden-capture generator import scapy: say here, once, which interpreter has it.

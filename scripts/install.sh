@@ -73,6 +73,8 @@ install_all() {
     place "$binary" "$bindir/tula-appliance" 755
     place "$root/scripts/hugepages.sh" "$datadir/hugepages.sh" 755
     place "$root/README.md" "$datadir/README.md" 644
+    # The name of Tula's routing protocol number (252) for `ip route`, BIRD and friends.
+    place "$root/dist/iproute2/tula.conf" "$sysconfdir/iproute2/rt_protos.d/tula.conf" 644
     for name in tula.service tula-hugepages.service; do
         unit "$name"
         place "$work/$name" "$unitdir/$name" 644

@@ -6,6 +6,8 @@
 #   scripts/testbed.sh up                      build the bed and leave it running, to explore by hand
 #   scripts/testbed.sh server stop|start bN    stop or start backend N's HTTP server (Tula's health check follows)
 #   scripts/testbed.sh down                    tear down every bed, including leftovers of crashed runs
+#   scripts/testbed.sh scale-out [--report F]  two appliances announcing their VIPs over BGP (BIRD 2) to an ECMP router:
+#                                              scripts/scaleout-bed.sh scale-out (README "Several appliances")
 #
 # The bed (every address is inside namespaces this script creates; nothing touches the host's own network):
 #
@@ -31,6 +33,8 @@
 # Environment: TULA_APPLIANCE=path to use a built binary (default: `swift build` the debug tula-appliance);
 # PYTHON=interpreter with scapy (default: the one scripts/find-python.sh finds); TULABED_STATE=directory for bed state (default /run/tulabed).
 set -euo pipefail
+# The scale-out scenario has a bed of its own (a router, two appliances, BIRD): its script runs it.
+if [ "${1:-}" = scale-out ]; then shift; exec "$(dirname "$0")/scaleout-bed.sh" scale-out "$@"; fi
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 state_root=${TULABED_STATE:-/run/tulabed}

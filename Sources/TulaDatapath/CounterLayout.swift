@@ -10,7 +10,8 @@ public struct CounterLayout: Sendable, Equatable {
     public let vipCount: Int
     public let backendCount: Int
 
-    public static let rxPackets = 0, rxBytes = 1, txPackets = 2, txBytes = 3, firstVerdict = 4
+    /// Per port: `fromKernel` counts frames its kernel interface sent out through it (also in `txPackets`).
+    public static let rxPackets = 0, rxBytes = 1, txPackets = 2, txBytes = 3, fromKernel = 4, firstVerdict = 5
     @inlinable public static var perPort: Int { firstVerdict + Verdict.count }
     /// Flow table: slots in use, insertions, evictions of live flows, reuses of expired slots.
     public static let flowsInUse = 0, flowInsertions = 1, flowEvictions = 2, flowExpiries = 3, perFlowTable = 4

@@ -24,6 +24,8 @@ public struct PortTables: Sendable {
     public var gateway6Word0: UInt32 = 0
     public var gateway6Word1: UInt16 = 0
     public var gateway6Resolved: Bool = false
+    /// The port has a kernel exception interface (`kernel_interface`): frames for its own addresses go there.
+    public var kernel: Bool = false
 
     @inlinable
     public init(macWord0: UInt32, macWord1: UInt16, gatewayWord0: UInt32, gatewayWord1: UInt16, address: UInt32, mtuBytes: UInt32, vlan: UInt16, gatewayResolved: Bool) {

@@ -103,12 +103,12 @@ func classifyAndRewrite(_ p: UnsafeMutableRawPointer, length: Int, headroom: Int
         return handleICMP(packet, l4: l4, l4Length: l4Length, src: src, dst: dst, port: port, tables: tables,
                           flows: flows, counters: counters, now: now)
     }
-    guard proto == 6 || proto == 17 else { return FrameOutcome(.notTCPUDP) }
+    guard proto == 6 || proto == 17 else { return FrameOutcome(ownOrElse(dst, port, .notTCPUDP)) }
 
     if isFragment {
         // No ports (or not in every fragment): the address's fragment VIP, and a hash without ports,
         // so every fragment of a datagram reaches the same backend. Never pinned in the flow table.
-        guard let address = tables.pointee.vipAddress(dst) else { return FrameOutcome(.noVIP) }
+        guard let address = tables.pointee.vipAddress(dst) else { return FrameOutcome(ownOrElse(dst, port, .noVIP)) }
         let vipIndex = Int(proto == 6 ? address.pointee.fragmentTCP : address.pointee.fragmentUDP)
         guard vipIndex >= 0 else { return FrameOutcome(.fragment) }
         let vip = tables.pointee.vips + vipIndex
@@ -131,13 +131,27 @@ func classifyAndRewrite(_ p: UnsafeMutableRawPointer, length: Int, headroom: Int
     }
     let ports = be32(l4, 0)
     let vipIndex = tables.pointee.findVIP(address: dst, proto: proto, port: UInt16(truncatingIfNeeded: ports))
-    guard vipIndex >= 0 else { return FrameOutcome(.noVIP) }
+    guard vipIndex >= 0 else { return FrameOutcome(ownOrElse(dst, port, .noVIP)) }
     let vip = tables.pointee.vips + vipIndex
     let key = FlowKey(src: src, dst: dst, ports: ports, proto: proto, hash: frameHash)
     assert(key.hash == FlowKey(src: src, dst: dst, ports: ports, proto: proto).hash, "flowHash is not frameFlowHash")
     let packet = Packet(frame: p, l2: l2, inputTag: inputTag, ip: ip, ihl: ihl, total: total, headroom: headroom)
     return deliver(packet, vip: vip, port: port, tables: tables, flows: flows, counters: counters, now: now,
                    flow: (key, true), pick: key.pickHash(vip.pointee.hash))
+}
+
+/// `.toKernel` when `dst` (host order) is the port's own IPv4 address and the port has a kernel interface,
+/// else `otherwise`. Out of line: only frames that are no VIP's get here.
+@usableFromInline @inline(never)
+func ownOrElse(_ dst: UInt32, _ port: UnsafePointer<PortTables>, _ otherwise: Verdict) -> Verdict {
+    port.pointee.kernel && dst == port.pointee.address ? .toKernel : otherwise
+}
+
+/// `.toKernel` when `hi`/`lo` is the port's own `address6` and the port has a kernel interface, else `otherwise`.
+@usableFromInline @inline(never)
+func ownOrElse6(_ hi: UInt64, _ lo: UInt64, _ port: UnsafePointer<PortTables>, _ otherwise: Verdict) -> Verdict {
+    port.pointee.kernel && port.pointee.hasAddress6 && hi == port.pointee.address6Hi && lo == port.pointee.address6Lo
+        ? .toKernel : otherwise
 }
 
 /// Where the parts of a received IPv4 (or IPv6) frame are: for IPv6, `ihl` is the offset of the L4 header
@@ -331,6 +345,8 @@ func deliverCold(_ packet: Packet, vip: UnsafeMutablePointer<VIPEntry>, port: Un
 func handleICMP(_ packet: Packet, l4: UnsafeMutableRawPointer, l4Length: Int, src: UInt32, dst: UInt32,
                 port: UnsafePointer<PortTables>, tables: UnsafePointer<DataplaneTables>, flows: UnsafePointer<FlowTable>,
                 counters: UnsafeMutablePointer<UInt64>, now: UInt32) -> FrameOutcome {
+    // Every ICMP message to the port's own address (echo, errors about the kernel's own connections) is the kernel's.
+    if port.pointee.kernel && dst == port.pointee.address { return FrameOutcome(.toKernel) }
     guard l4Length >= 8 else { return FrameOutcome(.malformedL4) }
     let t = tables.pointee
     guard let address = t.vipAddress(dst) else { return FrameOutcome(.noVIP) }
@@ -360,7 +376,9 @@ func handleICMP(_ packet: Packet, l4: UnsafeMutableRawPointer, l4Length: Int, sr
 }
 
 /// ARP: requests for the port's address or a VIP are answered in place; replies to the port's address go
-/// to the control plane (neighbour resolution); anything else is not for us.
+/// to the control plane (neighbour resolution, which also copies them to the kernel interface if there is
+/// one); anything else is not for us. With a kernel interface, requests for the port's address go to the
+/// kernel, which answers them itself (with the same MAC) and so learns the asker.
 @usableFromInline @inline(never) // cold: keeps the per-packet loop small
 func answerARP(_ p: UnsafeMutableRawPointer, length: Int, l2: Int, port: UnsafePointer<PortTables>,
                tables: UnsafePointer<DataplaneTables>) -> FrameOutcome {
@@ -376,6 +394,7 @@ func answerARP(_ p: UnsafeMutableRawPointer, length: Int, l2: Int, port: UnsafeP
     guard operation == 1, target == port.pointee.address || tables.pointee.vipAddress(target) != nil else {
         return FrameOutcome(.arpIgnored)
     }
+    if port.pointee.kernel && target == port.pointee.address { return FrameOutcome(.toKernel, shift: 0, length: UInt32(length)) }
     let senderMAC0 = a.loadUnaligned(fromByteOffset: 8, as: UInt32.self)
     let senderMAC1 = a.loadUnaligned(fromByteOffset: 12, as: UInt16.self)
     let senderIP = a.loadUnaligned(fromByteOffset: 14, as: UInt32.self)

@@ -63,12 +63,14 @@ func classifyIPv6(_ p: UnsafeMutableRawPointer, length: Int, headroom: Int, port
     }
     guard toPort else { return FrameOutcome(.notOurMAC) }
     guard !srcUnspecified else { return FrameOutcome(.badSourceAddress) }
-    guard next == 6 || next == 17 else { return FrameOutcome(.notTCPUDP) }
+    guard next == 6 || next == 17 else { return FrameOutcome(ownOrElse6(dstHi, dstLo, port, .notTCPUDP)) }
     let proto = next
 
     if isFragment {
         // As for IPv4: the address's fragment VIP, hashed without ports, never pinned.
-        guard let address = tables.pointee.vip6Address(hi: dstHi, lo: dstLo) else { return FrameOutcome(.noVIP) }
+        guard let address = tables.pointee.vip6Address(hi: dstHi, lo: dstLo) else {
+            return FrameOutcome(ownOrElse6(dstHi, dstLo, port, .noVIP))
+        }
         let vipIndex = Int(proto == 6 ? address.pointee.fragmentTCP : address.pointee.fragmentUDP)
         guard vipIndex >= 0 else { return FrameOutcome(.fragment) }
         let vip = tables.pointee.vips + vipIndex
@@ -92,7 +94,7 @@ func classifyIPv6(_ p: UnsafeMutableRawPointer, length: Int, headroom: Int, port
     }
     let ports = be32(l4, 0)
     let vipIndex = tables.pointee.findVIP6(hi: dstHi, lo: dstLo, proto: proto, port: UInt16(truncatingIfNeeded: ports))
-    guard vipIndex >= 0 else { return FrameOutcome(.noVIP) }
+    guard vipIndex >= 0 else { return FrameOutcome(ownOrElse6(dstHi, dstLo, port, .noVIP)) }
     let vip = tables.pointee.vips + vipIndex
     // The prefetch pass hashed frames without extension headers already (`frameFlowHash`).
     let hash = headers == 0 && frameHash != 0 ? frameHash
@@ -152,6 +154,8 @@ func handleICMPv6(_ packet: Packet, toPort: Bool, port: UnsafePointer<PortTables
     guard toPort else { return FrameOutcome(.notOurMAC) }
     let srcHi = be64(ip, 8), srcLo = be64(ip, 16), dstHi = be64(ip, 24), dstLo = be64(ip, 32)
     guard srcHi | srcLo != 0 else { return FrameOutcome(.badSourceAddress) }
+    // ICMPv6 other than neighbor discovery to the port's own address6 is the kernel's (when it has an interface).
+    if ownOrElse6(dstHi, dstLo, port, .noVIP) == .toKernel { return FrameOutcome(.toKernel) }
     guard let address = tables.pointee.vip6Address(hi: dstHi, lo: dstLo) else { return FrameOutcome(.noVIP) }
     if type == 128 {
         guard address.pointee.echo, icmp.load(fromByteOffset: 1, as: UInt8.self) == 0 else { return FrameOutcome(.icmpIgnored) }

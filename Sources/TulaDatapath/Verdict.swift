@@ -58,6 +58,14 @@ public enum Verdict: UInt8, CaseIterable, Sendable, CustomStringConvertible {
     case extensionHeaderLimit
     /// An l3 IPv6 packet too big to tunnel: answered with ICMPv6 Packet Too Big.
     case icmpPacketTooBig
+    /// For the port's own address (IPv4 `address` or `address6`) and passed to its kernel interface
+    /// (`kernel_interface`): TCP, UDP, ICMP other than neighbor discovery, other IP protocols, fragments,
+    /// ARP requests for the address. Handed over, neither sent nor dropped (the TAP may still refuse it:
+    /// then it becomes `kernelDropped`).
+    case toKernel
+    /// Would have gone to the kernel interface, but the port's token bucket (`kernel_rate`, `kernel_burst`)
+    /// was empty or the ring to the kernel was full.
+    case kernelDropped
     /// The TX queue refused the frame (the last case: `count` relies on it).
     case txFull
 
@@ -96,6 +104,8 @@ public enum Verdict: UInt8, CaseIterable, Sendable, CustomStringConvertible {
         case .badSourceAddress: "bad-source-address"
         case .extensionHeaderLimit: "ipv6-extension-limit"
         case .icmpPacketTooBig: "icmp6-packet-too-big"
+        case .toKernel: "to-kernel"
+        case .kernelDropped: "kernel-dropped"
         }
     }
 
@@ -108,7 +118,7 @@ public enum Verdict: UInt8, CaseIterable, Sendable, CustomStringConvertible {
         self == .arpReply || self == .icmpEchoReply || self == .icmpFragNeeded || self == .ndReply || self == .icmpPacketTooBig
     }
     /// Consumed by the control plane (neither sent nor dropped).
-    @inlinable public var isToControl: Bool { self == .arpLearned || self == .ndLearned }
+    @inlinable public var isToControl: Bool { self == .arpLearned || self == .ndLearned || self == .toKernel }
     public var isDrop: Bool { !transmits && !isToControl }
 
     /// Number of verdicts (`txFull` is the last case). A literal computation, not `allCases.count`: a lazy

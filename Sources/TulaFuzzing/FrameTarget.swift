@@ -20,7 +20,7 @@ public enum FrameTopology {
              gateway6_mac: "02:00:00:00:00:fd", mtu: 1500}
           - {name: lan, device: net_null1, address: 10.0.9.2, mac: "02:00:00:00:00:09", gateway: 10.0.9.1,
              gateway_mac: "02:00:00:00:09:fe", address6: "2001:db8:9::2", gateway6: "2001:db8:9::1",
-             gateway6_mac: "02:00:00:00:09:fd", mtu: 1280, vlan: 100}
+             gateway6_mac: "02:00:00:00:09:fd", mtu: 1280, vlan: 100, kernel_interface: tk-fuzz}
         flow_idle_timeout: 30
         vips:
           - {name: web-l2, address: 10.0.1.100, port: 80, protocol: tcp, mode: l2, maglev_table_size: 251,
@@ -209,6 +209,7 @@ final class FrameChecker {
         }
 
         let frameEnd = run.frameStart + frame.count
+        if verdict == .toKernel { checkToKernel(frame, v) }
         guard verdict.transmits else {
             precondition(run.outcome.fragments == 0, "\(verdict) with \(run.outcome.fragments) fragments")
             precondition(run.buffer[run.frameStart..<frameEnd].elementsEqual(frame), "\(verdict): the dropped frame was changed")
@@ -233,6 +234,30 @@ final class FrameChecker {
         case 0x0800: checkIPv4(frame, input, out, run, verdict, v)
         case 0x86DD: checkIPv6(frame, input, out, verdict, v)
         default: preconditionFailure("\(verdict) for ethertype \(input.etherType)")
+        }
+    }
+
+    /// `to-kernel` only on a port with a kernel interface, for its own address: an ARP request for `address`,
+    /// IPv4 to `address` or IPv6 to `address6`, sent to the port's MAC (VIP traffic never goes to the kernel).
+    func checkToKernel(_ frame: [UInt8], _ v: FrameVariant) {
+        let port = harness.config.ports[v.port]
+        precondition(port.kernelInterface != nil, "to-kernel on a port without kernel_interface")
+        let input = Parsed(frame)
+        switch input.etherType {
+        case 0x0806:
+            guard let arp = input.ip else { preconditionFailure("to-kernel for ARP that does not parse") }
+            precondition(Bytes.be16(arp, 6) == 1 && Bytes.be32(arp, 24) == port.address.value,
+                         "to-kernel for ARP that is not a request for the port address")
+        case 0x0800:
+            guard let ip = input.ip else { preconditionFailure("to-kernel for IPv4 that does not parse") }
+            precondition(Bytes.be32(ip, 16) == port.address.value, "to-kernel for IPv4 to another address")
+            precondition(Array(frame[0..<6]) == port.mac!.array, "to-kernel for IPv4 to another MAC")
+        case 0x86DD:
+            guard let ip6 = input.ip6, let own = port.address6 else { preconditionFailure("to-kernel for IPv6 without address6") }
+            precondition(Array(ip6[24..<40]) == own.bytes, "to-kernel for IPv6 to another address")
+            precondition(Array(frame[0..<6]) == port.mac!.array, "to-kernel for IPv6 to another MAC")
+        default:
+            preconditionFailure("to-kernel for ethertype \(input.etherType)")
         }
     }
 

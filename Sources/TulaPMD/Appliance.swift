@@ -28,6 +28,17 @@ public final class Appliance: @unchecked Sendable {
     private var arpRings: [OpaquePointer] = []
     /// Frames the control plane sends through worker 0.
     private var controlTxRing: OpaquePointer?
+    /// Per port index: its kernel interface's TAP port (nil without `kernel_interface`). Set in `start`.
+    private var kernelPorts: [EthPort?] = []
+    /// Per worker: frames for the kernel interfaces; from the neighbour thread: ARP replies and neighbor
+    /// advertisements copied to them; to worker 0: what the kernel interfaces sent.
+    private var kernelRings: [OpaquePointer] = []
+    private var kernelCopyRing: OpaquePointer?
+    private var kernelTxRing: OpaquePointer?
+    /// VIP host routes installed on each port's kernel interface (guarded by `control`).
+    private var installedRoutes: [Int: Set<IPAddress>] = [:]
+    /// `stop` has withdrawn the routes: they stay withdrawn (guarded by `control`).
+    private var withdrawing = false
     /// Backend health from the probes (guarded by `control`); unhealthy backends get weight 0.
     private var health = BackendHealth()
     /// The ports' own counters when they were closed.
@@ -87,6 +98,7 @@ public final class Appliance: @unchecked Sendable {
 
     /// Starts EAL with `ealArguments`, opens every port and launches one worker per worker lcore.
     public func start(inMemory: Bool, extraEAL: [String]) throws {
+        if let why = KernelInterface.preflightProblem(config) { throw DPDKError(message: why) }
         try EAL.initialize(ealArguments(inMemory: inMemory, extra: extraEAL))
         let socket = Int32(bitPattern: rte_socket_id())
         guard let pool = rte_pktmbuf_pool_create("tula_mbufs", UInt32(mbufCount), 256, 0, tula_default_buf_size(), socket) else {
@@ -96,6 +108,7 @@ public final class Appliance: @unchecked Sendable {
         for port in config.ports {
             ports.append(try EthPort.open(config: port, queues: config.workerCount, pool: pool))
         }
+        try openKernelInterfaces(pool: pool, socket: socket)
         do { try slots.assign(config) } catch { throw DPDKError(message: error.description) }
         resolver.track(NeighborResolver.targets(config))
         health.track(config)
@@ -128,6 +141,18 @@ public final class Appliance: @unchecked Sendable {
             let offload = UnsafeMutablePointer<Bool>.allocate(capacity: ports.count)
             for (i, p) in ports.enumerated() { portIDs[i] = p.id.raw; offload[i] = p.checksumOffload }
             // One scratch counter past the layout (see emitOuterFragments).
+            // This worker's share of each port's kernel token bucket.
+            let tokens = UnsafeMutablePointer<Double>.allocate(capacity: ports.count)
+            let refill = UnsafeMutablePointer<Double>.allocate(capacity: ports.count)
+            let capacity = UnsafeMutablePointer<Double>.allocate(capacity: ports.count)
+            let lastTSC = UnsafeMutablePointer<UInt64>.allocate(capacity: ports.count)
+            for (i, p) in config.ports.enumerated() {
+                let workers = Double(workerLcores.count)
+                capacity[i] = max(1, Double(p.kernelBurst) / workers)
+                tokens[i] = capacity[i]
+                refill[i] = Double(p.kernelRate) / workers / Double(hz)
+                lastTSC[i] = startTSC
+            }
             let privateCounters = UnsafeMutablePointer<UInt64>.allocate(capacity: layout.count + 1)
             privateCounters.initialize(repeating: 0, count: layout.count + 1)
             let context = UnsafeMutablePointer<WorkerContext>.allocate(capacity: 1)
@@ -136,9 +161,12 @@ public final class Appliance: @unchecked Sendable {
                 snapshot: publisher.current, quiescent: publisher.quiescentCounter(w),
                 flows: flows, counters: privateCounters, published: counters.block(w), stop: stopFlag, tscHz: hz, startTSC: startTSC,
                 pool: pool, arpRing: arpRings[w], controlTx: w == 0 ? controlTx : nil,
+                kernelRing: kernelRings.isEmpty ? nil : kernelRings[w], kernelTx: w == 0 ? kernelTxRing : nil,
+                kernelTokens: tokens, kernelRefillPerCycle: refill, kernelCapacity: capacity, kernelLastTSC: lastTSC,
                 fragmentID: UInt16(w), fragmentIDStep: UInt16(workerLcores.count),
                 rx: .allocate(capacity: burstSize), flowHashes: .allocate(capacity: burstSize), tx: .allocate(capacity: outputCapacity),
-                txVerdictCounter: .allocate(capacity: outputCapacity), drop: .allocate(capacity: outputCapacity)))
+                txVerdictCounter: .allocate(capacity: outputCapacity), drop: .allocate(capacity: outputCapacity),
+                adaptive: config.adaptivePolling))
             contexts.append(context)
         }
         startTime = Date()
@@ -149,6 +177,132 @@ public final class Appliance: @unchecked Sendable {
         if config.gratuitousARP { announceVIPs() }
         startControlThread("tula-neighbors", every: 0.02) { [unowned self] in self.serviceNeighbors(now: $0) }
         startControlThread("tula-health", every: 0.2) { [unowned self] in self.serviceHealthChecks(now: $0) }
+        if kernelTxRing != nil {
+            startControlThread("tula-kernel", every: 0.0005) { [unowned self] _ in self.serviceKernelInterfaces() }
+            startControlThread("tula-routes", every: 0.1) { [unowned self] _ in self.serviceRoutes() }
+        }
+    }
+
+    // MARK: - Kernel exception interfaces
+
+    /// Opens a `net_tap` port per `kernel_interface` (one queue, the port's MAC and MTU), gives it the port's
+    /// addresses and brings it up, and creates the rings between workers, this thread and the TAPs.
+    private func openKernelInterfaces(pool: OpaquePointer, socket: Int32) throws {
+        kernelPorts = [EthPort?](repeating: nil, count: config.ports.count)
+        for (i, port) in config.ports.enumerated() {
+            guard let name = port.kernelInterface else { continue }
+            var tapConfig = PortConfig(name: "\(port.name)-kernel", device: EAL.kernelDevice(port: i, interface: name),
+                                       address: port.address, mac: ports[i].mac, mtu: port.mtu)
+            tapConfig.vlan = nil
+            let tap = try EthPort.open(config: tapConfig, queues: 1, pool: pool)
+            kernelPorts[i] = tap
+            try KernelInterface.configure(name, port: port, mac: ports[i].mac)
+            installedRoutes[i] = KernelInterface.routes(on: name)
+            log(.info, "kernel interface \(name) for port \(port.name): \(port.address)/\(port.kernelPrefixLength)"
+                + (port.address6.map { ", \($0)/\(port.kernelPrefixLength6)" } ?? "")
+                + ", up to \(port.kernelRate) frames/s (burst \(port.kernelBurst))")
+        }
+        guard kernelPorts.contains(where: { $0 != nil }) else { kernelPorts = []; return }
+        for w in workerLcores.indices {
+            guard let ring = rte_ring_create("tula_kernel_\(w)", 1024, socket, tula_ring_flags_sp_sc()) else {
+                throw DPDKError("rte_ring_create(tula_kernel_\(w))", -tula_errno())
+            }
+            kernelRings.append(ring)
+        }
+        guard let copies = rte_ring_create("tula_kernel_copy", 256, socket, tula_ring_flags_sp_sc()),
+              let out = rte_ring_create("tula_kernel_tx", 1024, socket, tula_ring_flags_sp_sc()) else {
+            throw DPDKError("rte_ring_create(tula_kernel_copy/tx)", -tula_errno())
+        }
+        kernelCopyRing = copies
+        kernelTxRing = out
+    }
+
+    /// Moves frames between the ports and their kernel interfaces: what workers (and the neighbour thread)
+    /// handed over goes to the TAP of the port it came in on, untagged; what a TAP sends goes to worker 0's
+    /// ring, tagged with the port's VLAN, to leave through the port. The only thread that touches the TAPs.
+    private func serviceKernelInterfaces() {
+        guard let out = kernelTxRing else { return }
+        var objects = [UnsafeMutableRawPointer?](repeating: nil, count: burstSize)
+        var single: OpaquePointer? = nil
+        for ring in kernelRings + (kernelCopyRing.map { [$0] } ?? []) {
+            while true {
+                let n = Int(objects.withUnsafeMutableBufferPointer { tula_ring_dequeue_burst(ring, $0.baseAddress, UInt32(burstSize)) })
+                if n == 0 { break }
+                for object in objects[0..<n] {
+                    let m = OpaquePointer(object!)
+                    let rxPort = tula_mbuf_port(m)
+                    guard let p = ports.firstIndex(where: { $0.id.raw == rxPort }), let tap = kernelPorts[p] else { tula_free(m); continue }
+                    untag(m)
+                    single = m
+                    if tula_tx_burst(tap.id.raw, 0, &single, 1) != 1 { tula_free(m) }
+                }
+            }
+        }
+        var received = [OpaquePointer?](repeating: nil, count: burstSize)
+        for (p, tap) in kernelPorts.enumerated() {
+            guard let tap else { continue }
+            let n = Int(received.withUnsafeMutableBufferPointer { tula_rx_burst(tap.id.raw, 0, $0.baseAddress, UInt16(burstSize)) })
+            for m in received[0..<n] {
+                let m = m!
+                if let vlan = config.ports[p].vlan, !tag(m, vlan) { tula_free(m); continue }
+                tula_mbuf_set_port(m, ports[p].id.raw)
+                if tula_ring_enqueue(out, UnsafeMutableRawPointer(m)) != 0 { tula_free(m) }
+            }
+        }
+    }
+
+    /// Removes an 802.1Q tag (the kernel interface is the VLAN's own segment).
+    private func untag(_ m: OpaquePointer) {
+        let p = tula_mbuf_data(m)!
+        let length = Int(tula_mbuf_data_len(m))
+        guard length >= 18, p.load(fromByteOffset: 12, as: UInt8.self) == 0x81, p.load(fromByteOffset: 13, as: UInt8.self) == 0 else { return }
+        (p + 4).copyMemory(from: p, byteCount: 12)
+        tula_mbuf_reshape(m, 4, UInt32(length - 4))
+    }
+
+    /// Inserts the port's 802.1Q tag; false when the mbuf has no headroom for it.
+    private func tag(_ m: OpaquePointer, _ vlan: UInt16) -> Bool {
+        let length = Int(tula_mbuf_data_len(m))
+        guard tula_mbuf_headroom(m) >= 4, length >= 14 else { return false }
+        let p = tula_mbuf_data(m)!
+        (p - 4).copyMemory(from: p, byteCount: 12)
+        (p + 8).storeBytes(of: UInt16(0x8100).bigEndian, as: UInt16.self)
+        (p + 10).storeBytes(of: vlan.bigEndian, as: UInt16.self)
+        tula_mbuf_reshape(m, -4, UInt32(length + 4))
+        return true
+    }
+
+    /// The VIPs this appliance can serve now: every VIP with a backend that takes new flows (weight above 0
+    /// after health checks), none when the appliance does not serve (a port down, a worker stalled, stopping).
+    private func servableVIPs() -> Set<IPAddress> {
+        guard notServingReason() == nil else { return [] }
+        return control.withLock {
+            Set(health.effective(config).vips.filter { $0.backends.contains { $0.weight > 0 } }.map(\.address))
+        }
+    }
+
+    /// Keeps one host route per servable VIP on every kernel interface (`ip route replace ... proto tula`),
+    /// running `ip` only when the set changes.
+    private func serviceRoutes() {
+        let wanted = servableVIPs()
+        control.lock()
+        defer { control.unlock() }
+        guard stopTime == nil, !withdrawing else { return }
+        syncRoutesLocked(wanted)
+    }
+
+    private func syncRoutesLocked(_ wanted: Set<IPAddress>) {
+        for (p, port) in config.ports.enumerated() {
+            guard let name = port.kernelInterface, kernelPorts.indices.contains(p), kernelPorts[p] != nil else { continue }
+            // IPv6 VIP routes only where the kernel interface has IPv6 (the port has address6).
+            let wanted = wanted.filter { $0.family == .v4 || port.address6 != nil }
+            let have = installedRoutes[p] ?? []
+            guard have != wanted else { continue }
+            let (added, removed) = KernelInterface.syncRoutes(on: name, wanted: wanted, have: have)
+            installedRoutes[p] = have.union(added).subtracting(removed)
+            if !added.isEmpty { log(.info, "route to \(added.map(\.description).joined(separator: ", ")) added on \(name)") }
+            if !removed.isEmpty { log(.warning, "route to \(removed.map(\.description).joined(separator: ", ")) removed from \(name)") }
+        }
     }
 
     /// Runs `work(now)` every `interval` seconds on a thread of its own until `stop`.
@@ -290,6 +444,8 @@ public final class Appliance: @unchecked Sendable {
                     } else if let (address, mac) = NDPFrames.advertised(in: data, length: length) {
                         learned.append((.v6(address), mac))
                     }
+                    // The kernel interface's neighbour table needs the answers to its own requests too.
+                    if let copies = kernelCopyRing, tula_ring_enqueue(copies, UnsafeMutableRawPointer(m)) == 0 { continue }
                     tula_free(m)
                 }
             }
@@ -391,6 +547,16 @@ public final class Appliance: @unchecked Sendable {
         control.lock()
         defer { control.unlock() }
         guard stopTime == nil else { return }
+        if kernelTxRing != nil && !withdrawing && installedRoutes.values.contains(where: { !$0.isEmpty }) {
+            // Withdraw first, and keep serving (workers, the kernel path) for `withdrawGraceSeconds`: the routing
+            // daemon's withdrawal leaves through this appliance's own port, and flows keep going until the routers
+            // have moved them to another appliance.
+            withdrawing = true
+            syncRoutesLocked([])
+            control.unlock()
+            usleep(useconds_t(KernelInterface.withdrawGraceSeconds * 1e6))
+            control.lock()
+        }
         if !controlThreads.isEmpty {
             controlStop.store(true, ordering: .relaxed)
             control.unlock()
@@ -398,27 +564,31 @@ public final class Appliance: @unchecked Sendable {
             control.lock()
             controlThreads = []
         }
+        syncRoutesLocked([])
         stopFlag.store(true, ordering: .relaxed)
         rte_eal_mp_wait_lcore()
         stopTime = Date()
         finalDeviceCounters = ports.map { $0.deviceCounters() }
         for port in ports { port.close() }
+        for tap in kernelPorts { tap?.close() }
         for context in contexts {
             let c = context.pointee
             rte_free(UnsafeMutableRawPointer(c.flows.pointee.entries))
             c.flows.deallocate(); c.portIDs.deallocate(); c.checksumOffload.deallocate(); c.counters.deallocate()
             c.rx.deallocate(); c.flowHashes.deallocate(); c.tx.deallocate(); c.txVerdictCounter.deallocate(); c.drop.deallocate()
+            c.kernelTokens.deallocate(); c.kernelRefillPerCycle.deallocate(); c.kernelCapacity.deallocate(); c.kernelLastTSC.deallocate()
             context.deallocate()
         }
         contexts = []
         publisher = nil
-        for ring in arpRings + (controlTxRing.map { [$0] } ?? []) {
+        for ring in arpRings + kernelRings + [controlTxRing, kernelCopyRing, kernelTxRing].compactMap({ $0 }) {
             var object: UnsafeMutableRawPointer? = nil
             while tula_ring_dequeue_burst(ring, &object, 1) == 1 { tula_free(OpaquePointer(object!)) }
             rte_ring_free(ring)
         }
         arpRings = []
         controlTxRing = nil
+        kernelRings = []; kernelCopyRing = nil; kernelTxRing = nil
         // Every mbuf should be back now: the count is the final summary's leak check (the pool goes below).
         if let mbufPool { finalMbufsInUse = UInt64(tula_mempool_in_use(mbufPool)); rte_mempool_free(mbufPool) }
         mbufPool = nil

@@ -23,6 +23,10 @@ public enum EAL {
         PCIAddress(device: device) != nil
     }
 
+    /// The `net_tap` vdev of port index `port`'s kernel interface `interface` (named so it never collides
+    /// with a port's own `net_tapN`).
+    public static func kernelDevice(port: Int, interface: String) -> String { "net_tap_tula\(port),iface=\(interface)" }
+
     /// The ethdev name DPDK gives the device (the part before the first comma).
     public static func deviceName(_ device: String) -> String {
         String(device.split(separator: ",", maxSplits: 1).first ?? Substring(device))
@@ -73,6 +77,9 @@ public enum EAL {
         args += ["--lcores", lcores.joined(separator: ","), "--main-lcore", "\(mainLcore.raw)"]
         for port in config.ports {
             if isPCI(port.device) { args += ["-a", port.device] } else { args += ["--vdev", port.device] }
+        }
+        for (i, port) in config.ports.enumerated() {
+            if let name = port.kernelInterface { args += ["--vdev", kernelDevice(port: i, interface: name)] }
         }
         if !config.ports.contains(where: { isPCI($0.device) }) { args.append("--no-pci") }
         switch memory {

@@ -291,7 +291,8 @@ extension Summary {
                 if let verdict = Verdict.named(name) { verdicts[verdict] = jsonUInt(value) }
             }
             return Port(name: p["name"] as? String ?? "?", rxPackets: jsonUInt(p["rx_packets"]), rxBytes: jsonUInt(p["rx_bytes"]),
-                        txPackets: jsonUInt(p["tx_packets"]), txBytes: jsonUInt(p["tx_bytes"]), verdicts: verdicts)
+                        txPackets: jsonUInt(p["tx_packets"]), txBytes: jsonUInt(p["tx_bytes"]), verdicts: verdicts,
+                        fromKernel: jsonUInt(p["from_kernel"]))
         }
         self.vips = vips.map { v in
             let backends = ((v["backends"] as? [[String: Any]]) ?? []).map { b in

@@ -20,6 +20,12 @@ public enum PrometheusExposition {
         add("tula_port_rx_bytes_total", .counter, "Bytes received on the port.", perPort(\.rxBytes))
         add("tula_port_tx_packets_total", .counter, "Frames sent on the port.", perPort(\.txPackets))
         add("tula_port_tx_bytes_total", .counter, "Bytes sent on the port.", perPort(\.txBytes))
+        add("tula_port_to_kernel_packets_total", .counter, "Frames for the appliance's own address passed to the port's kernel interface.",
+            perPort { $0.verdicts[.toKernel] ?? 0 })
+        add("tula_port_from_kernel_packets_total", .counter, "Frames the port's kernel interface sent out through the port.",
+            perPort(\.fromKernel))
+        add("tula_port_kernel_dropped_packets_total", .counter, "Frames for the kernel interface dropped by its rate limit.",
+            perPort { $0.verdicts[.kernelDropped] ?? 0 })
         add("tula_port_dropped_packets_total", .counter, "Received frames dropped, all reasons together.", perPort(\.dropped))
         add("tula_port_verdicts_total", .counter,
             "Received frames by verdict: forwarded, answered, or dropped for the named reason.",

@@ -10,6 +10,8 @@ public struct Summary: Sendable {
         public var name: String
         public var rxPackets, rxBytes, txPackets, txBytes: UInt64
         public var verdicts: [Verdict: UInt64]
+        /// Frames the port's kernel interface sent out through the port (part of `txPackets`).
+        public var fromKernel: UInt64 = 0
         /// What the device itself counted (rte_eth_stats_get), when known: frames it could not hand to
         /// Tula (no descriptor: `rxMissed`; no mbuf: `rxNoMbuf`), and receive/transmit errors.
         public var device: DeviceCounters? = nil
@@ -72,7 +74,7 @@ public struct Summary: Sendable {
             for v in Verdict.allCases { verdicts[v] = c[layout.verdict(p, v)] }
             return Port(name: port.name, rxPackets: c[base + CounterLayout.rxPackets], rxBytes: c[base + CounterLayout.rxBytes],
                         txPackets: c[base + CounterLayout.txPackets], txBytes: c[base + CounterLayout.txBytes],
-                        verdicts: verdicts)
+                        verdicts: verdicts, fromKernel: c[base + CounterLayout.fromKernel])
         }
         vips = config.vips.map { vip in
             let vb = slots.slot(vip: vip.name).map(layout.vip)
@@ -123,7 +125,8 @@ public struct Summary: Sendable {
                 var port: [String: Any] = [
                     "name": p.name, "rx_packets": p.rxPackets, "rx_bytes": p.rxBytes, "tx_packets": p.txPackets,
                     "tx_bytes": p.txBytes, "forwarded": p.forwarded, "replied": p.replied,
-                    "to_control": p.toControl, "dropped": p.dropped,
+                    "to_control": p.toControl, "dropped": p.dropped, "from_kernel": p.fromKernel,
+                    "to_kernel": p.verdicts[.toKernel] ?? 0, "kernel_dropped": p.verdicts[.kernelDropped] ?? 0,
                     "verdicts": Dictionary(uniqueKeysWithValues: p.verdicts.map { ($0.key.name, $0.value) })]
                 if let d = p.device {
                     port["device"] = ["rx_missed": d.rxMissed, "rx_nombuf": d.rxNoMbuf, "rx_errors": d.rxErrors, "tx_errors": d.txErrors]
@@ -162,6 +165,10 @@ public struct Summary: Sendable {
             }
             out += "  \(p.name): rx \(p.rxPackets) (\(p.rxBytes) B), tx \(p.txPackets) (\(p.txBytes) B), "
             out += "forwarded \(p.forwarded), replied \(p.replied), to control \(p.toControl), dropped \(p.dropped)\n"
+            let toKernel = p.verdicts[.toKernel] ?? 0, kernelDropped = p.verdicts[.kernelDropped] ?? 0
+            if toKernel + kernelDropped + p.fromKernel > 0 {
+                out += "  \(p.name) kernel: to kernel \(toKernel), from kernel \(p.fromKernel), kernel dropped \(kernelDropped)\n"
+            }
         }
         out += "vips:\n"
         for v in vips {

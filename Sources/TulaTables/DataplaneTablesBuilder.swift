@@ -35,6 +35,7 @@ extension DataplaneTables {
             let gateway6MAC = p.gateway6MAC ?? p.gateway6.flatMap { neighbors[.v6($0)] }
             (ports[i].gateway6Word0, ports[i].gateway6Word1) = macWords(gateway6MAC ?? .zero)
             ports[i].gateway6Resolved = gateway6MAC != nil
+            ports[i].kernel = p.kernelInterface != nil
         }
         let backends = UnsafeMutablePointer<BackendEntry>.allocate(capacity: CounterSlots.maxBackends)
         backends.initialize(repeating: BackendEntry(vipSlot: BackendEntry.absent, address: 0, macWord0: 0, macWord1: 0,

@@ -8,6 +8,6 @@ struct TulaAppliance: ParsableCommand {
         commandName: "tula-appliance",
         abstract: "Tula: a Direct Server Return L4 load balancer on DPDK.",
         subcommands: [RunCommand.self, ReplayCommand.self, CheckConfigCommand.self, SynthCommand.self, BackendSetupCommand.self, DoctorCommand.self,
-                      StatsCommand.self, ControlCommand.self, BindCommand.self, UnbindCommand.self]
+                      StatsCommand.self, ControlCommand.self, BindCommand.self, UnbindCommand.self, BirdConfigCommand.self]
     )
 }

@@ -7,7 +7,7 @@ import Testing
 extension Integration {
     @Suite struct ApplianceInstall {
         static let script = packageRoot.appendingPathComponent("scripts/install.sh").path
-        static let expected = ["etc/systemd/system/tula-hugepages.service", "etc/systemd/system/tula.service",
+        static let expected = ["etc/iproute2/rt_protos.d/tula.conf", "etc/systemd/system/tula-hugepages.service", "etc/systemd/system/tula.service",
                                "etc/tula/tula.yaml", "usr/local/bin/tula-appliance", "usr/local/share/tula/README.md",
                                "usr/local/share/tula/hugepages.sh", "usr/local/share/tula/manifest"]
 

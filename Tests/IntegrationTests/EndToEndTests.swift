@@ -10,7 +10,7 @@ private let isRoot = getuid() == 0
 /// SIGTERM (the bed tears itself down on it) after `timeout` seconds. The child starts with no blocked signal: test threads
 /// block most signals, and a child inheriting that mask (as Foundation's `Process` lets it) ignores SIGTERM, and so would
 /// every server the bed starts and later stops.
-private func runLogged(_ argv: [String], environment: [String: String] = [:], log: String,
+func runLogged(_ argv: [String], environment: [String: String] = [:], log: String,
                        timeout: Double) throws -> (status: Int32, output: String) {
     var actions = posix_spawn_file_actions_t()
     posix_spawn_file_actions_init(&actions)

@@ -7,7 +7,7 @@ import Testing
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
     static var shippedConfigs: [String] {
-        ["examples/streaming-dsr.yaml", "examples/appliance.yaml", "examples/dual-stack.yaml", "benchmarks/bench.yaml", "pcaps/golden/golden.yaml",
+        ["examples/streaming-dsr.yaml", "examples/appliance.yaml", "examples/dual-stack.yaml", "examples/scale-out.yaml", "benchmarks/bench.yaml", "pcaps/golden/golden.yaml",
          "pcaps/golden/golden-vlan.yaml", "pcaps/golden/golden-v6.yaml"].map { root.appendingPathComponent($0).path }
     }
 

@@ -116,9 +116,10 @@ public enum ConfigLoader {
 
     private enum Key {
         static let top = ["ports", "workers", "flows_per_worker", "flow_idle_timeout", "stats_socket", "metrics_listen",
-                          "gratuitous_arp", "vips"]
+                          "gratuitous_arp", "poll", "vips"]
         static let port = ["name", "device", "address", "mac", "gateway", "gateway_mac", "address6", "gateway6",
-                           "gateway6_mac", "mtu", "vlan"]
+                           "gateway6_mac", "mtu", "vlan",
+                           "kernel_interface", "kernel_rate", "kernel_burst", "kernel_prefix_length", "kernel_prefix_length6"]
         static let vip = ["name", "address", "port", "protocol", "mode", "hash", "icmp_echo", "health_check",
                           "maglev_table_size", "backends"]
         static let healthCheck = ["type", "port", "path", "expect_status", "interval", "timeout", "rise", "fall"]
@@ -144,6 +145,13 @@ public enum ConfigLoader {
         var config = TulaConfig(ports: ports, workers: workers, flowsPerWorker: roundUpToPowerOfTwo(flows),
                                 flowIdleTimeoutSeconds: idleTimeout, statsSocket: statsSocket, vips: vips)
         config.gratuitousARP = try fields.optional("gratuitous_arp")?.bool() ?? false
+        if let node = fields.optional("poll") {
+            switch try node.nonEmptyString() {
+            case "busy": config.adaptivePolling = false
+            case "adaptive": config.adaptivePolling = true
+            case let other: throw node.error("poll must be busy or adaptive, not \"\(other)\"")
+            }
+        }
         if let listenNode = fields.optional("metrics_listen") {
             let listen = try listenNode.nonEmptyString()
             guard TulaConfig.splitListen(listen) != nil else {
@@ -240,7 +248,44 @@ public enum ConfigLoader {
             guard port.gateway6 != nil else { throw node.error("gateway6_mac needs gateway6") }
             port.gateway6MAC = try node.mac()
         }
+        if let node = fields.optional("kernel_interface") {
+            let name = try node.nonEmptyString()
+            if let why = kernelInterfaceNameProblem(name) { throw node.error(why) }
+            if let index = previous.firstIndex(where: { $0.kernelInterface == name }) {
+                throw node.error("kernel_interface \"\(name)\" is already used by ports[\(index)]")
+            }
+            port.kernelInterface = name
+        }
+        if let node = fields.optional("kernel_rate") {
+            guard port.kernelInterface != nil else { throw node.error("kernel_rate needs kernel_interface") }
+            port.kernelRate = try node.int(in: 1...10_000_000)
+        }
+        if let node = fields.optional("kernel_burst") {
+            guard port.kernelInterface != nil else { throw node.error("kernel_burst needs kernel_interface") }
+            port.kernelBurst = try node.int(in: 1...1_000_000)
+        }
+        if let node = fields.optional("kernel_prefix_length") {
+            guard port.kernelInterface != nil else { throw node.error("kernel_prefix_length needs kernel_interface") }
+            port.kernelPrefixLength = try node.int(in: 1...32)
+        }
+        if let node = fields.optional("kernel_prefix_length6") {
+            guard port.kernelInterface != nil, port.address6 != nil else {
+                throw node.error("kernel_prefix_length6 needs kernel_interface and address6")
+            }
+            port.kernelPrefixLength6 = try node.int(in: 1...128)
+        }
         return port
+    }
+
+    /// Why `name` cannot be a Linux interface name (at most 15 bytes, IFNAMSIZ - 1; no `/`, `:`, whitespace;
+    /// not `.` or `..`), nil when it can. Whether it is taken is checked when the appliance starts.
+    public static func kernelInterfaceNameProblem(_ name: String) -> String? {
+        if name.utf8.count > 15 { return "kernel_interface \"\(name)\" is too long: Linux interface names have at most 15 bytes" }
+        if name == "." || name == ".." { return "kernel_interface \"\(name)\" is not a valid interface name" }
+        if let bad = name.first(where: { !$0.isASCII || $0 == "/" || $0 == ":" || $0.isWhitespace || $0 == "," || $0 == "=" }) {
+            return "kernel_interface \"\(name)\" has \"\(bad)\", which an interface name (or a DPDK device argument) cannot hold"
+        }
+        return nil
     }
 
     private static func isPortNameCharacter(_ c: Character) -> Bool {

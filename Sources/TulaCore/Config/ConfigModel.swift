@@ -36,6 +36,9 @@ public struct TulaConfig: Sendable, Equatable {
     public var vips: [VIPConfig]
     /// Announce every VIP with a gratuitous ARP on every port at start (key `gratuitous_arp`, default false).
     public var gratuitousARP: Bool = false
+    /// `poll`: `busy` (default: workers spin on their queues) or `adaptive` (a worker sleeps ~0.1 ms between
+    /// polls after 256 empty ones, so idle appliances leave the CPU to others).
+    public var adaptivePolling: Bool = false
     /// `metrics_listen`: where the HTTP metrics endpoint listens (`HOST:PORT`), nil (the default) for nowhere.
     public var metricsListen: String? = nil
 
@@ -99,6 +102,19 @@ public struct PortConfig: Sendable, Equatable {
     public var gateway6MAC: MACAddress? = nil
     /// MTU, 68...9216 (default 1500).
     public var mtu: Int
+    /// Kernel exception interface (key `kernel_interface`): a TAP with the port's MAC, addresses and MTU that
+    /// receives the frames for the appliance's own address (SSH, BGP, BFD, ping, ARP) and whose output leaves
+    /// through the port. nil: no exception path (such frames are dropped as today).
+    public var kernelInterface: String? = nil
+    /// Frames per second one port may pass to its kernel interface (key `kernel_rate`, default 10000);
+    /// the token bucket holds `kernelBurst` (key `kernel_burst`, default 256). Excess is `kernel-dropped`.
+    public var kernelRate: Int = PortConfig.defaultKernelRate
+    public var kernelBurst: Int = PortConfig.defaultKernelBurst
+    public static let defaultKernelRate = 10_000, defaultKernelBurst = 256
+    /// Prefix lengths of `address` and `address6` on the kernel interface (keys `kernel_prefix_length`,
+    /// default 32, and `kernel_prefix_length6`, default 128): the kernel's connected route to its peers.
+    public var kernelPrefixLength: Int = 32
+    public var kernelPrefixLength6: Int = 128
     /// Line of this port's entry in the config file, for later error messages (0 if not from a file).
     public var line: Int
 

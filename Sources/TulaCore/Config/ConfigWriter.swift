@@ -19,6 +19,12 @@ public enum ConfigWriter {
             if let mac = p.gateway6MAC { out += "    gateway6_mac: \(quoted(mac.description))\n" }
             out += "    mtu: \(p.mtu)\n"
             if let vlan = p.vlan { out += "    vlan: \(vlan)\n" }
+            if let name = p.kernelInterface {
+                out += "    kernel_interface: \(quoted(name))\n"
+                out += "    kernel_rate: \(p.kernelRate)\n    kernel_burst: \(p.kernelBurst)\n"
+                out += "    kernel_prefix_length: \(p.kernelPrefixLength)\n"
+                if p.address6 != nil { out += "    kernel_prefix_length6: \(p.kernelPrefixLength6)\n" }
+            }
         }
         switch config.workers {
         case .count(let n): out += "workers: \(n)\n"
@@ -29,6 +35,7 @@ public enum ConfigWriter {
         out += "stats_socket: \(quoted(config.statsSocket))\n"
         if let listen = config.metricsListen { out += "metrics_listen: \(quoted(listen))\n" }
         out += "gratuitous_arp: \(config.gratuitousARP)\n"
+        if config.adaptivePolling { out += "poll: adaptive\n" }
         out += config.vips.isEmpty ? "vips: []\n" : "vips:\n"
         for v in config.vips {
             out += "  - name: \(quoted(v.name))\n"

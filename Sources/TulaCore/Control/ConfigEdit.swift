@@ -79,6 +79,7 @@ extension TulaConfig {
             return "flows_per_worker or flow_idle_timeout changed; restart the appliance to apply"
         }
         if next.statsSocket != statsSocket { return "stats_socket changed; restart the appliance to apply" }
+        if next.adaptivePolling != adaptivePolling { return "poll changed; restart the appliance to apply" }
         if next.metricsListen != metricsListen { return "metrics_listen changed; restart the appliance to apply" }
         if next.vips.count > CounterSlots.maxVIPs { return "at most \(CounterSlots.maxVIPs) VIPs" }
         return nil

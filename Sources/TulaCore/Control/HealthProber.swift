@@ -19,7 +19,7 @@ public enum HealthProber {
         var timeout = timeval(tv_sec: Int(check.timeoutSeconds), tv_usec: Int((check.timeoutSeconds.truncatingRemainder(dividingBy: 1)) * 1e6))
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        let connected: Int32
+        var connected: Int32
         switch address {
         case .v4(let a):
             var sin = sockaddr_in()
@@ -39,6 +39,9 @@ public enum HealthProber {
             }
         }
         let endpoint = address.endpoint(String(check.port))
+        // A signal (the appliance's own child processes end with SIGCHLD) interrupts a blocking connect, which then
+        // goes on in the background: wait for it as a non-blocking connect would be waited for.
+        if connected != 0 && errno == EINTR { connected = finishInterruptedConnect(fd, timeoutSeconds: check.timeoutSeconds) }
         guard connected == 0 else { let e = errno; return ("connect \(endpoint): \(String(cString: strerror(e)))", e) }
         guard check.kind == .http else { return nil }
         let request = "GET \(check.path) HTTP/1.0\r\nHost: \(address.family == .v4 ? address.description : "[\(address)]")\r\nUser-Agent: tula-health\r\nConnection: close\r\n\r\n"
@@ -50,6 +53,7 @@ public enum HealthProber {
         var received = 0
         while received < 12 {
             let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress! + received, $0.count - received, 0) }
+            if n < 0 && errno == EINTR { continue }
             if n <= 0 { return (received == 0 ? "no HTTP response" : "truncated HTTP response", nil) }
             received += n
         }
@@ -59,5 +63,25 @@ public enum HealthProber {
             return ("not an HTTP response: \(line.prefix(40))", nil)
         }
         return status == check.expectStatus ? nil : ("HTTP status \(status), expected \(check.expectStatus)", nil)
+    }
+
+    /// Waits (`poll`, restarted after signals) for a connect that a signal interrupted; 0 when it connected,
+    /// else -1 with errno set to why (ETIMEDOUT when the timeout passed).
+    private static func finishInterruptedConnect(_ fd: Int32, timeoutSeconds: Double) -> Int32 {
+        let deadline = Date().addingTimeInterval(timeoutSeconds)
+        while true {
+            let left = deadline.timeIntervalSinceNow
+            guard left > 0 else { errno = ETIMEDOUT; return -1 }
+            var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+            let n = poll(&p, 1, Int32(max(1, left * 1000)))
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { errno = ETIMEDOUT; return -1 }
+            var error: Int32 = 0
+            var size = socklen_t(MemoryLayout<Int32>.size)
+            guard getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &size) == 0 else { return -1 }
+            if error == 0 { return 0 }
+            errno = error
+            return -1
+        }
     }
 }

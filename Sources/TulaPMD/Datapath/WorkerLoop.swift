@@ -14,6 +14,11 @@ let maxFragmentsPerFrame = 48
 let outputCapacity = burstSize * maxFragmentsPerFrame
 /// Bursts a worker may count before it publishes its counters (it also publishes whenever idle).
 let burstsPerPublish = 16
+/// `poll: adaptive`: empty polls in a row (every port, every queue of the worker) before the worker starts
+/// sleeping, and how long each sleep asks for. A sleeping worker polls once per sleep, so a frame waits at
+/// most one sleep plus the kernel's timer slack (50 us by default) before it is seen: about 0.15 ms.
+let idlePollsBeforeSleep = 256
+let idleSleepNanoseconds = 100_000
 
 /// Everything one worker uses, in memory allocated before it starts; reached through one pointer.
 public struct WorkerContext: @unchecked Sendable {
@@ -40,6 +45,16 @@ public struct WorkerContext: @unchecked Sendable {
     public var arpRing: OpaquePointer
     /// Frames the control plane wants sent (ARP requests); only worker 0 has one.
     public var controlTx: OpaquePointer?
+    /// Frames for the ports' kernel interfaces (single producer: this worker; the kernel thread consumes).
+    public var kernelRing: OpaquePointer?
+    /// Frames the kernel interfaces sent, to go out through their ports; only worker 0 has one.
+    public var kernelTx: OpaquePointer?
+    /// Per port: this worker's share of the kernel token bucket (tokens now, refill per TSC cycle, capacity),
+    /// and when it was last refilled (TSC).
+    public var kernelTokens: UnsafeMutablePointer<Double>
+    public var kernelRefillPerCycle: UnsafeMutablePointer<Double>
+    public var kernelCapacity: UnsafeMutablePointer<Double>
+    public var kernelLastTSC: UnsafeMutablePointer<UInt64>
     /// Identification of the next outer fragment train (advances by the worker count, so workers never collide).
     public var fragmentID: UInt16
     public var fragmentIDStep: UInt16
@@ -50,6 +65,8 @@ public struct WorkerContext: @unchecked Sendable {
     /// For each frame queued for TX, the index of the counter of its verdict (undone if TX refuses it).
     public var txVerdictCounter: UnsafeMutablePointer<Int>
     public var drop: UnsafeMutablePointer<OpaquePointer?>
+    /// `poll: adaptive`: sleep after `idlePollsBeforeSleep` empty polls (else spin: `busy`).
+    public var adaptive: Bool = false
 }
 
 /// Entry point for `rte_eal_remote_launch`: `arg` is an `UnsafeMutablePointer<WorkerContext>`.
@@ -64,9 +81,11 @@ public let workerEntry: @convention(c) (UnsafeMutableRawPointer?) -> Int32 = { a
 public func runWorker(_ ctx: UnsafeMutablePointer<WorkerContext>) {
     var bursts = 0
     var iterations: UInt64 = 0
+    var idlePolls = 0
     while !ctx.pointee.stop.load(ordering: .relaxed) {
         let tables = ctx.pointee.snapshot.load(ordering: .acquiring)
         if let controlTx = ctx.pointee.controlTx { sendControlFrames(ctx, controlTx, tables) }
+        if let kernelTx = ctx.pointee.kernelTx { sendControlFrames(ctx, kernelTx, tables, fromKernel: true) }
         var received = 0
         var p = 0
         while p < ctx.pointee.portCount {
@@ -80,8 +99,21 @@ public func runWorker(_ ctx: UnsafeMutablePointer<WorkerContext>) {
         }
         iterations &+= 1
         ctx.pointee.quiescent.store(iterations, ordering: .releasing)
+        if received == 0 && ctx.pointee.adaptive {
+            idlePolls &+= 1
+            if idlePolls >= idlePollsBeforeSleep { idleSleep() }
+        } else {
+            idlePolls = 0
+        }
     }
     publishCounters(ctx, ctx.pointee.snapshot.load(ordering: .acquiring))
+}
+
+/// `poll: adaptive`'s nap (`nanosleep`), out of line: only idle workers come here.
+@inline(never)
+func idleSleep() {
+    var request = timespec(tv_sec: 0, tv_nsec: idleSleepNanoseconds)
+    _ = nanosleep(&request, nil)
 }
 
 @inline(__always)
@@ -144,8 +176,8 @@ func pollPort(_ ctx: UnsafeMutablePointer<WorkerContext>, _ p: Int, _ tables: Un
                 txBytes &+= UInt64(outcome.length)
                 txCount &+= 1
             }
-        } else if outcome.verdict.isToControl, tula_ring_enqueue(c.arpRing, UnsafeMutableRawPointer(m)) == 0 {
-            // The control plane frees it.
+        } else if outcome.verdict.isToControl, handToControl(ctx, m, outcome.verdict, p, layout) {
+            // The control plane (or the kernel thread) frees it.
         } else {
             c.drop[dropCount] = m
             dropCount &+= 1
@@ -212,10 +244,37 @@ func emitOuterFragments(_ ctx: UnsafeMutablePointer<WorkerContext>, _ m: OpaqueP
     txBytes &+= bytes
 }
 
-/// Sends what the control plane queued (ARP requests, gratuitous ARP) on the port each mbuf names.
+/// Hands a frame to the control plane: ARP replies and neighbor advertisements to the neighbour ring,
+/// frames for the kernel interface to the kernel ring when the port's token bucket (this worker's share)
+/// has a token. False when refused (the caller frees it); a refused kernel frame is recounted as
+/// `kernel-dropped`. Out of line: the exception path stays off the per-packet loop.
+@inline(never)
+func handToControl(_ ctx: UnsafeMutablePointer<WorkerContext>, _ m: OpaquePointer, _ verdict: Verdict, _ p: Int,
+                   _ layout: CounterLayout) -> Bool {
+    let c = ctx.pointee
+    guard verdict == .toKernel else { return tula_ring_enqueue(c.arpRing, UnsafeMutableRawPointer(m)) == 0 }
+    let now = tula_rdtsc()
+    let elapsed = Double(now &- c.kernelLastTSC[p])
+    c.kernelLastTSC[p] = now
+    var tokens = min(c.kernelCapacity[p], c.kernelTokens[p] + elapsed * c.kernelRefillPerCycle[p])
+    var accepted = false
+    if tokens >= 1, let ring = c.kernelRing, tula_ring_enqueue(ring, UnsafeMutableRawPointer(m)) == 0 {
+        tokens -= 1
+        accepted = true
+    }
+    c.kernelTokens[p] = tokens
+    if !accepted {
+        c.counters[layout.verdict(p, .toKernel)] &-= 1
+        c.counters[layout.verdict(p, .kernelDropped)] &+= 1
+    }
+    return accepted
+}
+
+/// Sends what the control plane queued (ARP requests, gratuitous ARP) or the kernel interfaces sent
+/// (`fromKernel`, counted as such) on the port each mbuf names.
 @inline(never)
 func sendControlFrames(_ ctx: UnsafeMutablePointer<WorkerContext>, _ ring: OpaquePointer,
-                       _ tables: UnsafeMutablePointer<DataplaneTables>) {
+                       _ tables: UnsafeMutablePointer<DataplaneTables>, fromKernel: Bool = false) {
     let c = ctx.pointee
     let n = Int(tula_ring_dequeue_burst(ring, UnsafeMutableRawPointer(c.tx).assumingMemoryBound(to: UnsafeMutableRawPointer?.self),
                                         UInt32(burstSize)))
@@ -230,6 +289,7 @@ func sendControlFrames(_ ctx: UnsafeMutablePointer<WorkerContext>, _ ring: Opaqu
             let base = tables.pointee.layout.port(p)
             c.counters[base &+ CounterLayout.txPackets] &+= 1
             c.counters[base &+ CounterLayout.txBytes] &+= length
+            if fromKernel { c.counters[base &+ CounterLayout.fromKernel] &+= 1 }
         } else {
             tula_free(m)
         }
