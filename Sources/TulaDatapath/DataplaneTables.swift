@@ -50,6 +50,8 @@ public struct VIPEntry: @unchecked Sendable {
     public var tunnel6: Bool = false
     public var address6Hi: UInt64 = 0
     public var address6Lo: UInt64 = 0
+    /// `quic: true`: UDP packets go through `deliverQUIC` (connection-ID stickiness).
+    public var quic: Bool = false
 
     @inlinable
     public init(address: UInt32, port: UInt16, proto: UInt8, mode: DSRMode, hash: FlowHashMode, slot: UInt32, tableSize: UInt32, table: UnsafeMutablePointer<UInt16>) {
@@ -157,6 +159,8 @@ public struct DataplaneTables: @unchecked Sendable {
     /// Counters a worker publishes: `[0, publishedPrefix)` and `[layout.backendBase, publishedEnd)`.
     public var publishedPrefix: Int
     public var publishedEnd: Int
+    /// Prefix VIPs and QUIC server ids (`VIPSteering.swift`); empty when the config has none.
+    public var steering = VIPSteering()
 
     @inlinable
     public init(ports: UnsafeMutablePointer<PortTables>, portCount: Int, vips: UnsafeMutablePointer<VIPEntry>, vipCount: Int, backends: UnsafeMutablePointer<BackendEntry>, vipIndex: UnsafeMutablePointer<VIPSlot>, vipIndexMask: Int, vipAddresses: UnsafeMutablePointer<VIPAddressEntry>, vipAddressCount: Int, vip6Index: UnsafeMutablePointer<VIP6Slot>, vip6IndexMask: Int, vip6Addresses: UnsafeMutablePointer<VIP6AddressEntry>, vip6AddressCount: Int, layout: CounterLayout, publishedPrefix: Int, publishedEnd: Int) {
@@ -174,7 +178,9 @@ public struct DataplaneTables: @unchecked Sendable {
     public func findVIP(address: UInt32, proto: UInt8, port: UInt16) -> Int {
         let exact = probe(DataplaneTables.vipKey(address, proto, port))
         if exact >= 0 { return exact }
-        return probe(DataplaneTables.vipKey(address, proto, 0))
+        let any = probe(DataplaneTables.vipKey(address, proto, 0))
+        if any >= 0 || steering.prefixLengths4 == 0 { return any }
+        return findPrefixVIP(address: address, proto: proto, port: port)
     }
 
     /// Home slot of `key` in the VIP index: one multiply (Fibonacci hashing; the top bits are the well mixed ones).
@@ -209,7 +215,9 @@ public struct DataplaneTables: @unchecked Sendable {
     public func findVIP6(hi: UInt64, lo: UInt64, proto: UInt8, port: UInt16) -> Int {
         let exact = probe6(hi, lo, DataplaneTables.vip6Key(proto, port))
         if exact >= 0 { return exact }
-        return probe6(hi, lo, DataplaneTables.vip6Key(proto, 0))
+        let any = probe6(hi, lo, DataplaneTables.vip6Key(proto, 0))
+        if any >= 0 || steering.prefixLengths6Hi | steering.prefixLengths6Lo == 0 { return any }
+        return findPrefixVIP6(hi: hi, lo: lo, proto: proto, port: port)
     }
 
     @inlinable @inline(__always)
@@ -231,7 +239,7 @@ public struct DataplaneTables: @unchecked Sendable {
             if vip6Addresses[i].lo == lo && vip6Addresses[i].hi == hi { return vip6Addresses + i }
             i &+= 1
         }
-        return nil
+        return steering.prefix6Count == 0 ? nil : prefixAddress6(hi: hi, lo: lo)
     }
 
     /// The entry of a VIP address (host order), or nil when no VIP has it.
@@ -242,6 +250,6 @@ public struct DataplaneTables: @unchecked Sendable {
             if vipAddresses[i].address == address { return vipAddresses + i }
             i &+= 1
         }
-        return nil
+        return steering.prefix4Count == 0 ? nil : prefixAddress(address)
     }
 }

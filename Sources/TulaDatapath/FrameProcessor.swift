@@ -136,6 +136,10 @@ func classifyAndRewrite(_ p: UnsafeMutableRawPointer, length: Int, headroom: Int
     let key = FlowKey(src: src, dst: dst, ports: ports, proto: proto, hash: frameHash)
     assert(key.hash == FlowKey(src: src, dst: dst, ports: ports, proto: proto).hash, "flowHash is not frameFlowHash")
     let packet = Packet(frame: p, l2: l2, inputTag: inputTag, ip: ip, ihl: ihl, total: total, headroom: headroom)
+    if vip.pointee.quic {
+        return deliverQUIC(packet, l4: l4, vipIndex: vipIndex, port: port, tables: tables, flows: flows,
+                           counters: counters, now: now, key: key)
+    }
     return deliver(packet, vip: vip, port: port, tables: tables, flows: flows, counters: counters, now: now,
                    flow: (key, true), pick: key.pickHash(vip.pointee.hash))
 }
@@ -199,7 +203,7 @@ func classifyAndRewrite(_ p: UnsafeMutableRawPointer, length: Int, headroom: Int
 func deliver(_ packet: Packet, vip: UnsafeMutablePointer<VIPEntry>, port: UnsafePointer<PortTables>,
              tables: UnsafePointer<DataplaneTables>, flows: UnsafePointer<FlowTable>, counters: UnsafeMutablePointer<UInt64>,
              now: UInt32, flow: (key: FlowKey, insert: Bool)?, pick: UInt64, isICMPError: Bool = false,
-             ipv6: Bool = false) -> FrameOutcome {
+             ipv6: Bool = false, backendOverride: UInt32 = UInt32(Maglev.none)) -> FrameOutcome {
     let mode = vip.pointee.mode
     let total = packet.total
     var fragments = 0
@@ -224,7 +228,7 @@ func deliver(_ packet: Packet, vip: UnsafeMutablePointer<VIPEntry>, port: Unsafe
     // Backend: pinned, or picked (and pinned once the packet is sure to go out).
     let vipSlot = vip.pointee.slot
     let layout = tables.pointee.layout
-    var backend = UInt32(Maglev.none)
+    var backend = backendOverride // QUIC: the backend the connection ID names
     var entry: UnsafeMutablePointer<FlowEntry>? = nil
     var found = FlowTable.Outcome.insertedEmpty
     if let flow {
