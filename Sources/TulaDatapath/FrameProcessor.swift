@@ -138,7 +138,7 @@ func classifyAndRewrite(_ p: UnsafeMutableRawPointer, length: Int, headroom: Int
     let packet = Packet(frame: p, l2: l2, inputTag: inputTag, ip: ip, ihl: ihl, total: total, headroom: headroom)
     if vip.pointee.quic {
         return deliverQUIC(packet, l4: l4, vipIndex: vipIndex, port: port, tables: tables, flows: flows,
-                           counters: counters, now: now, key: key)
+                           counters: counters, now: now, key: key, pick: key.pickHash(vip.pointee.hash))
     }
     return deliver(packet, vip: vip, port: port, tables: tables, flows: flows, counters: counters, now: now,
                    flow: (key, true), pick: key.pickHash(vip.pointee.hash))

@@ -61,11 +61,12 @@ extension DataplaneTables {
 }
 
 /// A UDP packet to a `quic` VIP: to the backend its connection ID names (counted `quic_routed`), else as any UDP
-/// packet (flow table, then Maglev; counted `quic_fallback`). Out of line, so other VIPs pay one flag test.
+/// packet (flow table, then Maglev by `pick`; counted `quic_fallback`). IPv4 and IPv6 (`ipv6`). Out of line, so other VIPs pay one flag test.
 @usableFromInline @inline(never)
 func deliverQUIC(_ packet: Packet, l4: UnsafeMutableRawPointer, vipIndex: Int, port: UnsafePointer<PortTables>,
                  tables: UnsafePointer<DataplaneTables>, flows: UnsafePointer<FlowTable>,
-                 counters: UnsafeMutablePointer<UInt64>, now: UInt32, key: FlowKey) -> FrameOutcome {
+                 counters: UnsafeMutablePointer<UInt64>, now: UInt32, key: FlowKey, pick: UInt64,
+                 ipv6: Bool = false) -> FrameOutcome {
     let vip = tables.pointee.vips + vipIndex
     let vc = tables.pointee.layout.vip(Int(vip.pointee.slot))
     let udpLength = Int(be16(l4, 4))
@@ -74,9 +75,9 @@ func deliverQUIC(_ packet: Packet, l4: UnsafeMutableRawPointer, vipIndex: Int, p
        tables.pointee.backends[Int(backend)].vipSlot == vip.pointee.slot {
         counters[vc &+ CounterLayout.quicRouted] &+= 1
         return deliver(packet, vip: vip, port: port, tables: tables, flows: flows, counters: counters, now: now,
-                       flow: nil, pick: key.hash, backendOverride: backend)
+                       flow: nil, pick: pick, ipv6: ipv6, backendOverride: backend)
     }
     counters[vc &+ CounterLayout.quicFallback] &+= 1
     return deliver(packet, vip: vip, port: port, tables: tables, flows: flows, counters: counters, now: now,
-                   flow: (key, true), pick: key.pickHash(vip.pointee.hash))
+                   flow: (key, true), pick: pick, ipv6: ipv6)
 }

@@ -45,6 +45,9 @@ enum Steer {
               - {address: 10.0.1.21, mac: "02:00:00:00:01:21", quic_server_id: 257}
               - {address: 10.0.1.22, mac: "02:00:00:00:01:22", quic_server_id: 131844}
               - {address: 10.0.1.23, mac: "02:00:00:00:01:23", quic_server_id: 9}
+          - {name: quic6, address: "2001:db8:200::443", port: 443, protocol: udp, mode: l2, quic: true, maglev_table_size: 251,
+             backends: [{address: "2001:db8:1::31", mac: "02:00:00:00:01:31", quic_server_id: 5},
+                        {address: "2001:db8:1::32", mac: "02:00:00:00:01:32", quic_server_id: 6}]}
         """
     static let portMAC = TestBytes.mac("02:00:00:00:00:01")
     static let clientMAC = TestBytes.mac("02:00:00:00:aa:01")
@@ -213,6 +216,18 @@ enum Steer {
         #expect(dp.vipCounter(0, CounterLayout.quicRouted) == 0, "non-QUIC VIPs never count QUIC")
     }
 
+    @Test func quicOverIPv6() throws {
+        let dp = try TestDataplane(yaml: Steer.yaml)
+        for (client, srcPort) in [("2001:db8:ff::10", UInt16(5000)), ("2001:db8:ee::77", 61000)] {
+            for (id, byte) in [(UInt16(5), UInt8(0x31)), (6, 0x32)] {
+                let udp = TestFrames.udp(srcPort: srcPort, dstPort: 443, payload: Steer.shortHeader(Steer.cidV1(id)))
+                let r = dp.process(V6.frame(V6.ipv6(src: client, dst: "2001:db8:200::443", next: 17, payload: udp), dstMAC: Steer.portMAC))
+                #expect(r.outcome.verdict == .forwardedL2 && Steer.backendByte(r.output) == byte, "\(client) id \(id)")
+            }
+        }
+        #expect(dp.vipCounter(9, CounterLayout.quicRouted) == 4 && dp.vipCounter(9, CounterLayout.quicFallback) == 0)
+    }
+
     @Test func statsCarryTheQUICCountersAndPrefixText() throws {
         let config = try ConfigLoader.parse(yaml: Steer.yaml, file: "t.yaml")
         #expect(config.vips[1].addressText == "203.0.113.0/28" && config.vips[2].portText == "8000-8099")
@@ -268,6 +283,10 @@ private let steeringMistakes: [Mistake] = [
             line: 14, reason: "ambiguous VIP 203.0.113.0/28 port 8000-8099/udp"),
     Mistake(what: "the same prefix and port twice", yaml: steeringVIP("203.0.113.0/28", "80") + "  - name: c\n    address: 203.0.113.0/28\n    port: 80\n    protocol: udp\n    mode: l2\n    backends:\n      - {address: 10.0.1.13, mac: \"02:00:00:00:01:13\"}\n",
             line: 21, reason: "vips[2]: duplicate VIP 203.0.113.0/28 port 80/udp, already defined by vips[1] \"b\""),
+    Mistake(what: "too many range ports", yaml: steeringVIP("203.0.113.0/27", "1-65535") + "  - name: c\n    address: 203.0.113.0/26\n    port: 1-65535\n    protocol: udp\n    mode: l2\n    backends:\n      - {address: 10.0.1.13, mac: \"02:00:00:00:01:13\"}\n"
+            + "  - name: d\n    address: 203.0.113.0/25\n    port: 1-65535\n    protocol: udp\n    mode: l2\n    backends:\n      - {address: 10.0.1.14, mac: \"02:00:00:00:01:14\"}\n"
+            + "  - name: e\n    address: 203.0.113.0/24\n    port: 1-65535\n    protocol: udp\n    mode: l2\n    backends:\n      - {address: 10.0.1.15, mac: \"02:00:00:00:01:15\"}\n",
+            line: 35, reason: "vips[4]: port ranges cover 262240 ports in all; at most 262144"),
     Mistake(what: "quic on a TCP VIP", yaml: steeringVIP("203.0.113.5", "443", proto: "tcp", extra: "    quic: true\n"),
             line: 19, reason: "vips[1].quic: quic: true needs protocol udp (QUIC runs over UDP), but VIP \"b\" is tcp"),
     Mistake(what: "duplicate quic_server_id", yaml: steeringVIP("203.0.113.5", "443", extra: "    quic: true\n",

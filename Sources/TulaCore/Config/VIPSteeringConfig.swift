@@ -75,6 +75,12 @@ extension ConfigLoader {
     /// Prefixes of one length are equal or disjoint, and every other overlap has a winner (exact address over a
     /// longer prefix over a shorter one; then port over range over `*`).
     static func checkVIPAmbiguity(_ vip: VIPConfig, previous: [VIPConfig], node: ConfigNode) throws(ConfigError) {
+        func rangePorts(_ v: VIPConfig) -> Int { v.portEnd.map { Int($0) - Int(v.port!) + 1 } ?? 0 }
+        let rangeTotal = previous.reduce(rangePorts(vip)) { $0 + rangePorts($1) }
+        if rangeTotal > maxRangePortsPerConfig {
+            throw node.error("port ranges cover \(rangeTotal) ports in all; at most \(maxRangePortsPerConfig) "
+                + "(each range port is one entry of the VIP index): use \"*\" or fewer, narrower ranges")
+        }
         for (index, other) in previous.enumerated()
         where other.address == vip.address && other.addressBits == vip.addressBits && other.proto == vip.proto {
             let what = vip.prefixLength == nil ? vip.address.endpoint(vip.portText) + "/\(vip.proto)"
