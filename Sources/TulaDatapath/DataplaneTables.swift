@@ -180,7 +180,8 @@ public struct DataplaneTables: @unchecked Sendable {
         if exact >= 0 { return exact }
         let any = probe(DataplaneTables.vipKey(address, proto, 0))
         if any >= 0 || steering.prefixLengths4 == 0 { return any }
-        return findPrefixVIP(address: address, proto: proto, port: port)
+        return DataplaneTables.findPrefixVIP(vipIndex, mask: vipIndexMask, lengths: steering.prefixLengths4,
+                                             address: address, proto: proto, port: port)
     }
 
     /// Home slot of `key` in the VIP index: one multiply (Fibonacci hashing; the top bits are the well mixed ones).
@@ -217,7 +218,8 @@ public struct DataplaneTables: @unchecked Sendable {
         if exact >= 0 { return exact }
         let any = probe6(hi, lo, DataplaneTables.vip6Key(proto, 0))
         if any >= 0 || steering.prefixLengths6Hi | steering.prefixLengths6Lo == 0 { return any }
-        return findPrefixVIP6(hi: hi, lo: lo, proto: proto, port: port)
+        return DataplaneTables.findPrefixVIP6(vip6Index, mask: vip6IndexMask, high: steering.prefixLengths6Hi,
+                                              low: steering.prefixLengths6Lo, hi: hi, lo: lo, proto: proto, port: port)
     }
 
     @inlinable @inline(__always)

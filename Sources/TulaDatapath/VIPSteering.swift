@@ -60,26 +60,47 @@ extension DataplaneTables {
     }
 
     /// The prefix VIP for (address, protocol, port) when no VIP has the exact address: longest prefix first, and
-    /// within one prefix port (or range) before `*`. -1 when none. Out of line: exact VIPs never come here.
+    /// within one prefix port (or range) before `*`. -1 when none. Out of line (exact VIPs never come here), and
+    /// static with the index passed in, so the call does not copy the tables struct.
     @usableFromInline @inline(never)
-    func findPrefixVIP(address: UInt32, proto: UInt8, port: UInt16) -> Int {
-        var lengths = steering.prefixLengths4
+    static func findPrefixVIP(_ index: UnsafeMutablePointer<VIPSlot>, mask: Int, lengths prefixLengths: UInt64,
+                              address: UInt32, proto: UInt8, port: UInt16) -> Int {
+        @inline(__always) func probe(_ key: UInt64) -> Int {
+            var i = indexSlot(key, mask: mask)
+            while true {
+                let slot = index[i]
+                if slot.key == key { return Int(slot.vip) }
+                if slot.key == 0 { return -1 }
+                i = (i &+ 1) & mask
+            }
+        }
+        var lengths = prefixLengths
         while lengths != 0 {
             let length = 63 &- lengths.leadingZeroBitCount
             lengths &= ~(1 << UInt64(length))
             let network = maskIPv4(address, length)
-            let exact = probe(DataplaneTables.prefixKey(network, length, proto, port))
+            let exact = probe(prefixKey(network, length, proto, port))
             if exact >= 0 { return exact }
-            let any = probe(DataplaneTables.prefixKey(network, length, proto, 0))
+            let any = probe(prefixKey(network, length, proto, 0))
             if any >= 0 { return any }
         }
         return -1
     }
 
-    /// As `findPrefixVIP`, for IPv6.
+    /// As `findPrefixVIP`, for IPv6 (`high`: lengths 64...127 as bits 0...63, `low`: lengths 0...63).
     @usableFromInline @inline(never)
-    func findPrefixVIP6(hi: UInt64, lo: UInt64, proto: UInt8, port: UInt16) -> Int {
-        var high = steering.prefixLengths6Hi, low = steering.prefixLengths6Lo
+    static func findPrefixVIP6(_ index: UnsafeMutablePointer<VIP6Slot>, mask: Int, high prefixHigh: UInt64, low prefixLow: UInt64,
+                               hi: UInt64, lo: UInt64, proto: UInt8, port: UInt16) -> Int {
+        @inline(__always) func probe(_ hi: UInt64, _ lo: UInt64, _ key: UInt32) -> Int {
+            var i = index6Slot(hi, lo, key, mask: mask)
+            while true {
+                let slot = index[i]
+                if slot.key == key && slot.lo == lo && slot.hi == hi { return Int(slot.vip) }
+                if slot.key == 0 { return -1 }
+                i = (i &+ 1) & mask
+            }
+        }
+        var high = prefixHigh, low = prefixLow
         while high | low != 0 {
             let length: Int
             if high != 0 {
@@ -92,9 +113,9 @@ extension DataplaneTables {
                 length = bit
             }
             let (h, l) = maskIPv6(hi, lo, length)
-            let exact = probe6(h, l, DataplaneTables.prefix6Key(length, proto, port))
+            let exact = probe(h, l, prefix6Key(length, proto, port))
             if exact >= 0 { return exact }
-            let any = probe6(h, l, DataplaneTables.prefix6Key(length, proto, 0))
+            let any = probe(h, l, prefix6Key(length, proto, 0))
             if any >= 0 { return any }
         }
         return -1
