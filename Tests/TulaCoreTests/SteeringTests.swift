@@ -1,5 +1,6 @@
 // Tests for prefix VIPs, port ranges and QUIC connection-ID stickiness: lookup precedence, ARP / neighbor discovery /
 // echo / fragments inside a prefix, QUIC short headers routed by server id (a migrated client too), config mistakes.
+import Foundation
 import Testing
 @testable import TulaCore
 import TulaDatapath
@@ -320,5 +321,34 @@ private let steeringMistakes: [Mistake] = [
         // A /32 is the single address.
         let single = try ConfigLoader.parse(yaml: steeringVIP("203.0.113.9/32", "80"), file: "t.yaml")
         #expect(single.vips[1].prefixLength == nil && single.vips[1].addressText == "203.0.113.9")
+    }
+}
+
+@Suite struct SteeringStatsTests {
+    @Test func quicCountersInTextJSONAndMetrics() throws {
+        let config = try ConfigLoader.parse(yaml: Steer.yaml, file: "t.yaml")
+        let layout = CounterLayout(ports: config.ports.count)
+        var slots = CounterSlots()
+        try slots.assign(config)
+        var c = [UInt64](repeating: 0, count: layout.count)
+        let quic = try #require(slots.slot(vip: "quic"))
+        c[layout.vip(quic) + CounterLayout.quicRouted] = 41
+        c[layout.vip(quic) + CounterLayout.quicFallback] = 3
+        let summary = Summary(config: config, counters: c, layout: layout, slots: slots, elapsedSeconds: 1, mbufsInUse: 0, notes: [])
+        let q = try #require(summary.vips.first { $0.name == "quic" })
+        #expect(q.quic && q.quicRouted == 41 && q.quicFallback == 3)
+        #expect(summary.vips[1].address == "203.0.113.0/28" && summary.vips[2].port == "8000-8099")
+        #expect(summary.text().contains("quic 198.51.100.10:443/udp l2: 0 packets, 0 new flows, QUIC 41 routed by connection ID, 3 fallback"))
+        // JSON: the quic VIP has both counters, other VIPs neither; they read back.
+        let json = summary.json()
+        #expect(json.contains("\"quic_routed\":41") && json.contains("\"quic_fallback\":3"))
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])
+        let back = try Summary(json: object)
+        #expect(back.vips.first { $0.name == "quic" }?.quicRouted == 41 && back.vips.first { $0.name == "exact" }?.quic == false)
+        let metrics = PrometheusExposition.render(summary)
+        #expect(metrics.contains("tula_vip_quic_routed_total{vip=\"quic\"} 41\n"))
+        #expect(metrics.contains("tula_vip_quic_fallback_total{vip=\"quic\"} 3\n"))
+        #expect(metrics.contains("tula_vip_quic_fallback_total{vip=\"quic6\"} 0\n"))
+        #expect(!metrics.contains("tula_vip_quic_routed_total{vip=\"exact\"}"))
     }
 }
