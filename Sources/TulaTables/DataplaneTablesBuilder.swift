@@ -97,8 +97,14 @@ extension DataplaneTables {
     }
 
     /// The VIP that takes fragments to (address, proto): the `*` VIP, else the only one, else none (-1).
+    /// With no VIP of that protocol on the address itself, the longest prefix VIP holding it decides, as for its packets.
     static func fragmentVIP(_ config: TulaConfig, _ address: IPAddress, _ proto: L4Protocol) -> Int32 {
-        fragmentVIP(config, address, proto, bits: nil)
+        if config.vips.contains(where: { $0.address == address && $0.prefixLength == nil && $0.proto == proto }) {
+            return fragmentVIP(config, address, proto, bits: nil)
+        }
+        let covering = config.vips.filter { $0.prefixLength != nil && $0.proto == proto && $0.covers(address) }
+        guard let longest = covering.max(by: { $0.addressBits < $1.addressBits }) else { return -1 }
+        return fragmentVIP(config, longest.address, proto, bits: longest.prefixLength)
     }
 
     /// Builds the tables with slots numbered afresh (for tools and tests; the appliance keeps its

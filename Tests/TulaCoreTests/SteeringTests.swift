@@ -169,6 +169,8 @@ enum Steer {
         // A TCP fragment (offset 185 * 8) to an address of the /28 goes to its * VIP.
         let fragment = dp.process(Steer.tcp(to: "203.0.113.9", port: 443, fragment: 185))
         #expect(fragment.outcome.verdict == .forwardedL2 && Steer.backendByte(fragment.output) == 0x14)
+        // 203.0.113.5 has TCP VIPs of its own on several ports and no *: its fragments have no VIP, as before.
+        #expect(dp.process(Steer.tcp(to: "203.0.113.5", port: 443, fragment: 185)).outcome.verdict == .fragment)
     }
 
     @Test func quicShortHeadersFollowTheServerIDEvenAfterMigration() throws {
