@@ -133,13 +133,13 @@ func classifyAndRewrite(_ p: UnsafeMutableRawPointer, length: Int, headroom: Int
     let vipIndex = tables.pointee.findVIP(address: dst, proto: proto, port: UInt16(truncatingIfNeeded: ports))
     guard vipIndex >= 0 else { return FrameOutcome(.noVIP) }
     let vip = tables.pointee.vips + vipIndex
+    if vip.pointee.quic { // re-parses from the arguments: passing the parsed values kept them in stack slots for every packet
+        return classifyQUIC(p, headroom: headroom, port: port, tables: tables, flows: flows, counters: counters, now: now,
+                            flowHash: frameHash, vipIndex: vipIndex)
+    }
     let key = FlowKey(src: src, dst: dst, ports: ports, proto: proto, hash: frameHash)
     assert(key.hash == FlowKey(src: src, dst: dst, ports: ports, proto: proto).hash, "flowHash is not frameFlowHash")
     let packet = Packet(frame: p, l2: l2, inputTag: inputTag, ip: ip, ihl: ihl, total: total, headroom: headroom)
-    if vip.pointee.quic {
-        return deliverQUIC(packet, l4: l4, vipIndex: vipIndex, port: port, tables: tables, flows: flows,
-                           counters: counters, now: now, key: key, pick: key.pickHash(vip.pointee.hash))
-    }
     return deliver(packet, vip: vip, port: port, tables: tables, flows: flows, counters: counters, now: now,
                    flow: (key, true), pick: key.pickHash(vip.pointee.hash))
 }

@@ -81,3 +81,26 @@ func deliverQUIC(_ packet: Packet, l4: UnsafeMutableRawPointer, vipIndex: Int, p
     return deliver(packet, vip: vip, port: port, tables: tables, flows: flows, counters: counters, now: now,
                    flow: (key, true), pick: pick, ipv6: ipv6)
 }
+
+/// `deliverQUIC` for an IPv4 UDP frame that `classifyAndRewrite` has already checked and matched to the quic VIP
+/// `vipIndex`: takes only what the caller has in registers anyway and finds the headers again (cheap, and only
+/// quic VIPs pay it), so the per-packet path of other VIPs keeps no parsed values alive for this call.
+@usableFromInline @inline(never)
+func classifyQUIC(_ p: UnsafeMutableRawPointer, headroom: Int, port: UnsafePointer<PortTables>,
+                  tables: UnsafePointer<DataplaneTables>, flows: UnsafePointer<FlowTable>,
+                  counters: UnsafeMutablePointer<UInt64>, now: UInt32, flowHash frameHash: UInt64, vipIndex: Int) -> FrameOutcome {
+    let tagged = be16(p, 12) == 0x8100
+    let l2 = tagged ? 18 : 14
+    let inputTag = tagged ? Int32(be16(p, 14)) : untagged
+    let ip = p + l2
+    let ihl = Int(ip.load(as: UInt8.self) & 0x0F) &* 4
+    let total = Int(be16(ip, 2))
+    let src = be32(ip, 12), dst = be32(ip, 16)
+    let l4 = ip + ihl
+    let ports = be32(l4, 0)
+    let key = FlowKey(src: src, dst: dst, ports: ports, proto: 17, hash: frameHash)
+    let packet = Packet(frame: p, l2: l2, inputTag: inputTag, ip: ip, ihl: ihl, total: total, headroom: headroom)
+    let vip = tables.pointee.vips + vipIndex
+    return deliverQUIC(packet, l4: l4, vipIndex: vipIndex, port: port, tables: tables, flows: flows, counters: counters,
+                       now: now, key: key, pick: key.pickHash(vip.pointee.hash))
+}
