@@ -176,10 +176,21 @@ public struct DataplaneTables: @unchecked Sendable {
     /// The VIP for (address, protocol, port): an exact port wins over `*`. Returns -1 when there is none.
     @inlinable @inline(__always)
     public func findVIP(address: UInt32, proto: UInt8, port: UInt16) -> Int {
+        DataplaneTables.vipOfCode(findVIPCode(address: address, proto: proto, port: port))
+    }
+
+    /// A VIP index entry's code: the VIP index, or -2 - index for a `quic` VIP (so the IPv4 path tells them
+    /// apart in the branch it already has for -1, no VIP). See `QUICSteering.swift`.
+    @inlinable @inline(__always)
+    public static func vipOfCode(_ code: Int) -> Int { code < -1 ? -2 &- code : code }
+
+    /// `findVIP`, returning the entry's code (see `vipOfCode`).
+    @inlinable @inline(__always)
+    public func findVIPCode(address: UInt32, proto: UInt8, port: UInt16) -> Int {
         let exact = probe(DataplaneTables.vipKey(address, proto, port))
-        if exact >= 0 { return exact }
+        if exact != -1 { return exact }
         let any = probe(DataplaneTables.vipKey(address, proto, 0))
-        if any >= 0 || steering.prefixLengths4 == 0 { return any }
+        if any != -1 || steering.prefixLengths4 == 0 { return any }
         return DataplaneTables.findPrefixVIP(vipIndex, mask: vipIndexMask, lengths: steering.prefixLengths4,
                                              address: address, proto: proto, port: port)
     }
@@ -195,7 +206,7 @@ public struct DataplaneTables: @unchecked Sendable {
         var i = DataplaneTables.indexSlot(key, mask: vipIndexMask)
         while true {
             let slot = vipIndex[i]
-            if slot.key == key { return Int(slot.vip) }
+            if slot.key == key { return Int(Int32(bitPattern: slot.vip)) }
             if slot.key == 0 { return -1 }
             i = (i + 1) & vipIndexMask
         }
@@ -215,11 +226,11 @@ public struct DataplaneTables: @unchecked Sendable {
     @inlinable @inline(__always)
     public func findVIP6(hi: UInt64, lo: UInt64, proto: UInt8, port: UInt16) -> Int {
         let exact = probe6(hi, lo, DataplaneTables.vip6Key(proto, port))
-        if exact >= 0 { return exact }
+        if exact != -1 { return DataplaneTables.vipOfCode(exact) }
         let any = probe6(hi, lo, DataplaneTables.vip6Key(proto, 0))
-        if any >= 0 || steering.prefixLengths6Hi | steering.prefixLengths6Lo == 0 { return any }
-        return DataplaneTables.findPrefixVIP6(vip6Index, mask: vip6IndexMask, high: steering.prefixLengths6Hi,
-                                              low: steering.prefixLengths6Lo, hi: hi, lo: lo, proto: proto, port: port)
+        if any != -1 || steering.prefixLengths6Hi | steering.prefixLengths6Lo == 0 { return DataplaneTables.vipOfCode(any) }
+        return DataplaneTables.vipOfCode(DataplaneTables.findPrefixVIP6(vip6Index, mask: vip6IndexMask, high: steering.prefixLengths6Hi,
+                                              low: steering.prefixLengths6Lo, hi: hi, lo: lo, proto: proto, port: port))
     }
 
     @inlinable @inline(__always)
@@ -227,7 +238,7 @@ public struct DataplaneTables: @unchecked Sendable {
         var i = DataplaneTables.index6Slot(hi, lo, key, mask: vip6IndexMask)
         while true {
             let slot = vip6Index[i]
-            if slot.key == key && slot.lo == lo && slot.hi == hi { return Int(slot.vip) }
+            if slot.key == key && slot.lo == lo && slot.hi == hi { return Int(Int32(bitPattern: slot.vip)) }
             if slot.key == 0 { return -1 }
             i = (i + 1) & vip6IndexMask
         }

@@ -130,13 +130,14 @@ func classifyAndRewrite(_ p: UnsafeMutableRawPointer, length: Int, headroom: Int
         guard udpLength >= 8, udpLength <= l4Length else { return FrameOutcome(.malformedL4) }
     }
     let ports = be32(l4, 0)
-    let vipIndex = tables.pointee.findVIP(address: dst, proto: proto, port: UInt16(truncatingIfNeeded: ports))
-    guard vipIndex >= 0 else { return FrameOutcome(.noVIP) }
-    let vip = tables.pointee.vips + vipIndex
-    if vip.pointee.quic { // re-parses from the arguments: passing the parsed values kept them in stack slots for every packet
+    let vipIndex = tables.pointee.findVIPCode(address: dst, proto: proto, port: UInt16(truncatingIfNeeded: ports))
+    guard vipIndex >= 0 else {
+        guard vipIndex != -1 else { return FrameOutcome(.noVIP) }
+        // A quic VIP (code -2 - index): re-parsed out of line from the arguments, so other VIPs pay nothing for it.
         return classifyQUIC(p, headroom: headroom, port: port, tables: tables, flows: flows, counters: counters, now: now,
-                            flowHash: frameHash, vipIndex: vipIndex)
+                            flowHash: frameHash, vipIndex: -2 &- vipIndex)
     }
+    let vip = tables.pointee.vips + vipIndex
     let key = FlowKey(src: src, dst: dst, ports: ports, proto: proto, hash: frameHash)
     assert(key.hash == FlowKey(src: src, dst: dst, ports: ports, proto: proto).hash, "flowHash is not frameFlowHash")
     let packet = Packet(frame: p, l2: l2, inputTag: inputTag, ip: ip, ihl: ihl, total: total, headroom: headroom)

@@ -60,7 +60,7 @@ extension DataplaneTables {
     }
 
     /// The prefix VIP for (address, protocol, port) when no VIP has the exact address: longest prefix first, and
-    /// within one prefix port (or range) before `*`. -1 when none. Out of line (exact VIPs never come here), and
+    /// within one prefix port (or range) before `*`. -1 when none; the entry's code (`vipOfCode`). Out of line (exact VIPs never come here), and
     /// static with the index passed in, so the call does not copy the tables struct.
     @usableFromInline @inline(never)
     static func findPrefixVIP(_ index: UnsafeMutablePointer<VIPSlot>, mask: Int, lengths prefixLengths: UInt64,
@@ -69,7 +69,7 @@ extension DataplaneTables {
             var i = indexSlot(key, mask: mask)
             while true {
                 let slot = index[i]
-                if slot.key == key { return Int(slot.vip) }
+                if slot.key == key { return Int(Int32(bitPattern: slot.vip)) }
                 if slot.key == 0 { return -1 }
                 i = (i &+ 1) & mask
             }
@@ -80,9 +80,9 @@ extension DataplaneTables {
             lengths &= ~(1 << UInt64(length))
             let network = maskIPv4(address, length)
             let exact = probe(prefixKey(network, length, proto, port))
-            if exact >= 0 { return exact }
+            if exact != -1 { return exact }
             let any = probe(prefixKey(network, length, proto, 0))
-            if any >= 0 { return any }
+            if any != -1 { return any }
         }
         return -1
     }
@@ -95,7 +95,7 @@ extension DataplaneTables {
             var i = index6Slot(hi, lo, key, mask: mask)
             while true {
                 let slot = index[i]
-                if slot.key == key && slot.lo == lo && slot.hi == hi { return Int(slot.vip) }
+                if slot.key == key && slot.lo == lo && slot.hi == hi { return Int(Int32(bitPattern: slot.vip)) }
                 if slot.key == 0 { return -1 }
                 i = (i &+ 1) & mask
             }
@@ -114,9 +114,9 @@ extension DataplaneTables {
             }
             let (h, l) = maskIPv6(hi, lo, length)
             let exact = probe(h, l, prefix6Key(length, proto, port))
-            if exact >= 0 { return exact }
+            if exact != -1 { return exact }
             let any = probe(h, l, prefix6Key(length, proto, 0))
-            if any >= 0 { return any }
+            if any != -1 { return any }
         }
         return -1
     }

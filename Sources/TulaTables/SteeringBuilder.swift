@@ -16,6 +16,12 @@ extension DataplaneTables {
         return ports.map { prefix6Key(vip.prefixLength ?? 128, entry.proto, $0) }
     }
 
+    /// What the VIP index holds for VIP `v`: its index, or -2 - index (as a bit pattern) for a quic UDP VIP.
+    static func entryCode(_ config: TulaConfig, _ v: Int) -> UInt32 {
+        let vip = config.vips[v]
+        return UInt32(bitPattern: Int32(vip.quic && vip.proto == .udp ? -2 - v : v))
+    }
+
     /// Fills the IPv4 VIP index: ports and `*` first, then range ports no port VIP of the same address (or prefix)
     /// already holds (a port beats a range). Returns the index and its mask.
     static func buildIndex4(_ config: TulaConfig, _ vips: UnsafeMutablePointer<VIPEntry>, _ v4: [Int]) -> (UnsafeMutablePointer<VIPSlot>, Int) {
@@ -31,7 +37,7 @@ extension DataplaneTables {
                     var i = indexSlot(key, mask: capacity - 1)
                     while index[i].key != 0 && index[i].key != key { i = (i + 1) & (capacity - 1) }
                     if index[i].key == key { continue }
-                    index[i] = VIPSlot(key: key, vip: UInt32(v))
+                    index[i] = VIPSlot(key: key, vip: entryCode(config, v))
                 }
             }
         }
@@ -54,7 +60,7 @@ extension DataplaneTables {
                     func same(_ s: VIP6Slot) -> Bool { s.key == key && s.hi == hi && s.lo == lo }
                     while index[i].key != 0 && !same(index[i]) { i = (i + 1) & (capacity - 1) }
                     if same(index[i]) { continue }
-                    index[i] = VIP6Slot(hi: hi, lo: lo, key: key, vip: UInt32(v))
+                    index[i] = VIP6Slot(hi: hi, lo: lo, key: key, vip: entryCode(config, v))
                 }
             }
         }
