@@ -39,6 +39,9 @@ public struct VIPEntry: @unchecked Sendable {
     public var proto: UInt8
     public var mode: DSRMode
     public var hash: FlowHashMode
+    /// `quic: true`: UDP packets go through `deliverQUIC` (connection-ID stickiness; the IPv4 path finds these VIPs
+    /// by their index code instead, see `vipOfCode`). Kept in padding: the entry stays 56 bytes.
+    public var quic: Bool = false
     /// The VIP's counter slot (`CounterSlots`).
     public var slot: UInt32
     public var tableSize: UInt32
@@ -50,8 +53,6 @@ public struct VIPEntry: @unchecked Sendable {
     public var tunnel6: Bool = false
     public var address6Hi: UInt64 = 0
     public var address6Lo: UInt64 = 0
-    /// `quic: true`: UDP packets go through `deliverQUIC` (connection-ID stickiness).
-    public var quic: Bool = false
 
     @inlinable
     public init(address: UInt32, port: UInt16, proto: UInt8, mode: DSRMode, hash: FlowHashMode, slot: UInt32, tableSize: UInt32, table: UnsafeMutablePointer<UInt16>) {
