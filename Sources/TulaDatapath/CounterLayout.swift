@@ -15,8 +15,9 @@ public struct CounterLayout: Sendable, Equatable {
     @inlinable public static var perPort: Int { firstVerdict + Verdict.count }
     /// Flow table: slots in use, insertions, evictions of live flows, reuses of expired slots.
     public static let flowsInUse = 0, flowInsertions = 1, flowEvictions = 2, flowExpiries = 3, perFlowTable = 4
-    /// Per VIP and per backend: packets, bytes, new flows.
-    public static let packets = 0, bytes = 1, newFlows = 2, perTarget = 3
+    /// Per VIP and per backend: packets, bytes, new flows; per VIP also QUIC packets routed by server id and QUIC
+    /// packets that fell back to Maglev (`quic: true` VIPs; zero in backend slots).
+    public static let packets = 0, bytes = 1, newFlows = 2, quicRouted = 3, quicFallback = 4, perTarget = 5
 
     public init(ports: Int, vips: Int = CounterSlots.maxVIPs, backends: Int = CounterSlots.maxBackends) {
         portCount = ports; vipCount = vips; backendCount = backends

@@ -41,6 +41,9 @@ public struct VIPEntry: @unchecked Sendable {
     public var proto: UInt8
     public var mode: DSRMode
     public var hash: FlowHashMode
+    /// `quic: true`: UDP packets go through `deliverQUIC` (connection-ID stickiness; the IPv4 path finds these VIPs
+    /// by their index code instead, see `vipOfCode`). Kept in padding: the entry stays 56 bytes.
+    public var quic: Bool = false
     /// The VIP's counter slot (`CounterSlots`).
     public var slot: UInt32
     public var tableSize: UInt32
@@ -159,6 +162,8 @@ public struct DataplaneTables: @unchecked Sendable {
     /// Counters a worker publishes: `[0, publishedPrefix)` and `[layout.backendBase, publishedEnd)`.
     public var publishedPrefix: Int
     public var publishedEnd: Int
+    /// Prefix VIPs and QUIC server ids (`VIPSteering.swift`); empty when the config has none.
+    public var steering = VIPSteering()
 
     @inlinable
     public init(ports: UnsafeMutablePointer<PortTables>, portCount: Int, vips: UnsafeMutablePointer<VIPEntry>, vipCount: Int, backends: UnsafeMutablePointer<BackendEntry>, vipIndex: UnsafeMutablePointer<VIPSlot>, vipIndexMask: Int, vipAddresses: UnsafeMutablePointer<VIPAddressEntry>, vipAddressCount: Int, vip6Index: UnsafeMutablePointer<VIP6Slot>, vip6IndexMask: Int, vip6Addresses: UnsafeMutablePointer<VIP6AddressEntry>, vip6AddressCount: Int, layout: CounterLayout, publishedPrefix: Int, publishedEnd: Int) {
@@ -174,9 +179,23 @@ public struct DataplaneTables: @unchecked Sendable {
     /// The VIP for (address, protocol, port): an exact port wins over `*`. Returns -1 when there is none.
     @inlinable @inline(__always)
     public func findVIP(address: UInt32, proto: UInt8, port: UInt16) -> Int {
+        DataplaneTables.vipOfCode(findVIPCode(address: address, proto: proto, port: port))
+    }
+
+    /// A VIP index entry's code: the VIP index, or -2 - index for a `quic` VIP (so the IPv4 path tells them
+    /// apart in the branch it already has for -1, no VIP). See `QUICSteering.swift`.
+    @inlinable @inline(__always)
+    public static func vipOfCode(_ code: Int) -> Int { code < -1 ? -2 &- code : code }
+
+    /// `findVIP`, returning the entry's code (see `vipOfCode`).
+    @inlinable @inline(__always)
+    public func findVIPCode(address: UInt32, proto: UInt8, port: UInt16) -> Int {
         let exact = probe(DataplaneTables.vipKey(address, proto, port))
-        if exact >= 0 { return exact }
-        return probe(DataplaneTables.vipKey(address, proto, 0))
+        if exact != -1 { return exact }
+        let any = probe(DataplaneTables.vipKey(address, proto, 0))
+        if any != -1 || steering.prefixLengths4 == 0 { return any }
+        return DataplaneTables.findPrefixVIP(vipIndex, mask: vipIndexMask, lengths: steering.prefixLengths4,
+                                             address: address, proto: proto, port: port)
     }
 
     /// Home slot of `key` in the VIP index: one multiply (Fibonacci hashing; the top bits are the well mixed ones).
@@ -190,7 +209,7 @@ public struct DataplaneTables: @unchecked Sendable {
         var i = DataplaneTables.indexSlot(key, mask: vipIndexMask)
         while true {
             let slot = vipIndex[i]
-            if slot.key == key { return Int(slot.vip) }
+            if slot.key == key { return Int(Int32(bitPattern: slot.vip)) }
             if slot.key == 0 { return -1 }
             i = (i + 1) & vipIndexMask
         }
@@ -210,8 +229,11 @@ public struct DataplaneTables: @unchecked Sendable {
     @inlinable @inline(__always)
     public func findVIP6(hi: UInt64, lo: UInt64, proto: UInt8, port: UInt16) -> Int {
         let exact = probe6(hi, lo, DataplaneTables.vip6Key(proto, port))
-        if exact >= 0 { return exact }
-        return probe6(hi, lo, DataplaneTables.vip6Key(proto, 0))
+        if exact != -1 { return DataplaneTables.vipOfCode(exact) }
+        let any = probe6(hi, lo, DataplaneTables.vip6Key(proto, 0))
+        if any != -1 || steering.prefixLengths6Hi | steering.prefixLengths6Lo == 0 { return DataplaneTables.vipOfCode(any) }
+        return DataplaneTables.vipOfCode(DataplaneTables.findPrefixVIP6(vip6Index, mask: vip6IndexMask, high: steering.prefixLengths6Hi,
+                                              low: steering.prefixLengths6Lo, hi: hi, lo: lo, proto: proto, port: port))
     }
 
     @inlinable @inline(__always)
@@ -219,7 +241,7 @@ public struct DataplaneTables: @unchecked Sendable {
         var i = DataplaneTables.index6Slot(hi, lo, key, mask: vip6IndexMask)
         while true {
             let slot = vip6Index[i]
-            if slot.key == key && slot.lo == lo && slot.hi == hi { return Int(slot.vip) }
+            if slot.key == key && slot.lo == lo && slot.hi == hi { return Int(Int32(bitPattern: slot.vip)) }
             if slot.key == 0 { return -1 }
             i = (i + 1) & vip6IndexMask
         }
@@ -233,7 +255,7 @@ public struct DataplaneTables: @unchecked Sendable {
             if vip6Addresses[i].lo == lo && vip6Addresses[i].hi == hi { return vip6Addresses + i }
             i &+= 1
         }
-        return nil
+        return steering.prefix6Count == 0 ? nil : prefixAddress6(hi: hi, lo: lo)
     }
 
     /// The entry of a VIP address (host order), or nil when no VIP has it.
@@ -244,6 +266,6 @@ public struct DataplaneTables: @unchecked Sendable {
             if vipAddresses[i].address == address { return vipAddresses + i }
             i &+= 1
         }
-        return nil
+        return steering.prefix4Count == 0 ? nil : prefixAddress(address)
     }
 }

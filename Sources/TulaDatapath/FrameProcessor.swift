@@ -130,8 +130,13 @@ func classifyAndRewrite(_ p: UnsafeMutableRawPointer, length: Int, headroom: Int
         guard udpLength >= 8, udpLength <= l4Length else { return FrameOutcome(.malformedL4) }
     }
     let ports = be32(l4, 0)
-    let vipIndex = tables.pointee.findVIP(address: dst, proto: proto, port: UInt16(truncatingIfNeeded: ports))
-    guard vipIndex >= 0 else { return FrameOutcome(ownOrElse(dst, port, .noVIP)) }
+    let vipIndex = tables.pointee.findVIPCode(address: dst, proto: proto, port: UInt16(truncatingIfNeeded: ports))
+    guard vipIndex >= 0 else {
+        guard vipIndex != -1 else { return FrameOutcome(ownOrElse(dst, port, .noVIP)) }
+        // A quic VIP (code -2 - index): re-parsed out of line from the arguments, so other VIPs pay nothing for it.
+        return classifyQUIC(p, headroom: headroom, port: port, tables: tables, flows: flows, counters: counters, now: now,
+                            flowHash: frameHash, vipIndex: -2 &- vipIndex)
+    }
     let vip = tables.pointee.vips + vipIndex
     let key = FlowKey(src: src, dst: dst, ports: ports, proto: proto, hash: frameHash)
     assert(key.hash == FlowKey(src: src, dst: dst, ports: ports, proto: proto).hash, "flowHash is not frameFlowHash")
@@ -213,7 +218,7 @@ func ownOrElse6(_ hi: UInt64, _ lo: UInt64, _ port: UnsafePointer<PortTables>, _
 func deliver(_ packet: Packet, vip: UnsafeMutablePointer<VIPEntry>, port: UnsafePointer<PortTables>,
              tables: UnsafePointer<DataplaneTables>, flows: UnsafePointer<FlowTable>, counters: UnsafeMutablePointer<UInt64>,
              now: UInt32, flow: (key: FlowKey, insert: Bool)?, pick: UInt64, isICMPError: Bool = false,
-             ipv6: Bool = false) -> FrameOutcome {
+             ipv6: Bool = false, backendOverride: UInt32 = UInt32(Maglev.none)) -> FrameOutcome {
     let mode = vip.pointee.mode
     let total = packet.total
     var fragments = 0
@@ -238,7 +243,7 @@ func deliver(_ packet: Packet, vip: UnsafeMutablePointer<VIPEntry>, port: Unsafe
     // Backend: pinned, or picked (and pinned once the packet is sure to go out).
     let vipSlot = vip.pointee.slot
     let layout = tables.pointee.layout
-    var backend = UInt32(Maglev.none)
+    var backend = backendOverride // QUIC: the backend the connection ID names
     var entry: UnsafeMutablePointer<FlowEntry>? = nil
     var found = FlowTable.Outcome.insertedEmpty
     if let flow {

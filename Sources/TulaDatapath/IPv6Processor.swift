@@ -103,6 +103,11 @@ func classifyIPv6(_ p: UnsafeMutableRawPointer, length: Int, headroom: Int, port
     assert(hash == flowHash6(srcHi: srcHi, srcLo: srcLo, dstHi: dstHi, dstLo: dstLo, srcPort: UInt16(truncatingIfNeeded: ports >> 16),
                              dstPort: UInt16(truncatingIfNeeded: ports), proto: proto), "flowHash is not frameFlowHash")
     let key = FlowKey(src: sourceFingerprint(srcHi, srcLo), dst: 0, ports: ports, proto: proto, hash: hash)
+    if vip.pointee.quic {
+        return deliverQUIC(packet, l4: l4, vipIndex: vipIndex, port: port, tables: tables, flows: flows, counters: counters,
+                           now: now, key: key, pick: pickHash6(vip.pointee.hash, srcHi: srcHi, srcLo: srcLo, dstHi: dstHi,
+                                                               dstLo: dstLo, ports: ports, proto: proto, fiveTuple: hash), ipv6: true)
+    }
     return deliverCold(packet, vip: vip, port: port, tables: tables, flows: flows, counters: counters, now: now,
                        flow: (key, true),
                        pick: pickHash6(vip.pointee.hash, srcHi: srcHi, srcLo: srcLo, dstHi: dstHi, dstLo: dstLo,

@@ -299,10 +299,14 @@ extension Summary {
                 Backend(address: b["address"] as? String ?? "?", weight: b["weight"] as? Int ?? 0,
                         packets: jsonUInt(b["packets"]), bytes: jsonUInt(b["bytes"]), newFlows: jsonUInt(b["new_flows"]))
             }
-            return VIP(name: v["name"] as? String ?? "?", address: v["address"] as? String ?? "?", port: v["port"] as? String ?? "?",
+            var vip = VIP(name: v["name"] as? String ?? "?", address: v["address"] as? String ?? "?", port: v["port"] as? String ?? "?",
                        proto: v["protocol"] as? String ?? "?", mode: v["mode"] as? String ?? "?",
                        packets: jsonUInt(v["packets"]), bytes: jsonUInt(v["bytes"]), newFlows: jsonUInt(v["new_flows"]),
                        backends: backends)
+            if v["quic_routed"] != nil {
+                (vip.quic, vip.quicRouted, vip.quicFallback) = (true, jsonUInt(v["quic_routed"]), jsonUInt(v["quic_fallback"]))
+            }
+            return vip
         }
         elapsedSeconds = object["elapsed_seconds"] as? Double ?? 0
         let flows = object["flows"] as? [String: Any] ?? [:]

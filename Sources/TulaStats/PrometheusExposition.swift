@@ -40,6 +40,13 @@ public enum PrometheusExposition {
         add("tula_vip_packets_total", .counter, "Frames forwarded for the VIP.", perVIP(\.packets))
         add("tula_vip_bytes_total", .counter, "Bytes forwarded for the VIP (frames as received).", perVIP(\.bytes))
         add("tula_vip_new_flows_total", .counter, "Flows pinned to a backend of the VIP.", perVIP(\.newFlows))
+        let quicVIPs = s.vips.filter(\.quic)
+        if !quicVIPs.isEmpty {
+            add("tula_vip_quic_routed_total", .counter, "QUIC short-header packets sent to the backend their connection ID names.",
+                quicVIPs.map { Sample([("vip", $0.name)], $0.quicRouted) })
+            add("tula_vip_quic_fallback_total", .counter, "QUIC packets of a quic VIP sent by flow table and Maglev (long header, no or unknown server id).",
+                quicVIPs.map { Sample([("vip", $0.name)], $0.quicFallback) })
+        }
 
         func perBackend(_ value: (Summary.Backend) -> Double) -> [Sample] {
             s.vips.flatMap { v in v.backends.map { Sample([("vip", v.name), ("backend", $0.address)], value($0)) } }

@@ -32,6 +32,9 @@ public struct Summary: Sendable {
         public var name, address, port, proto, mode: String
         public var packets, bytes, newFlows: UInt64
         public var backends: [Backend]
+        /// `quic: true` VIPs: short-header packets sent by their connection ID's server id, and QUIC packets that fell back to Maglev.
+        public var quic: Bool = false
+        public var quicRouted: UInt64 = 0, quicFallback: UInt64 = 0
         /// `address:port/proto`, the address bracketed when it is IPv6 (`[2001:db8::80]:80/tcp`).
         public var endpoint: String { (address.contains(":") ? "[\(address)]" : address) + ":\(port)/\(proto)" }
     }
@@ -87,10 +90,16 @@ public struct Summary: Sendable {
                                bytes: bb.map { c[$0 + CounterLayout.bytes] } ?? 0,
                                newFlows: bb.map { c[$0 + CounterLayout.newFlows] } ?? 0)
             }
-            return VIP(name: vip.name, address: vip.address.description, port: vip.port.map(String.init) ?? "*",
+            var summary = VIP(name: vip.name, address: vip.addressText, port: vip.portText,
                        proto: vip.proto.description, mode: vip.mode.description,
                        packets: vb.map { c[$0 + CounterLayout.packets] } ?? 0, bytes: vb.map { c[$0 + CounterLayout.bytes] } ?? 0,
                        newFlows: vb.map { c[$0 + CounterLayout.newFlows] } ?? 0, backends: backends)
+            if vip.quic {
+                summary.quic = true
+                summary.quicRouted = vb.map { c[$0 + CounterLayout.quicRouted] } ?? 0
+                summary.quicFallback = vb.map { c[$0 + CounterLayout.quicFallback] } ?? 0
+            }
+            return summary
         }
         self.mbufsInUse = mbufsInUse
         let f = layout.flowTable
@@ -134,11 +143,13 @@ public struct Summary: Sendable {
                 return port
             },
             "vips": vips.map { v -> [String: Any] in
-                ["name": v.name, "address": v.address, "port": v.port, "protocol": v.proto, "mode": v.mode,
+                var vip: [String: Any] = ["name": v.name, "address": v.address, "port": v.port, "protocol": v.proto, "mode": v.mode,
                  "packets": v.packets, "bytes": v.bytes, "new_flows": v.newFlows,
                  "backends": v.backends.map { b -> [String: Any] in
                      ["address": b.address, "weight": b.weight, "health": b.health, "packets": b.packets, "bytes": b.bytes, "new_flows": b.newFlows]
                  }]
+                if v.quic { vip["quic_routed"] = v.quicRouted; vip["quic_fallback"] = v.quicFallback }
+                return vip
             },
             "notes": Dictionary(notes, uniquingKeysWith: { _, last in last }),
         ]
@@ -172,7 +183,8 @@ public struct Summary: Sendable {
         }
         out += "vips:\n"
         for v in vips {
-            out += "  \(v.name) \(v.endpoint) \(v.mode): \(v.packets) packets, \(v.newFlows) new flows\n"
+            out += "  \(v.name) \(v.endpoint) \(v.mode): \(v.packets) packets, \(v.newFlows) new flows"
+                + (v.quic ? ", QUIC \(v.quicRouted) routed by connection ID, \(v.quicFallback) fallback" : "") + "\n"
             for b in v.backends {
                 out += "    -> \(b.address) (weight \(b.weight)\(b.health == "unchecked" ? "" : ", " + b.health)): \(b.packets) packets, \(b.bytes) bytes, \(b.newFlows) new flows\n"
             }

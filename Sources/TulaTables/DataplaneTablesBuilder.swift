@@ -42,9 +42,11 @@ extension DataplaneTables {
                                                     vlan: 0, resolved: false),
                             count: CounterSlots.maxBackends)
         let vips = UnsafeMutablePointer<VIPEntry>.allocate(capacity: max(1, config.vips.count))
+        var allBackendSlots: [[Int]] = []
         for (v, vip) in config.vips.enumerated() {
             let vipSlot = slots.slot(vip: vip.name)!
             let backendSlots = vip.backends.map { slots.slot(backend: BackendKey(vip: vip.name, address: $0.address))! }
+            allBackendSlots.append(backendSlots)
             for (b, slot) in zip(vip.backends, backendSlots) {
                 let known = vip.mode == .l3 ? MACAddress.zero : (b.mac ?? neighbors[b.address])
                 let mac = macWords(known ?? .zero)
@@ -60,6 +62,7 @@ extension DataplaneTables {
             vips[v] = VIPEntry(address: vip.address.v4?.value ?? 0, port: vip.port ?? 0, proto: vip.proto.rawValue,
                                mode: vip.mode, hash: vip.hash, slot: UInt32(vipSlot), tableSize: UInt32(vip.tableSize), table: tablePointer)
             if let a6 = vip.address.v6 { (vips[v].address6Hi, vips[v].address6Lo) = (a6.hi, a6.lo) }
+            vips[v].quic = vip.quic && vip.proto == .udp
             if vip.mode == .l3 && vip.backendFamily == .v6 {
                 vips[v].tunnel6 = true
                 vips[v].overheadBytes = UInt32(ipv6OverheadBytes)
@@ -67,54 +70,42 @@ extension DataplaneTables {
         }
         let v4 = config.vips.indices.filter { config.vips[$0].address.family == .v4 }
         let v6 = config.vips.indices.filter { config.vips[$0].address.family == .v6 }
-        var capacity = 16
-        while capacity < v4.count * 4 { capacity *= 2 }
-        let index = UnsafeMutablePointer<VIPSlot>.allocate(capacity: capacity)
-        index.initialize(repeating: VIPSlot(key: 0, vip: 0), count: capacity)
-        for v in v4 {
-            var i = indexSlot(vipKey(vips[v].address, vips[v].proto, vips[v].port), mask: capacity - 1)
-            while index[i].key != 0 { i = (i + 1) & (capacity - 1) }
-            index[i] = VIPSlot(key: vipKey(vips[v].address, vips[v].proto, vips[v].port), vip: UInt32(v))
-        }
-        var capacity6 = 16
-        while capacity6 < v6.count * 4 { capacity6 *= 2 }
-        let index6 = UnsafeMutablePointer<VIP6Slot>.allocate(capacity: capacity6)
-        index6.initialize(repeating: VIP6Slot(hi: 0, lo: 0, key: 0, vip: 0), count: capacity6)
-        for v in v6 {
-            let key = vip6Key(vips[v].proto, vips[v].port)
-            var i = index6Slot(vips[v].address6Hi, vips[v].address6Lo, key, mask: capacity6 - 1)
-            while index6[i].key != 0 { i = (i + 1) & (capacity6 - 1) }
-            index6[i] = VIP6Slot(hi: vips[v].address6Hi, lo: vips[v].address6Lo, key: key, vip: UInt32(v))
-        }
-        let distinct = Array(Set(v4.compactMap { config.vips[$0].address.v4 })).sorted()
+        let (index, indexMask) = buildIndex4(config, vips, v4)
+        let (index6, index6Mask) = buildIndex6(config, vips, v6)
+        let distinct = Array(Set(v4.filter { config.vips[$0].prefixLength == nil }.compactMap { config.vips[$0].address.v4 })).sorted()
         let addresses = UnsafeMutablePointer<VIPAddressEntry>.allocate(capacity: max(1, distinct.count))
         addresses.initialize(from: distinct.map { address in
-            VIPAddressEntry(address: address.value, echo: config.vips.contains { $0.address == .v4(address) && $0.icmpEcho },
+            VIPAddressEntry(address: address.value, echo: config.vips.contains { $0.address == .v4(address) && $0.prefixLength == nil && $0.icmpEcho },
                             fragmentTCP: fragmentVIP(config, .v4(address), .tcp), fragmentUDP: fragmentVIP(config, .v4(address), .udp))
         }, count: distinct.count)
-        let distinct6 = Array(Set(v6.compactMap { config.vips[$0].address.v6 })).sorted()
+        let distinct6 = Array(Set(v6.filter { config.vips[$0].prefixLength == nil }.compactMap { config.vips[$0].address.v6 })).sorted()
         let addresses6 = UnsafeMutablePointer<VIP6AddressEntry>.allocate(capacity: max(1, distinct6.count))
         addresses6.initialize(from: distinct6.map { address in
             VIP6AddressEntry(hi: address.hi, lo: address.lo,
-                             echo: config.vips.contains { $0.address == .v6(address) && $0.icmpEcho },
+                             echo: config.vips.contains { $0.address == .v6(address) && $0.prefixLength == nil && $0.icmpEcho },
                              fragmentTCP: fragmentVIP(config, .v6(address), .tcp), fragmentUDP: fragmentVIP(config, .v6(address), .udp))
         }, count: distinct6.count)
         let layout = CounterLayout(ports: config.ports.count)
         let tables = UnsafeMutablePointer<DataplaneTables>.allocate(capacity: 1)
         tables.initialize(to: DataplaneTables(
             ports: ports, portCount: config.ports.count, vips: vips, vipCount: config.vips.count,
-            backends: backends, vipIndex: index, vipIndexMask: capacity - 1,
-            vipAddresses: addresses, vipAddressCount: distinct.count, vip6Index: index6, vip6IndexMask: capacity6 - 1,
+            backends: backends, vipIndex: index, vipIndexMask: indexMask,
+            vipAddresses: addresses, vipAddressCount: distinct.count, vip6Index: index6, vip6IndexMask: index6Mask,
             vip6Addresses: addresses6, vip6AddressCount: distinct6.count, layout: layout,
             publishedPrefix: layout.vip(slots.vipHighWater), publishedEnd: layout.backend(slots.backendHighWater)))
+        tables.pointee.steering = buildSteering(config, backendSlots: allBackendSlots)
         return tables
     }
 
     /// The VIP that takes fragments to (address, proto): the `*` VIP, else the only one, else none (-1).
+    /// With no VIP of that protocol on the address itself, the longest prefix VIP holding it decides, as for its packets.
     static func fragmentVIP(_ config: TulaConfig, _ address: IPAddress, _ proto: L4Protocol) -> Int32 {
-        let candidates = config.vips.indices.filter { config.vips[$0].address == address && config.vips[$0].proto == proto }
-        if let wildcard = candidates.first(where: { config.vips[$0].port == nil }) { return Int32(wildcard) }
-        return candidates.count == 1 ? Int32(candidates[0]) : -1
+        if config.vips.contains(where: { $0.address == address && $0.prefixLength == nil && $0.proto == proto }) {
+            return fragmentVIP(config, address, proto, bits: nil)
+        }
+        let covering = config.vips.filter { $0.prefixLength != nil && $0.proto == proto && $0.covers(address) }
+        guard let longest = covering.max(by: { $0.addressBits < $1.addressBits }) else { return -1 }
+        return fragmentVIP(config, longest.address, proto, bits: longest.prefixLength)
     }
 
     /// Builds the tables with slots numbered afresh (for tools and tests; the appliance keeps its
@@ -132,6 +123,7 @@ extension DataplaneTables {
         t.ports.deallocate(); t.vips.deallocate(); t.backends.deallocate()
         t.vipIndex.deallocate(); t.vipAddresses.deallocate()
         t.vip6Index.deallocate(); t.vip6Addresses.deallocate()
+        destroySteering(t.steering)
         tables.deinitialize(count: 1)
         tables.deallocate()
     }

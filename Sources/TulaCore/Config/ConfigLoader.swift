@@ -121,9 +121,9 @@ public enum ConfigLoader {
                            "gateway6_mac", "mtu", "vlan",
                            "kernel_interface", "kernel_rate", "kernel_burst", "kernel_prefix_length", "kernel_prefix_length6"]
         static let vip = ["name", "address", "port", "protocol", "mode", "hash", "icmp_echo", "health_check",
-                          "maglev_table_size", "backends"]
+                          "maglev_table_size", "backends", "quic"]
         static let healthCheck = ["type", "port", "path", "expect_status", "interval", "timeout", "rise", "fall"]
-        static let backend = ["address", "mac", "weight", "vlan"]
+        static let backend = ["address", "mac", "weight", "vlan", "quic_server_id"]
     }
 
     private static func decodeConfig(_ root: ConfigNode) throws(ConfigError) -> TulaConfig {
@@ -315,8 +315,9 @@ public enum ConfigLoader {
         }
 
         let addressNode = try fields.required("address")
-        let address = try addressNode.hostIP()
-        if let port = ports.first(where: { IPAddress.v4($0.address) == address || $0.address6.map(IPAddress.v6) == address }) {
+        let (address, prefixLength) = try decodeVIPAddress(addressNode)
+        if let port = ports.first(where: { VIPConfig.masked(.v4($0.address), bits: prefixLength ?? 32) == address
+                                           || $0.address6.map { VIPConfig.masked(.v6($0), bits: prefixLength ?? 128) } == address }) {
             throw addressNode.error(
                 "\(address) is the own address of port \"\(port.name)\"; a VIP needs an address of its own")
         }
@@ -325,12 +326,11 @@ public enum ConfigLoader {
             throw addressNode.error("IPv6 needs a link MTU of at least \(minimumIPv6MTU) (RFC 8200), but port "
                 + "\"\(port.name)\" has mtu \(port.mtu)")
         }
-        let port = try decodeVIPPort(fields.required("port"))
+        let (port, portEnd) = try decodeVIPPortOrRange(fields.required("port"))
         let proto: L4Protocol = try fields.required("protocol").choice(what: "protocol")
-        if let index = previous.firstIndex(where: { $0.address == address && $0.port == port && $0.proto == proto }) {
-            throw node.error("duplicate VIP \(endpoint(address, port, proto)), "
-                + "already defined by vips[\(index)] \"\(previous[index].name)\"")
-        }
+        var steering = VIPConfig(name: name, address: address, port: port, proto: proto, mode: .l2, backends: [])
+        (steering.prefixLength, steering.portEnd) = (prefixLength, portEnd)
+        try checkVIPAmbiguity(steering, previous: previous, node: node)
 
         let modeNode = try fields.required("mode")
         let mode: DSRMode = try modeNode.choice(what: "mode")
@@ -355,6 +355,9 @@ public enum ConfigLoader {
                             tableSize: tableSize, backends: backends, line: node.line)
         vip.hash = try fields.optional("hash")?.choice(what: "hash") ?? .fiveTuple
         vip.icmpEcho = try fields.optional("icmp_echo")?.bool() ?? true
+        (vip.prefixLength, vip.portEnd) = (prefixLength, portEnd)
+        vip.quic = try fields.optional("quic")?.bool() ?? false
+        try checkQUIC(vip, quicNode: fields.optional("quic"), backendsNode: backendsNode)
         vip.healthCheck = try fields.optional("health_check").map { node throws(ConfigError) in
             try decodeHealthCheck(node, vipPort: port)
         }
@@ -362,7 +365,7 @@ public enum ConfigLoader {
     }
 
     /// A port number 1...65535, or `"*"` for every port (nil).
-    private static func decodeVIPPort(_ node: ConfigNode) throws(ConfigError) -> UInt16? {
+    static func decodeVIPPortValue(_ node: ConfigNode) throws(ConfigError) -> UInt16? {
         if node.isInteger { return UInt16(try node.int(in: 1...65535)) }
         if case .scalar(let scalar) = node.node, scalar.string == "*" { return nil }
         throw node.error(
@@ -490,6 +493,9 @@ public enum ConfigLoader {
                 throw vlanNode.error("a backend vlan applies to l2 VIPs only (l3 output is tagged with the port's vlan)")
             }
             backend.vlan = try decodeVLAN(vlanNode)
+        }
+        backend.quicServerID = try fields.optional("quic_server_id").map { node throws(ConfigError) in
+            UInt32(try node.int(in: 1...0xFF_FFFF))
         }
         return backend
     }

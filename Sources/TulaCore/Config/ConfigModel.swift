@@ -145,8 +145,14 @@ public struct VIPConfig: Sendable, Equatable {
     public var name: String
     /// The virtual address (IPv4 or IPv6) clients connect to.
     public var address: IPAddress
-    /// Destination port 1...65535, or nil for every port (`port: "*"`).
+    /// Destination port 1...65535, or nil for every port (`port: "*"`); the first port of a range.
     public var port: UInt16?
+    /// Key `port: "FIRST-LAST"`: the last port of a range (`port` is the first), nil for one port or `*`.
+    public var portEnd: UInt16? = nil
+    /// Key `address: NETWORK/LEN`: the prefix length of a prefix VIP (`address` is the network), nil for one address.
+    public var prefixLength: Int? = nil
+    /// Key `quic`: route QUIC short-header packets by the server id in their connection ID (UDP only).
+    public var quic: Bool = false
     /// Key `protocol`: tcp or udp.
     public var proto: L4Protocol
     /// Key `mode`: l2 (MAC rewrite) or l3 (IP-in-IP).
@@ -194,6 +200,8 @@ public struct BackendConfig: Sendable, Equatable {
     public var vlan: UInt16? = nil
     /// Relative share of new flows, 0...1000 (default 1; 0 = drain).
     public var weight: Int
+    /// Key `quic_server_id`: the server id this backend puts in its QUIC connection IDs (quic VIPs), nil for none.
+    public var quicServerID: UInt32? = nil
     /// Line of this backend's entry in the config file (0 if not from a file).
     public var line: Int
 

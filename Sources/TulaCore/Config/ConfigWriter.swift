@@ -39,8 +39,9 @@ public enum ConfigWriter {
         out += config.vips.isEmpty ? "vips: []\n" : "vips:\n"
         for v in config.vips {
             out += "  - name: \(quoted(v.name))\n"
-            out += "    address: \(quoted(v.address.description))\n"
-            out += "    port: \(v.port.map(String.init) ?? quoted("*"))\n"
+            out += "    address: \(quoted(v.addressText))\n"
+            out += "    port: \(v.portEnd == nil ? v.port.map(String.init) ?? quoted("*") : quoted(v.portText))\n"
+            if v.quic { out += "    quic: true\n" }
             out += "    protocol: \(v.proto)\n"
             out += "    mode: \(v.mode)\n"
             out += "    hash: \(v.hash)\n"
@@ -65,6 +66,7 @@ public enum ConfigWriter {
                 if let mac = b.mac { out += "        mac: \(quoted(mac.description))\n" }
                 out += "        weight: \(b.weight)\n"
                 if let vlan = b.vlan { out += "        vlan: \(vlan)\n" }
+                if let id = b.quicServerID { out += "        quic_server_id: \(id)\n" }
             }
         }
         return out
