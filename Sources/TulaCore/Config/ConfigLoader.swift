@@ -120,7 +120,7 @@ public enum ConfigLoader {
         static let port = ["name", "device", "address", "mac", "gateway", "gateway_mac", "address6", "gateway6",
                            "gateway6_mac", "mtu", "vlan"]
         static let vip = ["name", "address", "port", "protocol", "mode", "hash", "icmp_echo", "health_check",
-                          "maglev_table_size", "backends"]
+                          "maglev_table_size", "backends"] + ConfigLoader.encapsulationKeys
         static let healthCheck = ["type", "port", "path", "expect_status", "interval", "timeout", "rise", "fall"]
         static let backend = ["address", "mac", "weight", "vlan"]
     }
@@ -310,6 +310,7 @@ public enum ConfigLoader {
                             tableSize: tableSize, backends: backends, line: node.line)
         vip.hash = try fields.optional("hash")?.choice(what: "hash") ?? .fiveTuple
         vip.icmpEcho = try fields.optional("icmp_echo")?.bool() ?? true
+        vip.encapsulation = try decodeEncapsulation(fields, mode: mode, outerFamily: backends[0].address.family)
         vip.healthCheck = try fields.optional("health_check").map { node throws(ConfigError) in
             try decodeHealthCheck(node, vipPort: port)
         }
