@@ -74,7 +74,7 @@ func remarkDSCP(ip: UnsafeMutableRawPointer, ipv6: Bool, dscp: UInt8) {
 /// relative to `ip`.
 ///
 /// GUE is variant 1 (no GUE header: the inner IP version says what follows). Over IPv4 its UDP checksum is
-/// zero (RFC 768, allowed for tunnels by RFC 8086 5.1 and accepted by Linux fou); over IPv6 it is computed
+/// zero (optional over IPv4 by RFC 768, allowed by the GUE draft, accepted by Linux fou); over IPv6 it is computed
 /// over the whole datagram (RFC 8200 8.1; Linux does not accept zero-checksum IPv6 UDP by default).
 @usableFromInline @inline(never)
 func encapsulateVIP(ip: UnsafeMutableRawPointer, total: Int, inner6: Bool, inputTag: Int32, port: UnsafePointer<PortTables>,
