@@ -1,4 +1,4 @@
-// Output Ethernet headers (VLAN tag kept, set or inserted), IPv4 IP-in-IP encapsulation, and outer fragments (other tunnels: Encapsulations.swift).
+// Output Ethernet headers (VLAN tag kept, set or inserted), IP-in-IP, 6in6 and 4in6 encapsulation, and outer fragments (GUE, GRE, per-flow sources, DSCP: Encapsulations.swift).
 
 import TulaCore
 
@@ -69,6 +69,31 @@ func encapsulate(ip: UnsafeMutableRawPointer, total: Int, inputTag: Int32, port:
     writeOuterHeader(ip - ipInIPOverheadBytes, tos: ip.load(fromByteOffset: 1, as: UInt8.self), payload: total,
                      identification: be16(ip, 4), flagsFragment: be16(ip, 6) & 0x4000,
                      source: port.pointee.address, destination: backend)
+    return start
+}
+
+/// Builds the IPv6-outer frame in front of the packet at `ip` (`total` bytes; IPv6 when `inner6`, else IPv4):
+/// Ethernet to the IPv6 gateway tagged per `outputTag`, then a 40-byte IPv6 header from the port's `address6`
+/// to `backend`, next header 41 (6in6) or 4 (4in6), hop limit 64, the inner traffic class, and `label` as the
+/// flow label (RFC 6438). Returns where the frame starts relative to `ip`. Out of line: IPv4-to-IPv4 l3 is
+/// the common tunnel, and this keeps its loop small. Used for IPv6 outers
+/// without GUE, GRE, outer_source or dscp (`VIPTunnel.general` false); those go to `encapsulateVIP`.
+@usableFromInline @inline(never)
+func encapsulate6(ip: UnsafeMutableRawPointer, total: Int, inner6: Bool, inputTag: Int32, port: UnsafePointer<PortTables>,
+                  backend: UnsafePointer<BackendEntry>, label: UInt32) -> Int {
+    let tag = outputTag(input: inputTag, vlan: port.pointee.vlan)
+    let l2 = tag == untagged ? 14 : 18
+    let start = -(ipv6OverheadBytes + l2)
+    _ = writeEthernet(ip + start, dst: (port.pointee.gateway6Word0, port.pointee.gateway6Word1),
+                      src: (port.pointee.macWord0, port.pointee.macWord1), tag: tag, etherType: 0x86DD)
+    let trafficClass = inner6 ? UInt32(be16(ip, 0) >> 4 & 0xFF) : UInt32(ip.load(fromByteOffset: 1, as: UInt8.self))
+    let outer = ip - ipv6OverheadBytes
+    put32(outer, 0, 0x6000_0000 | trafficClass << 20 | label & 0xF_FFFF)
+    put16(outer, 4, UInt16(truncatingIfNeeded: total))
+    outer.storeBytes(of: inner6 ? 41 : 4, toByteOffset: 6, as: UInt8.self)
+    outer.storeBytes(of: 64, toByteOffset: 7, as: UInt8.self)
+    putAddress6(outer, 8, port.pointee.address6Hi, port.pointee.address6Lo)
+    putAddress6(outer, 24, backend.pointee.address6Hi, backend.pointee.address6Lo)
     return start
 }
 

@@ -11,6 +11,9 @@ public struct VIPTunnel: Sendable {
     public var dscp: UInt8 = VIPTunnel.keepDSCP
     /// Rewrite the packet's own DSCP too (l2: the only header).
     public var remark: Bool = false
+    /// Any of GUE, GRE, a per-flow source or DSCP: l3 output is built by `encapsulateVIP` (else, for an IPv6
+    /// outer, by the leaner `encapsulate6`).
+    public var general: Bool = false
     /// The outer source is picked per flow from a prefix: base | (hash bits & host mask).
     public var perFlowSource: Bool = false
     public var source4: UInt32 = 0

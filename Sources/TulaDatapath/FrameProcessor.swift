@@ -267,8 +267,12 @@ func deliver(_ packet: Packet, vip: UnsafeMutablePointer<VIPEntry>, port: Unsafe
             remarkDSCP(ip: packet.ip, ipv6: ipv6, dscp: vip.pointee.tunnel.dscp)
         } else if fragments == 0 {
             // IPv6 outer, GUE, GRE, per-flow source, DSCP (Encapsulations.swift); outer fragments stay IP-in-IP.
-            let start = encapsulateVIP(ip: packet.ip, total: total, inner6: ipv6, inputTag: packet.inputTag, port: port,
-                                       vip: vip, backend: b, hash: flow?.key.hash ?? pick)
+            let hash = flow?.key.hash ?? pick
+            let start = vip.pointee.tunnel.general
+                ? encapsulateVIP(ip: packet.ip, total: total, inner6: ipv6, inputTag: packet.inputTag, port: port,
+                                 vip: vip, backend: b, hash: hash)
+                : encapsulate6(ip: packet.ip, total: total, inner6: ipv6, inputTag: packet.inputTag, port: port,
+                               backend: b, label: flowLabel(hash))
             return FrameOutcome(.forwardedL3, shift: Int32(packet.l2 &+ start), length: UInt32(-start &+ total))
         }
     }

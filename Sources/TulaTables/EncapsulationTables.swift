@@ -12,6 +12,7 @@ extension DataplaneTables {
         t.guePort = e.guePort
         t.dscp = e.dscp ?? VIPTunnel.keepDSCP
         t.remark = e.remark
+        t.general = !e.isDefault
         if let prefix = e.outerSource {
             t.perFlowSource = true
             switch prefix.address {

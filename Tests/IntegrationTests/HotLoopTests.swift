@@ -36,7 +36,7 @@ private actor HotLoopFixture {
         #expect(roots.contains { (program.sizes[$0] ?? 0) > 50 }, "runWorker is suspiciously small:\n\(reach.description)")
         #expect(!reach.indirect.isEmpty, "no indirect call (rx/tx burst) reached from runWorker:\n\(reach.description)")
         // The IPv6 path (out of line) is part of what was scanned.
-        for function in ["classifyIPv6", "handleICMPv6", "neighborDiscovery", "encapsulateVIP", "answerPacketTooBig", "answerEcho6"] {
+        for function in ["classifyIPv6", "handleICMPv6", "neighborDiscovery", "encapsulate6", "encapsulateVIP", "answerPacketTooBig", "answerEcho6"] {
             #expect(reach.functions.contains { $0.contains(function) }, "\(function) is not reached from runWorker:\n\(reach.description)")
         }
     }
