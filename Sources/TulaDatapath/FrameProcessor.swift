@@ -262,21 +262,9 @@ func deliver(_ packet: Packet, vip: UnsafeMutablePointer<VIPEntry>, port: Unsafe
     counters[bc &+ CounterLayout.packets] &+= 1
     counters[bc &+ CounterLayout.bytes] &+= inLength
 
-    if vip.pointee.outOfLine {
-        if mode == .l2 {
-            remarkDSCP(ip: packet.ip, ipv6: ipv6, dscp: vip.pointee.tunnel.dscp)
-        } else if fragments == 0 {
-            // IPv6 outer, GUE, GRE, per-flow source, DSCP (Encapsulations.swift); outer fragments stay IP-in-IP.
-            let hash = flow?.key.hash ?? pick
-            let start = vip.pointee.tunnel.general
-                ? encapsulateVIP(ip: packet.ip, total: total, inner6: ipv6, inputTag: packet.inputTag, port: port,
-                                 vip: vip, backend: b, hash: hash)
-                : encapsulate6(ip: packet.ip, total: total, inner6: ipv6, inputTag: packet.inputTag, port: port,
-                               backend: b, label: flowLabel(hash))
-            return FrameOutcome(.forwardedL3, shift: Int32(packet.l2 &+ start), length: UInt32(-start &+ total))
-        }
-    }
     if mode == .l2 {
+        // `remark: true` (Encapsulations.swift).
+        if vip.pointee.outOfLine { remarkDSCP(ip: packet.ip, ipv6: ipv6, dscp: vip.pointee.tunnel.dscp) }
         let tag = outputTag(input: packet.inputTag, vlan: b.pointee.vlan)
         let p = packet.frame
         if tag == packet.inputTag {
@@ -297,6 +285,16 @@ func deliver(_ packet: Packet, vip: UnsafeMutablePointer<VIPEntry>, port: Unsafe
         put16(p, 8, 0x8100)
         put16(p, 10, UInt16(truncatingIfNeeded: tag))
         return FrameOutcome(.forwardedL2, shift: -4, length: UInt32(18 &+ total))
+    }
+    if vip.pointee.outOfLine && fragments == 0 {
+        // IPv6 outer, GUE, GRE, per-flow source, DSCP (Encapsulations.swift); outer fragments stay IP-in-IP.
+        let hash = flow?.key.hash ?? pick
+        let start = vip.pointee.tunnel.general
+            ? encapsulateVIP(ip: packet.ip, total: total, inner6: ipv6, inputTag: packet.inputTag, port: port,
+                             vip: vip, backend: b, hash: hash)
+            : encapsulate6(ip: packet.ip, total: total, inner6: ipv6, inputTag: packet.inputTag, port: port,
+                           backend: b, label: flowLabel(hash))
+        return FrameOutcome(.forwardedL3, shift: Int32(packet.l2 &+ start), length: UInt32(-start &+ total))
     }
     if fragments > 0 {
         var outcome = FrameOutcome(.forwardedL3, shift: 0, length: UInt32(packet.l2 &+ total))
