@@ -96,6 +96,12 @@ class Vip(NamedTuple):
     mode: str  # "l2" | "l3"
     backend: Backend
     icmp_echo: bool = True
+    # Issue 15: tunnel and marking (README "Encapsulations"). Defaults are today's IP-in-IP.
+    encap: str = "ipip"  # "ipip" | "gue" | "gre"
+    gue_port: int = 6080
+    outer_source: Optional[str] = None  # a prefix; the outer source is picked per flow from it
+    dscp: Optional[int] = None
+    remark: bool = False
 
 
 class Config(NamedTuple):
@@ -141,7 +147,25 @@ GOLDEN_V6 = Config("golden-v6.yaml",
                    "Configuration of the v6-* scenarios: the port also has address6, gateway6 and\n"
                    "gateway6_mac; IPv6 VIPs (l2 and 6in6) and an IPv4 VIP with an IPv6 backend (4in6).",
                    None, "/tmp/tula-golden-v6.sock", VIPS6, ipv6=True)
-CONFIGS = (GOLDEN, GOLDEN_VLAN, GOLDEN_V6)
+# Encapsulations (issue 15): GUE and GRE over both outer families, per-flow outer sources, DSCP.
+VIPS_ENCAP: Tuple[Vip, ...] = (
+    Vip("gue4", "10.0.1.110", "*", "udp", "l3", Backend("10.0.2.31", None), encap="gue"),
+    Vip("gre4", "10.0.1.111", 443, "tcp", "l3", Backend("10.0.2.32", None), encap="gre", dscp=46),
+    Vip("src4", "10.0.1.112", 80, "tcp", "l3", Backend("10.0.2.33", None),
+        outer_source="172.16.0.0/16"),
+    Vip("gue6", "2001:db8:1::110", "*", "udp", "l3", Backend("2001:db8:2::31", None), encap="gue",
+        outer_source="2001:db8:ff::/112"),
+    Vip("gre6", "2001:db8:1::111", 443, "tcp", "l3", Backend("2001:db8:2::32", None), encap="gre",
+        dscp=10, remark=True),
+    Vip("gue-4in6", "10.0.1.113", 443, "tcp", "l3", Backend("2001:db8:2::33", None), encap="gue"),
+    Vip("mark-l2", "10.0.1.114", 80, "tcp", "l2", Backend("10.0.1.16", "02:00:00:00:01:16"),
+        dscp=8, remark=True),
+)
+GOLDEN_ENCAP = Config("golden-encap.yaml",
+                      "Configuration of the encap scenario: golden-v6.yaml's port, and VIPs with GUE, GRE,\n"
+                      "a per-flow outer source and DSCP marking, over IPv4 and IPv6 outer headers.",
+                      None, "/tmp/tula-golden-encap.sock", VIPS_ENCAP, ipv6=True)
+CONFIGS = (GOLDEN, GOLDEN_VLAN, GOLDEN_V6, GOLDEN_ENCAP)
 
 VIP_COMMENTS = {
     "web-l2": "TCP port 80 on .100, MAC-rewritten to backend .11.",
@@ -157,6 +181,13 @@ VIP_COMMENTS = {
                "gateway6; echo to ::102 is not answered.",
     "web-4in6": "TCP 443 on 10.0.1.105, tunnelled 4in6 (IPv4 inside IPv6) to 2001:db8:2::22.",
     "echo6-l2": "TCP 443 on ::103, MAC-rewritten to ::13; ICMPv6 echo to ::103 is answered.",
+    "gue4": "Every UDP port on .110: GUE (variant 1) to 10.0.2.31:6080, UDP checksum 0, source port from the hash.",
+    "gre4": "TCP 443 on .111: GRE (RFC 2784) to 10.0.2.32, outer DSCP 46 (EF), inner untouched.",
+    "src4": "TCP 80 on .112: IP-in-IP from a per-flow source in 172.16.0.0/16.",
+    "gue6": "Every UDP port on ::110: GUE over IPv6 (UDP checksum computed), per-flow source in a /112.",
+    "gre6": "TCP 443 on ::111: GRE over IPv6; DSCP 10 on the outer and (remark) the inner header.",
+    "gue-4in6": "TCP 443 on .113: IPv4 in GUE over IPv6 to 2001:db8:2::33.",
+    "mark-l2": "TCP 80 on .114: MAC rewrite, and (remark) the packet's DSCP set to 8.",
 }
 
 # Verdict names, in the order the contract lists them (also the order used in the JSON).
@@ -216,6 +247,16 @@ def render_yaml(cfg: Config) -> str:
                   f"    mode: {v.mode}"]
         if not v.icmp_echo:
             lines.append("    icmp_echo: false")
+        if v.encap != "ipip":
+            lines.append(f"    encap: {v.encap}")
+        if v.gue_port != 6080:
+            lines.append(f"    gue_port: {v.gue_port}")
+        if v.outer_source:
+            lines.append(f"    outer_source: {json.dumps(v.outer_source)}")
+        if v.dscp is not None:
+            lines.append(f"    dscp: {v.dscp}")
+        if v.remark:
+            lines.append("    remark: true")
         lines += ["    backends:", f"      - address: {yaml_address(v.backend.address)}"]
         if v.backend.mac:
             lines.append(f'        mac: "{v.backend.mac}"')
@@ -241,7 +282,9 @@ def check_yaml_matches_tables(cfg: Config, text: str) -> None:
     assert all(len(v["backends"]) == 1 for v in config["vips"])
     vips = tuple(Vip(v["name"], v["address"], v["port"], v["protocol"], v["mode"],
                      Backend(v["backends"][0]["address"], v["backends"][0].get("mac"),
-                             v["backends"][0].get("vlan")), v.get("icmp_echo", True))
+                             v["backends"][0].get("vlan")), v.get("icmp_echo", True),
+                     v.get("encap", "ipip"), v.get("gue_port", 6080), v.get("outer_source"),
+                     v.get("dscp"), v.get("remark", False))
                  for v in config["vips"])
     assert vips == cfg.vips, f"{cfg.file} and its tables disagree"
 
@@ -735,11 +778,21 @@ def port_ip6(cfg: Config) -> Optional[str]:
     return PORT_IP6 if cfg.ipv6 else None
 
 
+SHIM_BYTES = {"ipip": 0, "gue": 8, "gre": 4}  # between the outer IP header and the inner packet
+
+
 def overhead(vip: Vip) -> int:
-    """Bytes a VIP's output adds in front of the packet: l2 0, IPv4 outer 20, IPv6 outer 40."""
+    """Bytes a VIP's output adds in front of the packet: l2 0, IPv4 outer 20, IPv6 outer 40, plus
+    GUE's UDP header (8) or GRE's (4)."""
     if vip.mode == "l2":
         return 0
-    return IPV6_OVERHEAD_BYTES if is_ip6(vip.backend.address) else IPIP_OVERHEAD_BYTES
+    outer = IPV6_OVERHEAD_BYTES if is_ip6(vip.backend.address) else IPIP_OVERHEAD_BYTES
+    return outer + SHIM_BYTES[vip.encap]
+
+
+def plain_ipip(vip: Vip) -> bool:
+    """Today's IPv4 IP-in-IP from the port address with the inner DSCP (outer fragments possible)."""
+    return (vip.encap, vip.outer_source, vip.dscp) == ("ipip", None, None) and not is_ip6(vip.backend.address)
 
 
 def lookup_vip(cfg: Config, dst: str, protocol: str, port: int) -> Optional[Vip]:
@@ -772,8 +825,8 @@ def deliver(vip: Vip, ip: bytes, total: int, is_error: bool = False) -> Tuple[st
             return ("too-big" if is_error else "icmp6-packet-too-big"), vip
         if u16(ip, 6) & 0x4000 and not is_error:
             return "icmp-frag-needed", vip
-        if is_ip6(vip.backend.address):
-            return "too-big", vip  # an IPv6 outer header is never fragmented
+        if is_ip6(vip.backend.address) or vip.encap != "ipip":
+            return "too-big", vip  # an IPv6 outer header, GUE and GRE are never fragmented
     return "forwarded-l3", vip  # as outer fragments when too big
 
 
@@ -1114,6 +1167,114 @@ def _scapy_tunnel6(parsed, inner, packet: bytes, vip: Vip, cfg: Config) -> bytes
     return bytes(_scapy_head(parsed, GATEWAY6_MAC, cfg.vlan, 0x86DD) / outer / Raw(packet))
 
 
+# --- Encapsulations (issue 15) -----------------------------------------------------------
+
+GUE_PORTS = (6080,)  # the GUE destination ports the goldens use (verify_ip looks inside them)
+
+
+def special(vip: Vip) -> bool:
+    """A VIP whose output is built by Tula's out-of-line encapsulateVIP / remarkDSCP."""
+    return vip.encap != "ipip" or vip.outer_source is not None or vip.dscp is not None
+
+
+def gue_source_port(h: int) -> int:
+    """GUE's outer UDP source port: 49152 + flow hash bits 16...29 (README, Encapsulations)."""
+    return 0xC000 | (h >> 16) & 0x3FFF
+
+
+def per_flow_source(vip: Vip, h: int) -> bytes:
+    """The outer source picked from `outer_source`: the prefix with host bits from the hash
+    (IPv4: hash bits 32...63; IPv6: low half = hash rotated by 32, high half = hash byte-swapped)."""
+    net = ipaddress.ip_network(vip.outer_source)
+    base, host = int(net.network_address), (1 << (net.max_prefixlen - net.prefixlen)) - 1
+    if net.version == 4:
+        return (base | (h >> 32) & host).to_bytes(4, "big")
+    swapped = int.from_bytes(h.to_bytes(8, "little"), "big")
+    rotated = (h >> 32 | h << 32) & MASK64
+    return (base | (swapped & (host >> 64)) << 64 | (rotated & host & MASK64)).to_bytes(16, "big")
+
+
+def remark(ip: bytes, dscp: int) -> bytes:
+    """The packet with its DSCP set (ECN kept); IPv4's header checksum recomputed."""
+    if ip[0] >> 4 == 6:
+        first = struct.unpack_from("!I", ip)[0] & 0xF03FFFFF | dscp << 22
+        return struct.pack("!I", first) + ip[4:]
+    ihl = (ip[0] & 0x0F) * 4
+    return with_checksum(ip[:1] + bytes([dscp << 2 | ip[1] & 3]) + ip[2:], 10, 0, ihl)
+
+
+def encap_bytes(ip: bytes, vip: Vip, tci: Optional[int], cfg: Config) -> bytes:
+    """A special l3 VIP's output frame, from bytes."""
+    if vip.remark:
+        ip = remark(ip, vip.dscp)
+    inner6, outer6 = ip[0] >> 4 == 6, is_ip6(vip.backend.address)
+    h = flow_hash_of(ip)
+    tc = (u16(ip, 0) >> 4) & 0xFF if inner6 else ip[1]
+    if vip.dscp is not None:
+        tc = vip.dscp << 2 | tc & 3
+    proto = {"gue": 17, "gre": 47}.get(vip.encap, 41 if inner6 else 4)
+    length = len(ip) + SHIM_BYTES[vip.encap]
+    if outer6:
+        src = per_flow_source(vip, h) if vip.outer_source else ip6_bytes(PORT_IP6)
+        header = (struct.pack("!IHBB", 6 << 28 | tc << 20 | flow_label(h), length, proto, 64)
+                  + src + ip6_bytes(vip.backend.address))
+        head = _eth(mac_bytes(GATEWAY6_MAC), output_tci(tci, cfg.vlan), 0x86DD)
+    else:
+        src = per_flow_source(vip, h) if vip.outer_source else ip_bytes(PORT_IP)
+        header = with_checksum(struct.pack("!BBHHHBBH4s4s", 0x45, tc, 20 + length, u16(ip, 4),
+                                           u16(ip, 6) & 0x4000, 64, proto, 0, src,
+                                           ip_bytes(vip.backend.address)), 10)
+        head = _eth(mac_bytes(GATEWAY_MAC), output_tci(tci, cfg.vlan))
+    shim = b""
+    if vip.encap == "gre":
+        shim = struct.pack("!HH", 0, 0x86DD if inner6 else 0x0800)
+    elif vip.encap == "gue":
+        shim = struct.pack("!HHHH", gue_source_port(h), vip.gue_port, length, 0)
+        if outer6:
+            shim = set_u16(shim, 6, checksum6(header, 17, shim + ip) or 0xFFFF)
+    return head + header + shim + ip
+
+
+def encap_scapy(parsed, packet: bytes, vip: Vip, cfg: Config) -> bytes:
+    """A special l3 VIP's output frame, from scapy layers (scapy computes lengths, the outer
+    IPv4 checksum and the IPv6 UDP checksum)."""
+    inner6 = packet[0] >> 4 == 6
+    inner = IPv6(packet) if inner6 else IP(packet)
+    if vip.remark:
+        if inner6:
+            inner.tc = vip.dscp << 2 | inner.tc & 3
+        else:
+            inner.tos = vip.dscp << 2 | inner.tos & 3
+            del inner.chksum
+        packet = bytes(inner)
+        inner = IPv6(packet) if inner6 else IP(packet)
+    h = _scapy_flow_hash6(inner) if inner6 else _scapy_flow_hash(inner)
+    tc = inner.tc if inner6 else inner.tos
+    if vip.dscp is not None:
+        tc = vip.dscp << 2 | tc & 3
+    if is_ip6(vip.backend.address):
+        src = ip6_str(per_flow_source(vip, h)) if vip.outer_source else PORT_IP6
+        outer = IPv6(tc=tc, fl=flow_label(h), hlim=64, src=src, dst=vip.backend.address)
+        head = _scapy_head(parsed, GATEWAY6_MAC, cfg.vlan, 0x86DD)
+        if vip.encap == "ipip":
+            outer.nh = 41 if inner6 else 4
+    else:
+        src = ip_str(per_flow_source(vip, h)) if vip.outer_source else PORT_IP
+        outer = IP(tos=tc, id=inner.id, flags="DF" if inner.flags.DF else 0, ttl=64, src=src,
+                   dst=vip.backend.address)
+        head = _scapy_head(parsed, GATEWAY_MAC, cfg.vlan)
+        if vip.encap == "ipip":
+            outer.proto = 4
+    if vip.encap == "gre":
+        outer = outer / GRE(proto=0x86DD if inner6 else 0x0800)
+    elif vip.encap == "gue":
+        udp = UDP(sport=gue_source_port(h), dport=vip.gue_port)
+        if not is_ip6(vip.backend.address):
+            udp.chksum = 0  # allowed over IPv4 (RFC 768; RFC 8086 5.1)
+        outer = outer / udp
+    return bytes(head / outer / Raw(packet))
+
+
 def expected_scapy(frame: bytes, verdict: str, vip: Optional[Vip], cfg: Config,
                    frag_id: int) -> List[bytes]:
     parsed = Ether(frame)
@@ -1133,9 +1294,16 @@ def expected_scapy(frame: bytes, verdict: str, vip: Optional[Vip], cfg: Config,
     packet = frame[l2:l2 + inner.len]
     if verdict == "forwarded-l2":
         assert _scapy_vip(inner, cfg) == vip
+        if vip.remark:
+            marked = IP(packet)
+            marked.tos = vip.dscp << 2 | marked.tos & 3
+            del marked.chksum
+            packet = bytes(marked)
         return [bytes(_scapy_head(parsed, vip.backend.mac, vip.backend.vlan) / Raw(packet))]
     if verdict == "forwarded-l3":
         assert _scapy_vip(inner, cfg) == vip
+        if special(vip) and (is_ip6(vip.backend.address) or not is_too_big_l3(inner.len)):
+            return [encap_scapy(parsed, packet, vip, cfg)]
         if is_ip6(vip.backend.address):
             return [_scapy_tunnel6(parsed, inner, packet, vip, cfg)]
         head = _scapy_head(parsed, GATEWAY_MAC, cfg.vlan)
@@ -1173,6 +1341,8 @@ def _expected_scapy6(parsed, frame: bytes, l2: int, verdict: str, vip: Optional[
                       / Raw(packet))]
     if verdict == "forwarded-l3":
         assert _scapy_vip6(inner, cfg) == vip
+        if special(vip):
+            return [encap_scapy(parsed, packet, vip, cfg)]
         return [_scapy_tunnel6(parsed, inner, packet, vip, cfg)]
     if verdict == "icmp-reply":
         reply = IPv6(packet)
@@ -1258,8 +1428,11 @@ def expected_bytes(frame: bytes, verdict: str, vip: Optional[Vip], cfg: Config,
     ihl = (ip[0] & 0x0F) * 4
     tci = input_tci(frame)
     if verdict == "forwarded-l2":
-        return [_eth(mac_bytes(vip.backend.mac), output_tci(tci, vip.backend.vlan)) + ip]
+        return [_eth(mac_bytes(vip.backend.mac), output_tci(tci, vip.backend.vlan))
+                + (remark(ip, vip.dscp) if vip.remark else ip)]
     if verdict == "forwarded-l3":
+        if special(vip) and (is_ip6(vip.backend.address) or not is_too_big_l3(total)):
+            return [encap_bytes(ip, vip, tci, cfg)]
         if is_ip6(vip.backend.address):
             return [_eth(mac_bytes(GATEWAY6_MAC), output_tci(tci, cfg.vlan), 0x86DD)
                     + _outer_header6(ip, vip.backend.address) + ip]
@@ -1307,6 +1480,8 @@ def _expected_bytes6(frame: bytes, l2: int, verdict: str, vip: Optional[Vip],
     if verdict == "forwarded-l2":
         return [_eth(mac_bytes(vip.backend.mac), output_tci(tci, vip.backend.vlan), 0x86DD) + ip]
     if verdict == "forwarded-l3":
+        if special(vip):
+            return [encap_bytes(ip, vip, tci, cfg)]
         return [_eth(mac_bytes(GATEWAY6_MAC), output_tci(tci, cfg.vlan), 0x86DD)
                 + _outer_header6(ip, vip.backend.address) + ip]
     if verdict == "icmp-reply":
@@ -1353,6 +1528,12 @@ def verify_ip(ip: bytes, what: str, quoted: bool = False) -> None:
         verify_ip(payload, what + " (inner)")
     elif proto == 41:
         verify_ip6(payload, what + " (inner)")
+    elif proto == 47:
+        verify_gre(payload, what)
+    elif proto == 17 and u16(payload, 2) in GUE_PORTS:
+        assert u16(payload, 6) == 0 or inet_checksum(
+            ip[12:20] + struct.pack("!BBH", 0, 17, len(payload)) + payload) == 0, f"{what}: GUE UDP checksum"
+        verify_gue(payload, what)
     elif proto == 1:
         assert inet_checksum(payload) == 0, f"{what}: ICMP checksum"
         if payload[0] in (3, 11):
@@ -1382,6 +1563,11 @@ def verify_ip6(ip: bytes, what: str, quoted: bool = False) -> None:
         verify_ip6(payload, what + " (inner)")
     elif nxt == 4:
         verify_ip(payload, what + " (inner)")
+    elif nxt == 47:
+        verify_gre(payload, what)
+    elif nxt == 17 and u16(payload, 2) in GUE_PORTS:
+        assert u16(payload, 6) != 0 and checksum6(ip, 17, payload) == 0, f"{what}: GUE UDP checksum"
+        verify_gue(payload, what)
     elif nxt == 58:
         assert checksum6(ip, 58, payload) == 0, f"{what}: ICMPv6 checksum"
         if payload[0] in (1, 2, 3, 4):
@@ -1390,6 +1576,20 @@ def verify_ip6(ip: bytes, what: str, quoted: bool = False) -> None:
         assert nxt in (6, 17), f"{what}: next header {nxt}"
         length = len(payload) if nxt == 6 else u16(payload, 4)
         assert checksum6(ip, nxt, payload[:length]) == 0, f"{what}: L4 checksum"
+
+
+def verify_gre(gre: bytes, what: str) -> None:
+    """A plain GRE packet (RFC 2784: no checksum, version 0) and the IP packet it carries."""
+    assert u16(gre, 0) == 0 and u16(gre, 2) in (0x0800, 0x86DD), f"{what}: GRE header"
+    inner = gre[4:]
+    assert inner[0] >> 4 == (4 if u16(gre, 2) == 0x0800 else 6), f"{what}: GRE protocol vs inner version"
+    (verify_ip if u16(gre, 2) == 0x0800 else verify_ip6)(inner, what + " (GRE inner)")
+
+
+def verify_gue(udp: bytes, what: str) -> None:
+    """A GUE variant 1 datagram: UDP length right, the payload an IPv4 or IPv6 packet (01 prefix)."""
+    assert u16(udp, 4) == len(udp) and udp[8] >> 6 == 1, f"{what}: GUE variant 1"
+    (verify_ip if udp[8] >> 4 == 4 else verify_ip6)(udp[8:], what + " (GUE inner)")
 
 
 def verify_frame(frame: bytes, what: str, exact: bool) -> None:
@@ -2440,6 +2640,51 @@ def scenario_v6_fragments() -> List[Case]:
     ]
 
 
+def scenario_encap() -> List[Case]:
+    """GUE, GRE, per-flow outer sources and DSCP (golden-encap.yaml)."""
+    c, d, e = 0x40, 0x41, 0x42
+    big = PORT_MTU_BYTES - 28 - 28 + 1  # UDP payload making the inner packet 1 byte over 1500 - 28
+    return [
+        Case(udp_frame(c, "10.0.1.110", 53, sport=53101, payload=dns_query(0x7001, "gue.example")),
+             "forwarded-l3", "UDP to .110:53 (gue4): GUE to 10.0.2.31:6080, UDP checksum 0"),
+        Case(udp_frame(d, "10.0.1.110", 9000, sport=53102, payload=pattern(40, 101), tos=0xB8, df=True,
+                       vlan=(VLAN_ID, 5)), "forwarded-l3",
+             "another client, tagged, TOS 0xb8, DF: another source port; tag, TOS and DF copied"),
+        Case(udp_frame(c, "10.0.1.110", 9000, sport=53103, payload=pattern(big - 1, 102), df=True),
+             "forwarded-l3", "inner 1472 = 1500 - 28: a 1514-byte frame"),
+        Case(udp_frame(c, "10.0.1.110", 9000, sport=53103, payload=pattern(big, 103), df=True),
+             "icmp-frag-needed", "inner 1473, DF: ICMP 3/4 with next-hop MTU 1472"),
+        Case(udp_frame(c, "10.0.1.110", 9000, sport=53103, payload=pattern(big, 104), df=False),
+             "too-big", "inner 1473, DF clear: GUE is not sent as outer fragments"),
+        Case(tcp_frame(c, "10.0.1.111", 443, sport=44101, flags="S", seq=1, options=SYN_OPTIONS,
+                       tos=0x01, ipid=0x7101), "forwarded-l3",
+             "SYN to .111:443 (gre4): GRE, outer TOS 0xb9 (DSCP 46 + the inner ECT(1)), inner TOS 0x01"),
+        Case(tcp_frame(c, "10.0.1.111", 443, sport=44101, flags="A", seq=2, ack=1, ipid=0x7102,
+                       payload=pattern(1500 - 24 - 40 + 1, 105)), "icmp-frag-needed",
+             "inner 1477, DF: ICMP 3/4 with next-hop MTU 1476"),
+        Case(tcp_frame(c, "10.0.1.112", 80, sport=44201, flags="S", ipid=0x7201), "forwarded-l3",
+             "to .112:80 (src4): IP-in-IP from 172.16.x.y picked by the flow hash"),
+        Case(tcp_frame(d, "10.0.1.112", 80, sport=44202, flags="S", ipid=0x7202), "forwarded-l3",
+             "another client: another source in 172.16.0.0/16"),
+        Case(tcp_frame(e, "10.0.1.112", 80, sport=44203, flags="S", ipid=0x7203), "forwarded-l3",
+             "a third"),
+        Case(udp6(c, "2001:db8:1::110", 53, sport=53201, payload=dns_query(0x7301, "gue6.example", "AAAA")),
+             "forwarded-l3", "UDP to [::110]:53 (gue6): GUE over IPv6, checksum computed, source in a /112"),
+        Case(udp6(d, "2001:db8:1::110", 9000, sport=53202, payload=pattern(20, 106), tc=0xB8),
+             "forwarded-l3", "another client, TC 0xb8: another source and source port"),
+        Case(udp6(c, "2001:db8:1::110", 9000, sport=53203, payload=pattern(1500 - 48 - 48 + 1, 107)),
+             "icmp6-packet-too-big", "inner 1453: Packet Too Big, MTU 1452 (1500 - 40 - 8)"),
+        Case(tcp6(c, "2001:db8:1::111", 443, sport=44301, flags="S", tc=0x03), "forwarded-l3",
+             "to [::111]:443 (gre6): GRE over IPv6 (0x86dd); TC 0x03 becomes 0x2b inside and out"),
+        Case(tcp_frame(e, "10.0.1.113", 443, sport=44401, flags="S", ipid=0x7401, tos=0x10),
+             "forwarded-l3", "to .113:443 (gue-4in6): IPv4 in GUE over IPv6"),
+        Case(tcp_frame(c, "10.0.1.114", 80, sport=44501, flags="S", ipid=0x7501, tos=0xB9),
+             "forwarded-l2", "to .114:80 (mark-l2): MACs rewritten, TOS 0xb9 remarked to 0x21"),
+        Case(tcp_frame(d, "10.0.1.114", 80, sport=44502, flags="S", ipid=0x7502, tos=0x20),
+             "forwarded-l2", "TOS already DSCP 8: unchanged"),
+    ]
+
+
 def scenario_v6_malformed() -> List[Case]:
     c = 0x60
     mac, src = client6(c)
@@ -2519,6 +2764,7 @@ SCENARIOS: List[Scenario] = [
     Scenario("v6-exthdr", GOLDEN_V6, scenario_v6_exthdr),
     Scenario("v6-fragments", GOLDEN_V6, scenario_v6_fragments),
     Scenario("v6-malformed", GOLDEN_V6, scenario_v6_malformed),
+    Scenario("encap", GOLDEN_ENCAP, scenario_encap),
 ]
 
 # How many packets of each verdict the mixed scenario (golden.yaml) draws from the other
@@ -2627,7 +2873,9 @@ def print_table(summaries: Dict[str, dict], out_dir: str) -> None:
         print(f"{key:<{width}} " + " ".join(f"{summaries[n][key]:>{col}}" for n in names))
     total = sum(os.path.getsize(os.path.join(out_dir, f)) for f in os.listdir(out_dir))
     print(f"{len(os.listdir(out_dir))} files, {total} bytes in {out_dir}")
-    assert total < 200 * 1024, "golden directory must stay under 200 KB"
+    # 200 KB until issue 15: the encap scenario (GUE, GRE, outer sources, DSCP; ~12 KB with its MTU
+    # edge cases at 1.5 KB a frame) needs the rest.
+    assert total < 224 * 1024, "golden directory must stay under 224 KB"
 
 
 def main() -> int:

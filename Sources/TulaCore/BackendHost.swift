@@ -61,14 +61,15 @@ public struct BackendCommand: Sendable, Equatable, CustomStringConvertible {
     static func createTunnel(_ tunnel: BackendTunnel, name: String, local: String) -> Self {
         switch tunnel {
         case .ipip: Self(["ip", "link", "add", name, "type", "ipip", "local", local, "remote", "any"])
-        case .ip6ip6, .ipip6: Self(["ip", "-6", "tunnel", "add", name, "mode", tunnel.mode, "local", local, "remote", "any"])
+        case .ip6ip6, .ipip6, .ip6gre: Self(["ip", "-6", "tunnel", "add", name, "mode", tunnel.mode, "local", local, "remote", "any"])
+        case .gre: Self(["ip", "tunnel", "add", name, "mode", "gre", "local", local, "remote", "any"])
         }
     }
 
     /// `ip tunnel change NAME mode ipip local LOCAL remote any` (`ip -6 tunnel change ... mode ip6ip6|ipip6` for IPv6):
     /// a new local end (and mode), keeping the tunnel's addresses.
     static func changeTunnel(_ tunnel: BackendTunnel, name: String, local: String) -> Self {
-        Self(["ip"] + (tunnel == .ipip ? [] : ["-6"]) + ["tunnel", "change", name, "mode", tunnel.mode, "local", local, "remote", "any"])
+        Self(["ip"] + (tunnel.outerFamily == .v4 ? [] : ["-6"]) + ["tunnel", "change", name, "mode", tunnel.mode, "local", local, "remote", "any"])
     }
 }
 
@@ -90,29 +91,58 @@ public enum BackendTunnel: Sendable, Equatable, CaseIterable {
     case ip6ip6
     /// IPv4 VIP over IPv6 (4in6, next header 4): `ip6tnl` in mode `ipip6`.
     case ipip6
+    /// `encap: gre` with IPv4 outer headers (protocol 47): `gre` (BackendEncapsulation.swift).
+    case gre
+    /// `encap: gre` with IPv6 outer headers (next header 47): `ip6gre`.
+    case ip6gre
 
     /// The interface the setup creates.
-    public var name: String { self == .ipip ? BackendSetup.tunnelName : BackendSetup.tunnel6Name }
+    public var name: String {
+        switch self {
+        case .ipip: BackendSetup.tunnelName
+        case .ip6ip6, .ipip6: BackendSetup.tunnel6Name
+        case .gre: BackendSetup.greTunnelName
+        case .ip6gre: BackendSetup.gre6TunnelName
+        }
+    }
     /// The kernel module that decapsulates.
-    public var module: String { self == .ipip ? "ipip" : "ip6_tunnel" }
+    public var module: String {
+        switch self {
+        case .ipip: "ipip"
+        case .ip6ip6, .ipip6: "ip6_tunnel"
+        case .gre: "ip_gre"
+        case .ip6gre: "ip6_gre"
+        }
+    }
     /// `linkinfo.info_kind` of such an interface in `ip -d -j addr show`.
-    var linkKind: String { self == .ipip ? "ipip" : "ip6tnl" }
+    var linkKind: String {
+        switch self {
+        case .ipip: "ipip"
+        case .ip6ip6, .ipip6: "ip6tnl"
+        case .gre: "gre"
+        case .ip6gre: "ip6gre"
+        }
+    }
     /// The `mode` word of `ip tunnel` (and `proto` in `ip -d -j` output for ip6tnl).
     var mode: String {
         switch self {
         case .ipip: "ipip"
         case .ip6ip6: "ip6ip6"
         case .ipip6: "ipip6"
+        case .gre: "gre"
+        case .ip6gre: "ip6gre"
         }
     }
     /// The family of the outer header Tula adds.
-    public var outerFamily: IPFamily { self == .ipip ? .v4 : .v6 }
+    public var outerFamily: IPFamily { self == .ipip || self == .gre ? .v4 : .v6 }
     /// What Tula sends through it, for messages.
     var payload: String {
         switch self {
         case .ipip: "IP-in-IP"
         case .ip6ip6: "6in6 (IPv6 in IPv6, next header 41)"
         case .ipip6: "4in6 (IPv4 in IPv6, next header 4)"
+        case .gre: "GRE (protocol 47)"
+        case .ip6gre: "GRE over IPv6 (next header 47)"
         }
     }
 }
@@ -124,6 +154,9 @@ public struct BackendSetup: Sendable, Equatable {
     /// The tunnel interface created for l3 with IPv6 outer headers (6in6 or 4in6); `ip6tnl0` is the module's own
     /// catch-all device, which cannot take a local address.
     public static let tunnel6Name = "ip6tnl1"
+    /// The GRE tunnels (`encap: gre`); `gre0` and `ip6gre0` are the modules' own catch-all devices.
+    public static let greTunnelName = "gre1"
+    public static let gre6TunnelName = "ip6gre1"
     /// The file `--persist` writes, under `/etc/sysctl.d` by default.
     public static let sysctlFileName = "99-dsr.conf"
     public static let defaultSysctlDirectory = "/etc/sysctl.d"
@@ -138,10 +171,18 @@ public struct BackendSetup: Sendable, Equatable {
     /// Its family is the family of Tula's outer header: an IPv4 VIP with an IPv6 backend address is 4in6.
     public var backendAddress: IPAddress?
 
-    public init(vip: IPAddress, mode: DSRMode, backendAddress: IPAddress? = nil) {
+    /// The VIP's `encap` (l3): GRE swaps the tunnel; GUE adds a `fou` port in front of the IP-in-IP one.
+    public var encap: Encapsulation = .ipip
+    /// The VIP's `gue_port` (GUE only).
+    public var guePort: UInt16 = Encapsulation.defaultGUEPort
+
+    public init(vip: IPAddress, mode: DSRMode, backendAddress: IPAddress? = nil, encap: Encapsulation = .ipip,
+                guePort: UInt16 = Encapsulation.defaultGUEPort) {
         self.vip = vip
         self.mode = mode
         self.backendAddress = backendAddress
+        self.encap = encap
+        self.guePort = guePort
     }
 
     public init(vip: IPv4Address, mode: DSRMode, backendAddress: IPv4Address? = nil) {
@@ -157,7 +198,8 @@ public struct BackendSetup: Sendable, Equatable {
     /// The l3 tunnel: the VIP's family inside, the backend address's outside (the VIP's own family without one; an IPv6
     /// VIP always has an IPv6 outer header).
     public var tunnel: BackendTunnel {
-        switch (vip.family, backendAddress?.family ?? vip.family) {
+        if mode == .l3 && encap == .gre { return (backendAddress?.family ?? vip.family) == .v4 ? .gre : .ip6gre }
+        return switch (vip.family, backendAddress?.family ?? vip.family) {
         case (.v4, .v4): .ipip
         case (.v4, .v6): .ipip6
         case (.v6, _): .ip6ip6
@@ -188,11 +230,11 @@ public struct BackendSetup: Sendable, Equatable {
             let t = tunnel
             list += [
                 .loadModule(t.module, comment: t == .ipip ? "L3 DSR: an IP-in-IP tunnel receives the encapsulated packets and holds the VIP"
-                                : "L3 DSR: an ip6tnl tunnel receives the encapsulated packets, \(t.payload), and holds the VIP"),
+                                : "L3 DSR: a\(t == .ip6gre ? "n" : "") \(t.linkKind) tunnel receives the encapsulated packets, \(t.payload), and holds the VIP"),
                 .createTunnel(t, name: t.name, local: tunnelLocal),
                 .linkUp(t.name),
                 .addAddress(vip, dev: t.name),
-            ]
+            ] + gueCommands
             if vip.family == .v4 {
                 list.append(.sysctl(interface: t.name, "rp_filter", Self.looseReversePathFilter,
                                     comment: "Accept the decapsulated packets (client source address, arriving on the tunnel)"))
@@ -255,7 +297,7 @@ public struct HostState: Sendable, Equatable {
         public var isLoopback: Bool { flags.contains("LOOPBACK") }
         public var isIPIPTunnel: Bool { kind == "ipip" }
         /// An IPv4 or IPv6 tunnel (the interfaces that hold the VIP for l3, never a host's own address).
-        var isTunnel: Bool { kind == "ipip" || kind == "ip6tnl" }
+        var isTunnel: Bool { ["ipip", "ip6tnl", "gre", "ip6gre"].contains(kind ?? "") }
         /// Whether ARP requests and neighbor solicitations can arrive here (and so the host could answer one for the VIP).
         public var answersARP: Bool { !isLoopback && !flags.contains("NOARP") }
         /// The prefix lengths with which `address` is configured here.
@@ -287,6 +329,10 @@ public struct HostState: Sendable, Equatable {
     public var ipipModuleLoaded: Bool
     /// Whether the `ip6_tunnel` module is loaded or built in.
     public var ip6TunnelModuleLoaded: Bool
+    /// Other modules loaded or built in, of `HostState.otherModules` (`fou`, `ip_gre`, `ip6_gre`).
+    public var modulesLoaded: Set<String> = []
+    /// The `ip fou show` / `ip -6 fou show` receive ports (GUE or a fixed IP protocol).
+    public var fouPorts: [FouPort] = []
 
     public init(interfaces: [Interface], conf: [String: [String: Int]], ipipModuleLoaded: Bool,
                 conf6: [String: [String: Int]] = [:], ip6TunnelModuleLoaded: Bool = false) {
@@ -360,10 +406,13 @@ public enum BackendCheck: String, Sendable, CaseIterable {
     case arpAnnounce = "arp_announce"
     case ipipModule = "ipip-module"
     case ip6TunnelModule = "ip6_tunnel-module"
+    case greModule = "gre-module"
     case tunnel = "tunnel"
     case ipv6OnTunnel = "ipv6-on-tunnel"
     case vipOnTunnel = "vip-on-tunnel"
     case tunnelReversePathFilter = "tunnel-rp_filter"
+    case fouModule = "fou-module"
+    case guePort = "gue-port"
 }
 
 /// The result of one check: fine, or a problem with the commands that fix it.
@@ -422,6 +471,7 @@ extension BackendSetup {
             if vip.family == .v6 { findings.append(ipv6Enabled(on: name, check: .ipv6OnTunnel, host: host, inheritsDefault: device == nil)) }
             findings.append(vipPlacement(on: name, check: .vipOnTunnel, host: host))
             if vip.family == .v4 { findings.append(tunnelReversePathFilter(device, host: host)) }
+            if encap == .gue { findings += gueFindings(host) }
         }
         return BackendDiagnosis(findings: findings)
     }
@@ -519,7 +569,11 @@ extension BackendSetup {
     /// The module that decapsulates: `ipip`, or `ip6_tunnel` for IPv6 outer headers.
     func tunnelModule(_ host: HostState) -> BackendFinding {
         let t = tunnel
-        let (check, loaded) = t == .ipip ? (BackendCheck.ipipModule, host.ipipModuleLoaded) : (.ip6TunnelModule, host.ip6TunnelModuleLoaded)
+        let (check, loaded) = switch t {
+        case .ipip: (BackendCheck.ipipModule, host.ipipModuleLoaded)
+        case .ip6ip6, .ipip6: (BackendCheck.ip6TunnelModule, host.ip6TunnelModuleLoaded)
+        case .gre, .ip6gre: (BackendCheck.greModule, host.modulesLoaded.contains(t.module))
+        }
         return loaded ? .ok(check, "the \(t.module) module is loaded")
             : .problem(check, "the \(t.module) kernel module is not loaded: the host cannot decapsulate \(t.payload)",
                        fix: [.loadModule(t.module)])

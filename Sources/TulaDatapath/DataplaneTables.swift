@@ -49,10 +49,15 @@ public struct VIPEntry: @unchecked Sendable {
     public var tableSize: UInt32
     /// Backend slots, or `Maglev.none`.
     public var table: UnsafeMutablePointer<UInt16>
-    /// Bytes the output adds in front of the IP packet: 0 (l2), 20 (IPv4 outer) or 40 (IPv6 outer).
+    /// Bytes the output adds in front of the IP packet: 0 (l2), else `tunnelOverheadBytes` (20 IPv4 IP-in-IP ... 48 IPv6 GUE).
     public var overheadBytes: UInt32 = 0
     /// l3 with IPv6 backends: the outer header is IPv6 (6in6 or 4in6), sent to the port's `gateway6`.
     public var tunnel6: Bool = false
+    /// Not plain IPv4 IP-in-IP with the inner DSCP (an IPv6 outer, GUE, GRE, a per-flow outer source, DSCP
+    /// marking): l3 output is built by `encapsulateVIP`, l2 remarking by `remarkDSCP`, both out of line.
+    public var outOfLine: Bool = false
+    /// What the out-of-line paths read (Encapsulations.swift).
+    public var tunnel = VIPTunnel()
     public var address6Hi: UInt64 = 0
     public var address6Lo: UInt64 = 0
 

@@ -1,4 +1,4 @@
-// Output Ethernet headers (VLAN tag kept, set or inserted), IP-in-IP, 6in6 and 4in6 encapsulation, and outer fragments.
+// Output Ethernet headers (VLAN tag kept, set or inserted), IP-in-IP, 6in6 and 4in6 encapsulation, and outer fragments (GUE, GRE, per-flow sources, DSCP: Encapsulations.swift).
 
 import TulaCore
 
@@ -76,7 +76,8 @@ func encapsulate(ip: UnsafeMutableRawPointer, total: Int, inputTag: Int32, port:
 /// Ethernet to the IPv6 gateway tagged per `outputTag`, then a 40-byte IPv6 header from the port's `address6`
 /// to `backend`, next header 41 (6in6) or 4 (4in6), hop limit 64, the inner traffic class, and `label` as the
 /// flow label (RFC 6438). Returns where the frame starts relative to `ip`. Out of line: IPv4-to-IPv4 l3 is
-/// the common tunnel, and this keeps its loop small.
+/// the common tunnel, and this keeps its loop small. Used for IPv6 outers
+/// without GUE, GRE, outer_source or dscp (`VIPTunnel.general` false); those go to `encapsulateVIP`.
 @usableFromInline @inline(never)
 func encapsulate6(ip: UnsafeMutableRawPointer, total: Int, inner6: Bool, inputTag: Int32, port: UnsafePointer<PortTables>,
                   backend: UnsafePointer<BackendEntry>, label: UInt32) -> Int {

@@ -25,8 +25,9 @@ public enum ChecksumStatus: UInt8, Sendable { case unknown = 0, good = 1, bad = 
 public let ipInIPOverheadBytes = 20
 /// Bytes an IPv6 outer header prepends (6in6, 4in6).
 public let ipv6OverheadBytes = 40
-/// Writable bytes an l3 output may need in front of the frame: the larger outer header plus an inserted VLAN tag.
-public let requiredHeadroomBytes = ipv6OverheadBytes + 4
+/// Writable bytes an l3 output may need in front of the frame: the largest outer headers (IPv6 + GUE's UDP) plus an
+/// inserted VLAN tag.
+public let requiredHeadroomBytes = ipv6OverheadBytes + 8 + 4
 
 /// Handles one received frame of `length` bytes at `frame` on port `port`, counts its verdict (and its
 /// VIP, backend and flow-table counters) in `counters`, and rewrites it in place when it is to be sent.
@@ -233,7 +234,8 @@ func deliver(_ packet: Packet, vip: UnsafeMutablePointer<VIPEntry>, port: Unsafe
                                              overhead: vip.pointee.overheadBytes)
         }
         // ICMP errors and DF-clear packets go out as outer fragments; an IPv6 outer header is never fragmented.
-        guard !vip.pointee.tunnel6 else { return FrameOutcome(.tooBig) }
+        // GUE and GRE are not fragmented either: fragments of the outer packet would split its shim header.
+        guard !vip.pointee.tunnel6 && vip.pointee.tunnel.kind == .ipip else { return FrameOutcome(.tooBig) }
         let per = outerFragmentPayload(mtu: port.pointee.mtuBytes)
         guard per > 0 else { return FrameOutcome(.tooBig) }
         fragments = (total &+ per &- 1) / per
@@ -280,6 +282,8 @@ func deliver(_ packet: Packet, vip: UnsafeMutablePointer<VIPEntry>, port: Unsafe
     counters[bc &+ CounterLayout.bytes] &+= inLength
 
     if mode == .l2 {
+        // `remark: true` (Encapsulations.swift).
+        if vip.pointee.outOfLine { remarkDSCP(ip: packet.ip, ipv6: ipv6, dscp: vip.pointee.tunnel.dscp) }
         let tag = outputTag(input: packet.inputTag, vlan: b.pointee.vlan)
         let p = packet.frame
         if tag == packet.inputTag {
@@ -301,9 +305,14 @@ func deliver(_ packet: Packet, vip: UnsafeMutablePointer<VIPEntry>, port: Unsafe
         put16(p, 10, UInt16(truncatingIfNeeded: tag))
         return FrameOutcome(.forwardedL2, shift: -4, length: UInt32(18 &+ total))
     }
-    if vip.pointee.tunnel6 {
-        let start = encapsulate6(ip: packet.ip, total: total, inner6: ipv6, inputTag: packet.inputTag, port: port,
-                                 backend: b, label: flowLabel(flow?.key.hash ?? pick))
+    if vip.pointee.outOfLine && fragments == 0 {
+        // IPv6 outer, GUE, GRE, per-flow source, DSCP (Encapsulations.swift); outer fragments stay IP-in-IP.
+        let hash = flow?.key.hash ?? pick
+        let start = vip.pointee.tunnel.general
+            ? encapsulateVIP(ip: packet.ip, total: total, inner6: ipv6, inputTag: packet.inputTag, port: port,
+                             vip: vip, backend: b, hash: hash)
+            : encapsulate6(ip: packet.ip, total: total, inner6: ipv6, inputTag: packet.inputTag, port: port,
+                           backend: b, label: flowLabel(hash))
         return FrameOutcome(.forwardedL3, shift: Int32(packet.l2 &+ start), length: UInt32(-start &+ total))
     }
     if fragments > 0 {

@@ -67,6 +67,7 @@ extension DataplaneTables {
                 vips[v].tunnel6 = true
                 vips[v].overheadBytes = UInt32(ipv6OverheadBytes)
             }
+            applyEncapsulation(vip, to: &vips[v])
         }
         let v4 = config.vips.indices.filter { config.vips[$0].address.family == .v4 }
         let v6 = config.vips.indices.filter { config.vips[$0].address.family == .v6 }

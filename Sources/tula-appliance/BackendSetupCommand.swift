@@ -17,11 +17,29 @@ struct BackendOptions: ParsableArguments {
             transform: BackendOptions.address)
     var backendAddress: IPAddress?
 
-    var setup: BackendSetup { BackendSetup(vip: vip, mode: mode, backendAddress: backendAddress) }
+    @Option(help: "The VIP's encap (l3): ipip (the default), gue (adds the fou GUE port) or gre (a GRE tunnel instead).",
+            transform: BackendOptions.encapsulation)
+    var encap: Encapsulation = .ipip
+
+    @Option(name: .customLong("gue-port"), help: "The VIP's gue_port (encap gue; default 6080).")
+    var guePort: UInt16 = Encapsulation.defaultGUEPort
+
+    var setup: BackendSetup {
+        BackendSetup(vip: vip, mode: mode, backendAddress: backendAddress, encap: encap, guePort: guePort)
+    }
+
+    static func encapsulation(_ text: String) throws -> Encapsulation {
+        guard let encap = Encapsulation.allCases.first(where: { $0.description == text }) else {
+            throw ValidationError("unknown encap '\(text)' (expected ipip, gue or gre)")
+        }
+        return encap
+    }
 
     /// Refuses what Tula cannot do (an IPv6 VIP tunnelled to an IPv4 backend address).
     func check() throws {
         if let reason = setup.unsupportedReason { throw ValidationError(reason) }
+        if encap != .ipip && mode != .l3 { throw ValidationError("--encap \(encap) applies to --mode l3 only") }
+        if guePort == 0 { throw ValidationError("--gue-port 0 is not a port (expected 1...65535)") }
     }
 
     static func address(_ text: String) throws -> IPAddress {

@@ -29,6 +29,8 @@ struct DoctorCommand: ParsableCommand {
         print(diagnosis.report, terminator: "")
         guard diagnosis.isHealthy else {
             var arguments = "--vip \(setup.vip) --mode \(setup.mode)"
+            if setup.mode == .l3 && setup.encap != .ipip { arguments += " --encap \(setup.encap)" }
+            if setup.encap == .gue && setup.guePort != Encapsulation.defaultGUEPort { arguments += " --gue-port \(setup.guePort)" }
             if setup.mode == .l3 {
                 let address = setup.backendAddress ?? host.primaryAddress(setup.tunnel.outerFamily, excluding: setup.vip)
                 arguments += " --backend-address \(address?.description ?? BackendSetup.addressPlaceholder)"
@@ -75,8 +77,17 @@ enum HostInspection {
                 FileManager.default.fileExists(atPath: "/sys/module/\(module)")
                     || modules.split(separator: "\n").contains { $0.hasPrefix("\(module) ") }
             }
-            return HostState(interfaces: interfaces, conf: conf, ipipModuleLoaded: loaded("ipip"), conf6: conf6,
-                             ip6TunnelModuleLoaded: loaded("ip6_tunnel"))
+            var state = HostState(interfaces: interfaces, conf: conf, ipipModuleLoaded: loaded("ipip"), conf6: conf6,
+                                  ip6TunnelModuleLoaded: loaded("ip6_tunnel"))
+            state.modulesLoaded = Set(HostState.otherModules.filter(loaded))
+            // GUE ports (a host without the fou module, or without `ip fou`, has none).
+            if state.modulesLoaded.contains("fou") {
+                for (argv, family) in [(["ip", "fou", "show"], IPFamily.v4), (["ip", "-6", "fou", "show"], .v6)] {
+                    let shown = run(argv)
+                    if shown.status == 0 { state.fouPorts += FouPort.parse(shown.output, family: family) }
+                }
+            }
+            return state
         } catch {
             printError("cannot inspect this host: \(error)")
             throw ExitCode(exitCannotInspect)

@@ -24,6 +24,7 @@ extension Integration {
             GoldenScenario(name: "v6-exthdr", config: "golden-v6.yaml"),
             GoldenScenario(name: "v6-fragments", config: "golden-v6.yaml"),
             GoldenScenario(name: "v6-malformed", config: "golden-v6.yaml"),
+            GoldenScenario(name: "encap", config: "golden-encap.yaml"),
         ]
         static let golden = packageRoot.appendingPathComponent("pcaps/golden").path
 

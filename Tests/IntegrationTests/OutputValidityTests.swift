@@ -24,7 +24,7 @@ enum Tshark {
 
     /// Checksum and expert fields per frame. IPv4/TCP/UDP checksums are only verified when asked; ICMP's and
     /// ICMPv6's always are, but a bad ICMP one is only a warning, so every `*.checksum.status` is read too
-    /// (0 = bad, 1 = good, 2 = not verified). IP-in-IP, 6in6, 4in6 and fragments (IPv4 and IPv6) are dissected
+    /// (0 = bad, 1 = good, 2 = not verified). IP-in-IP, 6in6, 4in6, GRE, GUE and fragments (IPv4 and IPv6) are dissected
     /// and reassembled, so inner checksums count.
     static let checksumFields = ["ip.checksum.status", "tcp.checksum.status", "udp.checksum.status", "icmp.checksum.status",
                                  "icmpv6.checksum.status"]
@@ -32,6 +32,9 @@ enum Tshark {
     static let transportChecksumFields: Set<String> = ["tcp.checksum.status", "udp.checksum.status"]
     static let arguments = ["-n", "-o", "ip.check_checksum:TRUE", "-o", "tcp.check_checksum:TRUE",
                             "-o", "udp.check_checksum:TRUE", "-o", "ip.defragment:TRUE", "-o", "ipv6.defragment:TRUE",
+                            // GUE variant 1 (encap scenario): tshark 4.0 has no GUE dissector; its "ip" one reads the
+                            // inner packet's version (4 or 6) like Linux's fou does.
+                            "-d", "udp.port==6080,ip",
                             "-T", "fields", "-E", "occurrence=a", "-E", "separator=/t",
                             "-e", "frame.number", "-e", "_ws.expert.severity", "-e", "_ws.malformed",
                             "-e", "_ws.expert.message", "-e", "_ws.expert.group", "-e", "frame.protocols"]

@@ -121,7 +121,7 @@ public enum ConfigLoader {
                            "gateway6_mac", "mtu", "vlan",
                            "kernel_interface", "kernel_rate", "kernel_burst", "kernel_prefix_length", "kernel_prefix_length6"]
         static let vip = ["name", "address", "port", "protocol", "mode", "hash", "icmp_echo", "health_check",
-                          "maglev_table_size", "backends", "quic"]
+                          "maglev_table_size", "backends", "quic"] + ConfigLoader.encapsulationKeys
         static let healthCheck = ["type", "port", "path", "expect_status", "interval", "timeout", "rise", "fall"]
         static let backend = ["address", "mac", "weight", "vlan", "quic_server_id"]
     }
@@ -358,6 +358,7 @@ public enum ConfigLoader {
         (vip.prefixLength, vip.portEnd) = (prefixLength, portEnd)
         vip.quic = try fields.optional("quic")?.bool() ?? false
         try checkQUIC(vip, quicNode: fields.optional("quic"), backendsNode: backendsNode)
+        vip.encapsulation = try decodeEncapsulation(fields, mode: mode, outerFamily: backends[0].address.family)
         vip.healthCheck = try fields.optional("health_check").map { node throws(ConfigError) in
             try decodeHealthCheck(node, vipPort: port)
         }

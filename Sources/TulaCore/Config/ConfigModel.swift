@@ -167,6 +167,8 @@ public struct VIPConfig: Sendable, Equatable {
     public var icmpEcho: Bool = true
     /// Probe the backends (key `health_check`); nil: every backend counts as healthy.
     public var healthCheck: HealthCheckConfig? = nil
+    /// Keys `encap`, `gue_port`, `outer_source`, `dscp`, `remark` (EncapsulationConfig.swift).
+    public var encapsulation = EncapsulationConfig()
     /// Line of this VIP's entry in the config file (0 if not from a file).
     public var line: Int
 

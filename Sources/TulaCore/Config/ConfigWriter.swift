@@ -46,6 +46,12 @@ public enum ConfigWriter {
             out += "    mode: \(v.mode)\n"
             out += "    hash: \(v.hash)\n"
             out += "    icmp_echo: \(v.icmpEcho)\n"
+            let e = v.encapsulation
+            if e.kind != .ipip { out += "    encap: \(e.kind)\n" }
+            if e.guePort != Encapsulation.defaultGUEPort { out += "    gue_port: \(e.guePort)\n" }
+            if let prefix = e.outerSource { out += "    outer_source: \(quoted(prefix.description))\n" }
+            if let dscp = e.dscp { out += "    dscp: \(dscp)\n" }
+            if e.remark { out += "    remark: true\n" }
             if let check = v.healthCheck {
                 out += "    health_check:\n"
                 out += "      type: \(check.kind)\n"
