@@ -3,7 +3,9 @@ import Foundation
 import Testing
 import TulaFuzzing
 
-@Suite struct FuzzRegressionTests {
+/// Serialized: the targets keep one checker each (a harness with counters), as libFuzzer runs them, one input at a
+/// time; two tests feeding the frame target at once made its counter check see the other's frames.
+@Suite(.serialized) struct FuzzRegressionTests {
     private static let fuzzRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent().appendingPathComponent("Fuzz")
 
