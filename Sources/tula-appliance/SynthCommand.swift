@@ -23,8 +23,8 @@ struct SynthCommand: ParsableCommand {
     @Option(name: .long, help: "Only VIPs in this mode (l2 or l3).")
     var mode: String?
 
-    @Option(name: .long, help: "Only VIPs of this address family (4 or 6).")
-    var family: Int?
+    @Option(name: .long, help: "Only the VIP of this name (the benchmark sends each case to one VIP).")
+    var vip: String?
 
     @Option(name: .long, help: "Seed of the generator.")
     var seed: UInt64 = 1
@@ -39,13 +39,12 @@ struct SynthCommand: ParsableCommand {
         if let mode, DSRMode.allCases.first(where: { $0.description == mode }) == nil {
             throw ValidationError("--mode must be l2 or l3")
         }
-        if let family, family != 4 && family != 6 { throw ValidationError("--family must be 4 or 6") }
     }
 
     func run() throws {
         var cfg = try loadConfigOrExit(config)
         if let mode { cfg.vips = cfg.vips.filter { $0.mode.description == mode } }
-        if let family { cfg.vips = cfg.vips.filter { $0.address.family == (family == 4 ? .v4 : .v6) } }
+        if let vip { cfg.vips = cfg.vips.filter { $0.name == vip } }
         guard !cfg.vips.isEmpty else { throw ValidationError("the config has no VIP to send traffic to") }
         let frames = TrafficSynthesizer.packets(config: cfg, flows: flows, packets: packets, payloadBytes: payload, seed: seed)
         try Pcap.write(frames.enumerated().map { PcapRecord(seconds: 1_700_000_000, fraction: UInt32($0.offset % 1_000_000), data: $0.element) },

@@ -400,8 +400,9 @@ def human_flows(n):
     return str(n)
 
 
-# Tula's cases: name -> (synth --mode, synth --family). IPv4 first (the targets are theirs), then IPv6.
-CASES = {"l2": ("l2", "4"), "l3": ("l3", "4"), "l2-v6": ("l2", "6"), "l3-v6": ("l3", "6")}
+# Tula's cases: name -> the VIP of benchmarks/bench.yaml its traffic goes to (synth --vip). IPv4 first (the targets
+# are theirs), then IPv6, then an l2 prefix VIP (the config's prefix VIP also shows what prefixes cost exact VIPs).
+CASES = {"l2": "bench-l2", "l3": "bench-l3", "l2-v6": "bench-l2-v6", "l3-v6": "bench-l3-v6", "l2-prefix": "bench-l2-prefix"}
 
 TARGETS = {("l2", "small"): 0.90, ("l3", "small"): 0.80, ("l2", "large"): 0.70, ("l3", "large"): 0.70}
 
@@ -467,9 +468,9 @@ def markdown(results):
              f"columns divide by the share of CPU time the worker thread really got (from /proc; 1.0 on a quiet "
              f"machine), which takes out time-slicing by other processes but not their cache pollution.")
     L.append(f"- Each run: {env['seconds']:g} s of forwarding after the EAL worker starts; {env['reps']} repetitions, "
-             f"alternating testpmd, Tula L2, L3, L2 IPv6, L3 IPv6 (ABCDEABCDE...); the table gives the median, the runs are in "
+             f"alternating testpmd, Tula L2, L3, L2 IPv6, L3 IPv6, L2 prefix VIP (ABCDEFABCDEF...); the table gives the median, the runs are in "
              f"`benchmarks/results.csv`.")
-    L.append(f"- Traffic: `tula-appliance synth --flows N --packets N --payload {env['payload']} --mode M --family F` per case: one frame per flow, "
+    L.append(f"- Traffic: `tula-appliance synth --flows N --packets N --payload {env['payload']} --vip NAME` per case (the case's VIP): one frame per flow, "
              f"{14 + 20 + 20 + env['payload']}-byte TCP frames for IPv4 (L3 output: +20 bytes), "
              f"{14 + 40 + 20 + env['payload']}-byte ones for IPv6 (L3 output: +40 bytes), replayed forever from memory by "
              f"`net_pcap,rx_pcap=F,infinite_rx=1`; generated at bench time in a temp dir.")
@@ -487,7 +488,7 @@ def markdown(results):
              "Mpps per worker CPU-second | ratio, CPU-normalized | cycles/packet of CPU time |")
     L.append("|---:|---|---:|---|---:|---:|---:|:---:|---:|---:|---:|")
     names = {"testpmd": "testpmd macswap", "l2": "Tula L2 (MAC rewrite)", "l3": "Tula L3 (IP-in-IP)",
-             "l2-v6": "Tula L2, IPv6", "l3-v6": "Tula L3, IPv6 (6in6)"}
+             "l2-v6": "Tula L2, IPv6", "l3-v6": "Tula L3, IPv6 (6in6)", "l2-prefix": "Tula L2, prefix VIP (/24)"}
     for r in rows:
         ratio = f"{r['ratio']:.2f}" if r["ratio"] is not None else "–"
         target = f"≥ {r['target']:.2f}" if r["target"] else ""
@@ -603,10 +604,9 @@ def main():
         pcaps = {}
         for f in flows:
             for case in CASES:
-                mode, family = CASES[case]
                 path = os.path.join(tmp, f"{case}-{f}.pcap")
                 sh([binary, "synth", "--config", BENCH_CONFIG, "--flows", str(f), "--packets", str(f),
-                    "--payload", str(args.payload), "--mode", mode, "--family", family, "--out", path])
+                    "--payload", str(args.payload), "--vip", CASES[case], "--out", path])
                 pcaps[(case, f)] = path
         log(f"generated {len(pcaps)} captures in {tmp}")
 
@@ -615,7 +615,7 @@ def main():
             if ("l2", args.scaling_flows) not in pcaps:
                 path = os.path.join(tmp, f"l2-{args.scaling_flows}.pcap")
                 sh([binary, "synth", "--config", BENCH_CONFIG, "--flows", str(args.scaling_flows), "--packets",
-                    str(args.scaling_flows), "--payload", str(args.payload), "--mode", "l2", "--family", "4", "--out", path])
+                    str(args.scaling_flows), "--payload", str(args.payload), "--vip", CASES["l2"], "--out", path])
                 pcaps[("l2", args.scaling_flows)] = path
             s = pcaps[("l2", args.scaling_flows)]
             configs["scale-1w"] = write_config(tmp, "scale-1w", [s], 1, args.scaling_flows)

@@ -18,7 +18,7 @@ from bench import human_flows, summarize  # noqa: E402
 
 CASES = [("testpmd", "testpmd macswap", "#7f7f7f"), ("l2", "Tula L2 (MAC rewrite)", "#1f77b4"),
          ("l3", "Tula L3 (IP-in-IP)", "#ff7f0e"), ("l2-v6", "Tula L2, IPv6", "#2ca02c"),
-         ("l3-v6", "Tula L3, IPv6 (6in6)", "#d62728")]
+         ("l3-v6", "Tula L3, IPv6 (6in6)", "#d62728"), ("l2-prefix", "Tula L2, prefix VIP", "#9467bd")]
 
 
 def main(results_path, out_path):

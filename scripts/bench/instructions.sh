@@ -16,8 +16,8 @@ command -v valgrind >/dev/null || { echo "instructions: valgrind is missing (apt
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cp "$binary" "$work/tula" && strip --strip-debug "$work/tula"
-"$work/tula" synth --config "$root/benchmarks/bench.yaml" --flows 1000 --packets 100000 --payload 6 --mode "$mode" \
-    --family "$family" --out "$work/in.pcap" >/dev/null
+"$work/tula" synth --config "$root/benchmarks/bench.yaml" --flows 1000 --packets 100000 --payload 6 \
+    --vip "bench-$mode$([ "$family" = 6 ] && echo -v6)" --out "$work/in.pcap" >/dev/null
 sed -e "s|^\(    device:\).*|\1 \"net_pcap0,rx_pcap=$work/in.pcap,infinite_rx=1\"|" \
     -e "s|^flows_per_worker:.*|flows_per_worker: 4096|" -e "s|^workers:.*|workers: 1|" \
     -e '/^stats_socket:/d' "$root/benchmarks/bench.yaml" >"$work/bench.yaml"
