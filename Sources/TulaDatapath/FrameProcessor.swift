@@ -120,16 +120,7 @@ func classifyAndRewrite(_ p: UnsafeMutableRawPointer, length: Int, headroom: Int
                            flow: nil, pick: pick, isICMPError: false)
     }
 
-    // TCP or UDP header.
-    if proto == 6 {
-        guard l4Length >= 20 else { return FrameOutcome(.malformedL4) }
-        let dataOffset = Int(l4.load(fromByteOffset: 12, as: UInt8.self) >> 4) &* 4
-        guard dataOffset >= 20, dataOffset <= l4Length else { return FrameOutcome(.malformedL4) }
-    } else {
-        guard l4Length >= 8 else { return FrameOutcome(.malformedL4) }
-        let udpLength = Int(be16(l4, 4))
-        guard udpLength >= 8, udpLength <= l4Length else { return FrameOutcome(.malformedL4) }
-    }
+    guard transportHeaderFits(l4, length: l4Length, proto: proto) else { return FrameOutcome(.malformedL4) }
     let ports = be32(l4, 0)
     let vipIndex = tables.pointee.findVIPCode(address: dst, proto: proto, port: UInt16(truncatingIfNeeded: ports))
     guard vipIndex >= 0 else {
@@ -158,6 +149,21 @@ func ownOrElse(_ dst: UInt32, _ port: UnsafePointer<PortTables>, _ otherwise: Ve
 func ownOrElse6(_ hi: UInt64, _ lo: UInt64, _ port: UnsafePointer<PortTables>, _ otherwise: Verdict) -> Verdict {
     port.pointee.kernel && port.pointee.hasAddress6 && hi == port.pointee.address6Hi && lo == port.pointee.address6Lo
         ? .toKernel : otherwise
+}
+
+/// Whether the TCP (`proto` 6) or UDP header at `l4` fits the `length` bytes of the IP payload: TCP at least 20
+/// bytes with its data offset within them, UDP at least 8 with its length within them. Shared by IPv4 and IPv6;
+/// transparent, so the IPv4 loop keeps it inlined.
+@usableFromInline @_transparent
+func transportHeaderFits(_ l4: UnsafeRawPointer, length: Int, proto: UInt8) -> Bool {
+    if proto == 6 {
+        guard length >= 20 else { return false }
+        let dataOffset = Int(l4.load(fromByteOffset: 12, as: UInt8.self) >> 4) &* 4
+        return dataOffset >= 20 && dataOffset <= length
+    }
+    guard length >= 8 else { return false }
+    let udpLength = Int(be16(l4, 4))
+    return udpLength >= 8 && udpLength <= length
 }
 
 /// Where the parts of a received IPv4 (or IPv6) frame are: for IPv6, `ihl` is the offset of the L4 header

@@ -83,15 +83,7 @@ func classifyIPv6(_ p: UnsafeMutableRawPointer, length: Int, headroom: Int, port
 
     let l4 = ip + offset
     let l4Length = total &- offset
-    if proto == 6 {
-        guard l4Length >= 20 else { return FrameOutcome(.malformedL4) }
-        let dataOffset = Int(l4.load(fromByteOffset: 12, as: UInt8.self) >> 4) &* 4
-        guard dataOffset >= 20, dataOffset <= l4Length else { return FrameOutcome(.malformedL4) }
-    } else {
-        guard l4Length >= 8 else { return FrameOutcome(.malformedL4) }
-        let udpLength = Int(be16(l4, 4))
-        guard udpLength >= 8, udpLength <= l4Length else { return FrameOutcome(.malformedL4) }
-    }
+    guard transportHeaderFits(l4, length: l4Length, proto: proto) else { return FrameOutcome(.malformedL4) }
     let ports = be32(l4, 0)
     let vipIndex = tables.pointee.findVIP6(hi: dstHi, lo: dstLo, proto: proto, port: UInt16(truncatingIfNeeded: ports))
     guard vipIndex >= 0 else { return FrameOutcome(ownOrElse6(dstHi, dstLo, port, .noVIP)) }
