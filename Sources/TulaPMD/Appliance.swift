@@ -14,7 +14,9 @@ import TulaStats
 /// Control methods may be called from any thread; they are serialized by a lock that workers never take.
 public final class Appliance: @unchecked Sendable {
     /// The config in force (changes with every successful `apply`).
-    public private(set) var config: TulaConfig
+    public private(set) var config: TulaConfig {
+        didSet { listenerGroups = NDPFrames.solicitedNodeGroups(config) }
+    }
     /// Where `reload` reads the config from.
     public let configPath: String?
     private let control = NSLock()
@@ -63,6 +65,7 @@ public final class Appliance: @unchecked Sendable {
 
     public init(config: TulaConfig, configPath: String? = nil) {
         self.config = config
+        listenerGroups = NDPFrames.solicitedNodeGroups(config)
         portCount = config.ports.count
         self.configPath = configPath
         workerLcores = config.workerLcoreIDs.map { LcoreID(UInt32($0)) }
@@ -409,7 +412,9 @@ public final class Appliance: @unchecked Sendable {
     /// Whether MLDv2 reports are sent (true; `replay`, which has no switch to tell, turns them off before `start`).
     public var reportsMulticastListeners = true
 
-    /// When the MLD reports for the solicited-node groups were last sent (-infinity: never), and which groups.
+    /// The solicited-node groups of `config` (kept with it, not derived on every control tick), when they were
+    /// last reported (-infinity: never) and which ones were.
+    private var listenerGroups: [IPv6Address]
     private var lastListenerReport = -Double.infinity
     private var reportedGroups: [IPv6Address] = []
 
@@ -417,7 +422,7 @@ public final class Appliance: @unchecked Sendable {
     /// `NDPFrames.listenerReportIntervalSeconds` and at once when a reload changed them (call with `control` held).
     private func reportMulticastListeners(now: Double) {
         guard reportsMulticastListeners else { return }
-        let groups = NDPFrames.solicitedNodeGroups(config)
+        let groups = listenerGroups
         guard now - lastListenerReport >= NDPFrames.listenerReportIntervalSeconds || groups != reportedGroups else { return }
         lastListenerReport = now
         reportedGroups = groups
