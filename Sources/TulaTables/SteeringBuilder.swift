@@ -22,13 +22,20 @@ extension DataplaneTables {
         return UInt32(bitPattern: Int32(vip.quic && vip.proto == .udp ? -2 - v : v))
     }
 
+    /// Slots of an open-addressed index for `entries` keys: a power of two, at least 16 and 4 x the keys (a quarter
+    /// full at most, so probes stay short).
+    static func indexCapacity(_ entries: Int) -> Int {
+        var capacity = 16
+        while capacity < entries * 4 { capacity *= 2 }
+        return capacity
+    }
+
     /// Fills the IPv4 VIP index: ports and `*` first, then range ports no port VIP of the same address (or prefix)
     /// already holds (a port beats a range). Returns the index and its mask.
     static func buildIndex4(_ config: TulaConfig, _ vips: UnsafeMutablePointer<VIPEntry>, _ v4: [Int]) -> (UnsafeMutablePointer<VIPSlot>, Int) {
         let keys = v4.map { indexKeys4(config.vips[$0], vips[$0]) }
         let total = keys.reduce(0) { $0 + $1.count }
-        var capacity = 16
-        while capacity < total * 4 { capacity *= 2 }
+        let capacity = indexCapacity(total)
         let index = UnsafeMutablePointer<VIPSlot>.allocate(capacity: capacity)
         index.initialize(repeating: VIPSlot(key: 0, vip: 0), count: capacity)
         for ranges in [false, true] {
@@ -48,8 +55,7 @@ extension DataplaneTables {
     static func buildIndex6(_ config: TulaConfig, _ vips: UnsafeMutablePointer<VIPEntry>, _ v6: [Int]) -> (UnsafeMutablePointer<VIP6Slot>, Int) {
         let keys = v6.map { indexKeys6(config.vips[$0], vips[$0]) }
         let total = keys.reduce(0) { $0 + $1.count }
-        var capacity = 16
-        while capacity < total * 4 { capacity *= 2 }
+        let capacity = indexCapacity(total)
         let index = UnsafeMutablePointer<VIP6Slot>.allocate(capacity: capacity)
         index.initialize(repeating: VIP6Slot(hi: 0, lo: 0, key: 0, vip: 0), count: capacity)
         for ranges in [false, true] {
@@ -136,8 +142,7 @@ extension DataplaneTables {
             }
         }
         guard !entries.isEmpty else { return }
-        var capacity = 16
-        while capacity < entries.count * 4 { capacity *= 2 }
+        let capacity = indexCapacity(entries.count)
         let index = UnsafeMutablePointer<QUICSlot>.allocate(capacity: capacity)
         index.initialize(repeating: QUICSlot(key: 0, backend: 0), count: capacity)
         for (key, backend) in entries {
