@@ -227,6 +227,12 @@ build_bed() {
         "$probe_mac" "$(ns tula)"
 }
 
+# The http health check both l2 VIPs of the bed use (YAML lines of a VIP).
+health_check_yaml() {
+    printf '    health_check:\n      type: http\n      path: /\n      interval: %s\n      timeout: 1\n      rise: %s\n      fall: %s' \
+        "$check_interval" "$check_rise" "$check_fall"
+}
+
 # The Tula config of the bed: the af_packet port on the tula namespace's eth0, the l2 VIP over b1..b3 with an http
 # health check, the l3 VIP, and an l2 VIP whose backend nobody has; then the IPv6 VIPs (l2 over b1..b3's IPv6 addresses
 # with an http health check, 6in6 and 4in6). No MACs: the backends and the gateways are resolved.
@@ -254,13 +260,7 @@ vips:
     port: 80
     protocol: tcp
     mode: l2
-    health_check:
-      type: http
-      path: /
-      interval: $check_interval
-      timeout: 1
-      rise: $check_rise
-      fall: $check_fall
+$(health_check_yaml)
     backends:
 EOF
         for b in "${backends[@]}"; do printf '      - address: %s\n' "${address[$b]}"; done
@@ -286,13 +286,7 @@ EOF
     port: 80
     protocol: tcp
     mode: l2
-    health_check:
-      type: http
-      path: /
-      interval: $check_interval
-      timeout: 1
-      rise: $check_rise
-      fall: $check_fall
+$(health_check_yaml)
     backends:
 EOF
         for b in "${backends[@]}"; do printf '      - address: %s\n' "${address6[$b]}"; done
