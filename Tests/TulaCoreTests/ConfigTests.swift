@@ -65,6 +65,17 @@ struct Mistake: Sendable, CustomTestStringConvertible {
     let line: Int
     let reason: String
     var testDescription: String { what }
+
+    /// Loading `yaml` (as tula.yaml) is refused at `line` with a reason holding `reason`.
+    func expectRefused(sourceLocation: SourceLocation = #_sourceLocation) {
+        let error = #expect(throws: ConfigError.self, sourceLocation: sourceLocation) {
+            _ = try ConfigLoader.parse(yaml: yaml, file: "tula.yaml")
+        }
+        guard let error else { return }
+        #expect(error.file == "tula.yaml", sourceLocation: sourceLocation)
+        #expect(error.line == line, "\(error)", sourceLocation: sourceLocation)
+        #expect(error.reason.contains(reason), "\(error)", sourceLocation: sourceLocation)
+    }
 }
 
 private let mistakes: [Mistake] = [
@@ -272,13 +283,7 @@ private let mistakes: [Mistake] = [
 
     @Test(arguments: mistakes)
     func mistakeIsRefusedWithLineAndReason(_ mistake: Mistake) {
-        let error = #expect(throws: ConfigError.self) {
-            _ = try ConfigLoader.parse(yaml: mistake.yaml, file: "tula.yaml")
-        }
-        guard let error else { return }
-        #expect(error.file == "tula.yaml")
-        #expect(error.line == mistake.line, "\(error)")
-        #expect(error.reason.contains(mistake.reason), "\(error)")
+        mistake.expectRefused()
     }
 
     @Test func defaultTableSizeTooSmallBlamesBackends() {

@@ -143,13 +143,7 @@ private let v6Mistakes: [Mistake] = [
 
     @Test(arguments: v6Mistakes)
     func mistakeIsRefusedWithLineAndReason(_ mistake: Mistake) {
-        let error = #expect(throws: ConfigError.self) {
-            _ = try ConfigLoader.parse(yaml: mistake.yaml, file: "tula.yaml")
-        }
-        guard let error else { return }
-        #expect(error.file == "tula.yaml")
-        #expect(error.line == mistake.line, "\(error)")
-        #expect(error.reason.contains(mistake.reason), "\(error)")
+        mistake.expectRefused()
     }
 
     @Test func liveEditsKeepOneFamilyPerVIP() throws {
