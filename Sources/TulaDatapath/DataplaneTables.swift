@@ -175,9 +175,16 @@ public struct DataplaneTables: @unchecked Sendable {
         self.ports = ports; self.portCount = portCount; self.vips = vips; self.vipCount = vipCount; self.backends = backends; self.vipIndex = vipIndex; self.vipIndexMask = vipIndexMask; self.vipAddresses = vipAddresses; self.vipAddressCount = vipAddressCount; self.vip6Index = vip6Index; self.vip6IndexMask = vip6IndexMask; self.vip6Addresses = vip6Addresses; self.vip6AddressCount = vip6AddressCount; self.layout = layout; self.publishedPrefix = publishedPrefix; self.publishedEnd = publishedEnd
     }
 
-    /// The VIP index key of (address, protocol, port); port 0 stands for `*`.
+    /// The VIP index key of (address, protocol, port), host order; port 0 stands for `*`.
     @inlinable @inline(__always)
     public static func vipKey(_ address: UInt32, _ proto: UInt8, _ port: UInt16) -> UInt64 {
+        rawVIPKey(address.bigEndian, proto, port.bigEndian)
+    }
+
+    /// `vipKey` of the address and port as a frame holds them (native loads of network-order bytes), so the fast
+    /// path builds it without byte swaps: bits 24-55 the address, 16-23 the protocol, 0-15 the port.
+    @inlinable @inline(__always)
+    public static func rawVIPKey(_ address: UInt32, _ proto: UInt8, _ port: UInt16) -> UInt64 {
         UInt64(address) << 24 | UInt64(proto) << 16 | UInt64(port)
     }
 
@@ -203,10 +210,12 @@ public struct DataplaneTables: @unchecked Sendable {
                                              address: address, proto: proto, port: port)
     }
 
-    /// Home slot of `key` in the VIP index: one multiply (Fibonacci hashing; the top bits are the well mixed ones).
+    /// Home slot of `key` in the VIP index: one multiply (Fibonacci hashing; the top bits are the well mixed ones)
+    /// after folding the key's high half into its low half, so that bits 40 and up of the product depend on every
+    /// bit of the key (the address's last byte sits in bits 48-55 of a `rawVIPKey`).
     @inlinable @inline(__always)
     public static func indexSlot(_ key: UInt64, mask: Int) -> Int {
-        Int(truncatingIfNeeded: (key &* 0x9E37_79B9_7F4A_7C15) >> 40) & mask
+        Int(truncatingIfNeeded: ((key ^ key >> 32) &* 0x9E37_79B9_7F4A_7C15) >> 40) & mask
     }
 
     @inlinable @inline(__always)

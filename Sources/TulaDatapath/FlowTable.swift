@@ -149,12 +149,45 @@ public struct FlowTable: @unchecked Sendable {
     }
 }
 
-/// The 5-tuple hash of `frame` as `processFrame` will compute it, read without validating anything, so
-/// the caller can prefetch the flow's bucket for a whole burst before processing any frame of it (the
-/// lookups' cache misses then overlap instead of coming one after the other), and hand the hash to
-/// `processFrame`. 0 when the frame does not look like IPv4 or IPv6 TCP/UDP (`processFrame` does all the checking).
+/// Where an IPv4 flow lives in the flow table: two multiplies over its 5-tuple as the frame holds it (`addresses`
+/// the native 8-byte load of source and destination, `ports` the native 4-byte load of the ports), the
+/// well-mixed high half returned as the low bits `bucket` uses. Not the contract `flowHash`, which only a new
+/// flow needs (it picks the backend): a pinned flow's packets never compute it. The constants are fixed, like
+/// the flow hash's seed; a sender who crafts colliding tuples fills its buckets, which then spill and evict
+/// their own oldest flows, as any full bucket does.
+@inlinable @inline(__always)
+public func flowBucketHash(addresses: UInt64, ports: UInt32, proto: UInt8) -> UInt64 {
+    // A product's high half depends on every bit of the multiplicand, its low half only on the low bits: the
+    // rotation brings the first product's high half down, where the second multiply carries it up to the result.
+    let mixed = addresses &* 0x9E37_79B9_7F4A_7C15
+    return (((mixed << 32 | mixed >> 32) ^ (UInt64(ports) << 8 | UInt64(proto))) &* 0xC2B2_AE3D_27D4_EB4F) >> 32
+}
+
+/// `flowBucketHash` of a tuple in host order (ports as source << 16 | destination).
+@inlinable @inline(__always)
+public func flowBucketHash(src: UInt32, dst: UInt32, ports: UInt32, proto: UInt8) -> UInt64 {
+    flowBucketHash(addresses: UInt64(src.bigEndian) | UInt64(dst.bigEndian) << 32, ports: ports.bigEndian, proto: proto)
+}
+
+/// The flow-table position hash of `frame` as `processFrame` will compute it (`flowBucketHash` for IPv4, the
+/// contract `flowHash6` for IPv6), read without validating anything, so the caller can prefetch the flow's
+/// bucket for a whole burst before processing any frame of it (the lookups' cache misses then overlap instead
+/// of coming one after the other), and hand the hash to `processFrame`. 0 when the frame does not look like
+/// IPv4 or IPv6 TCP/UDP (`processFrame` does all the checking); for an untagged IPv4 frame without options, a
+/// value whatever its protocol (only TCP and UDP ever use it). Untagged option-less IPv4 is read inline;
+/// everything else by `frameFlowHashOther`, out of line.
 @inlinable @inline(__always)
 public func frameFlowHash(_ p: UnsafeRawPointer, length: Int) -> UInt64 {
+    guard length >= 42, p.loadUnaligned(fromByteOffset: 12, as: UInt16.self) == 0x0008,
+          p.load(fromByteOffset: 14, as: UInt8.self) == 0x45 else { return frameFlowHashOther(p, length: length) }
+    return flowBucketHash(addresses: p.loadUnaligned(fromByteOffset: 26, as: UInt64.self),
+                          ports: p.loadUnaligned(fromByteOffset: 34, as: UInt32.self),
+                          proto: p.load(fromByteOffset: 23, as: UInt8.self))
+}
+
+/// `frameFlowHash` of a frame that is not untagged IPv4 without options.
+@usableFromInline @inline(never)
+func frameFlowHashOther(_ p: UnsafeRawPointer, length: Int) -> UInt64 {
     guard length >= 42 else { return 0 }
     var l2 = 14
     var etherType = UInt16(bigEndian: p.loadUnaligned(fromByteOffset: 12, as: UInt16.self))
@@ -164,17 +197,13 @@ public func frameFlowHash(_ p: UnsafeRawPointer, length: Int) -> UInt64 {
     let ihl = Int(ip.load(as: UInt8.self) & 0x0F) &* 4
     let proto = ip.load(fromByteOffset: 9, as: UInt8.self)
     guard proto == 6 || proto == 17, length >= l2 &+ ihl &+ 4 else { return 0 }
-    let ports = UInt32(bigEndian: ip.loadUnaligned(fromByteOffset: ihl, as: UInt32.self))
-    return flowHash(src: UInt32(bigEndian: ip.loadUnaligned(fromByteOffset: 12, as: UInt32.self)),
-                    dst: UInt32(bigEndian: ip.loadUnaligned(fromByteOffset: 16, as: UInt32.self)),
-                    srcPort: UInt16(truncatingIfNeeded: ports >> 16), dstPort: UInt16(truncatingIfNeeded: ports),
-                    proto: proto)
+    return flowBucketHash(addresses: ip.loadUnaligned(fromByteOffset: 12, as: UInt64.self),
+                          ports: ip.loadUnaligned(fromByteOffset: ihl, as: UInt32.self), proto: proto)
 }
 
 /// `frameFlowHash` of an IPv6 packet (`available` bytes at `ip`) whose TCP or UDP header follows the IPv6 header
-/// directly (with extension headers, 0: `classifyIPv6` hashes those itself). Out of line, so the IPv4 prefetch
-/// loop stays as small as it was.
-@usableFromInline @inline(never)
+/// directly (with extension headers, 0: `classifyIPv6` hashes those itself).
+@inline(__always)
 func frameFlowHash6(_ ip: UnsafeRawPointer, available: Int) -> UInt64 {
     let next = ip.load(fromByteOffset: 6, as: UInt8.self)
     guard available >= 44, next == 6 || next == 17 else { return 0 }

@@ -34,6 +34,7 @@ public let requiredHeadroomBytes = ipv6OverheadBytes + 8 + 4
 /// `headroom` is how many writable bytes precede `frame`; the buffer must also have room for 96 bytes
 /// past the IPv4 header (an ICMP reply can outgrow a tiny input, as mbufs allow). `now` is in seconds.
 /// `flowHash` must be `frameFlowHash(frame, length: length)` (computed earlier to prefetch the flow's bucket).
+/// The worker loop tries `FastPath.forward` first and calls this (out of line, `processFrameOutOfLine`) for what it declines.
 /// Transparent, so the worker loop in another module gets it inlined (a call per frame cost ~40 instructions
 /// of argument passing, register saves and result unpacking); what it reaches is `@usableFromInline`.
 @_transparent
@@ -44,6 +45,16 @@ public func processFrame(_ frame: UnsafeMutableRawPointer, length: Int, headroom
                                      tables: tables, flows: flows, counters: counters, now: now, flowHash: frameHash)
     counters[tables.pointee.layout.verdict(port, outcome.verdict)] &+= 1
     return outcome
+}
+
+/// `processFrame` compiled once, out of line: what the worker loop calls for the frames `FastPath.forward`
+/// declines, so the loop's own code stays the fast path's size.
+@inline(never)
+public func processFrameOutOfLine(_ frame: UnsafeMutableRawPointer, length: Int, headroom: Int, checksum: ChecksumStatus,
+                                  port: Int, tables: UnsafePointer<DataplaneTables>, flows: UnsafePointer<FlowTable>,
+                                  counters: UnsafeMutablePointer<UInt64>, now: UInt32, flowHash frameHash: UInt64) -> FrameOutcome {
+    processFrame(frame, length: length, headroom: headroom, checksum: checksum, port: port, tables: tables, flows: flows,
+                 counters: counters, now: now, flowHash: frameHash)
 }
 
 @usableFromInline @_transparent
@@ -127,11 +138,11 @@ func classifyAndRewrite(_ p: UnsafeMutableRawPointer, length: Int, headroom: Int
         guard vipIndex != -1 else { return FrameOutcome(ownOrElse(dst, port, .noVIP)) }
         // A quic VIP (code -2 - index): re-parsed out of line from the arguments, so other VIPs pay nothing for it.
         return classifyQUIC(p, headroom: headroom, port: port, tables: tables, flows: flows, counters: counters, now: now,
-                            flowHash: frameHash, vipIndex: -2 &- vipIndex)
+                            vipIndex: -2 &- vipIndex)
     }
     let vip = tables.pointee.vips + vipIndex
-    let key = FlowKey(src: src, dst: dst, ports: ports, proto: proto, hash: frameHash)
-    assert(key.hash == FlowKey(src: src, dst: dst, ports: ports, proto: proto).hash, "flowHash is not frameFlowHash")
+    let key = FlowKey(src: src, dst: dst, ports: ports, proto: proto)
+    assert(key.bucket == frameHash, "flowHash is not frameFlowHash")
     let packet = Packet(frame: p, l2: l2, inputTag: inputTag, ip: ip, ihl: ihl, total: total, headroom: headroom)
     return deliver(packet, vip: vip, port: port, tables: tables, flows: flows, counters: counters, now: now,
                    flow: (key, true), pick: key.pickHash(vip.pointee.hash))
@@ -185,24 +196,29 @@ func transportHeaderFits(_ l4: UnsafeRawPointer, length: Int, proto: UInt8) -> B
     }
 }
 
-/// A client-to-VIP 5-tuple, addresses and ports in host order.
+/// A client-to-VIP 5-tuple, addresses and ports in host order (an IPv6 flow keeps a fingerprint of its source).
 @usableFromInline struct FlowKey {
     @usableFromInline var src: UInt32
     @usableFromInline var dst: UInt32
     /// Source port << 16 | destination port.
     @usableFromInline var ports: UInt32
     @usableFromInline var proto: UInt8
-    /// The 5-tuple's `flowHash`.
+    /// The 5-tuple's `flowHash` (the contract: it picks the backend).
     @usableFromInline var hash: UInt64
+    /// Where the flow lives in the flow table: `flowBucketHash` for IPv4, the contract hash for IPv6.
+    @usableFromInline var bucket: UInt64
 
+    /// An IPv6 flow (or any flow whose table position is its contract hash).
     @inlinable @inline(__always) init(src: UInt32, dst: UInt32, ports: UInt32, proto: UInt8, hash: UInt64) {
-        self.src = src; self.dst = dst; self.ports = ports; self.proto = proto; self.hash = hash
+        self.src = src; self.dst = dst; self.ports = ports; self.proto = proto; self.hash = hash; bucket = hash
     }
 
+    /// An IPv4 flow: both hashes from the tuple.
     @inlinable @inline(__always) init(src: UInt32, dst: UInt32, ports: UInt32, proto: UInt8) {
         self.init(src: src, dst: dst, ports: ports, proto: proto,
                   hash: flowHash(src: src, dst: dst, srcPort: UInt16(truncatingIfNeeded: ports >> 16),
                                  dstPort: UInt16(truncatingIfNeeded: ports), proto: proto))
+        bucket = flowBucketHash(src: src, dst: dst, ports: ports, proto: proto)
     }
 
     /// The hash that picks a backend under the VIP's `hash` mode.
@@ -256,7 +272,7 @@ func deliver(_ packet: Packet, vip: UnsafeMutablePointer<VIPEntry>, port: Unsafe
     var found = FlowTable.Outcome.insertedEmpty
     if let flow {
         let k = flow.key
-        (entry, found) = flows.pointee.find(hash: k.hash, src: k.src, ports: k.ports, vip: vipSlot, now: now)
+        (entry, found) = flows.pointee.find(hash: k.bucket, src: k.src, ports: k.ports, vip: vipSlot, now: now)
         if found == .hit, let entry, tables.pointee.backends[Int(entry.pointee.backend)].vipSlot == vipSlot {
             backend = entry.pointee.backend
         }
@@ -337,7 +353,7 @@ func deliver(_ packet: Packet, vip: UnsafeMutablePointer<VIPEntry>, port: Unsafe
 func pinNewFlow(_ k: FlowKey, at entry: UnsafeMutablePointer<FlowEntry>, found: FlowTable.Outcome, vipSlot: UInt32,
                 backend: UInt32, flows: UnsafePointer<FlowTable>, layout: CounterLayout,
                 counters: UnsafeMutablePointer<UInt64>, now: UInt32) {
-    flows.pointee.store(entry, hash: k.hash, src: k.src, ports: k.ports, vip: vipSlot, backend: backend, now: now)
+    flows.pointee.store(entry, hash: k.bucket, src: k.src, ports: k.ports, vip: vipSlot, backend: backend, now: now)
     let f = layout.flowTable
     counters[f &+ CounterLayout.flowInsertions] &+= 1
     switch found {

@@ -88,7 +88,7 @@ func deliverQUIC(_ packet: Packet, l4: UnsafeMutableRawPointer, vipIndex: Int, p
 @usableFromInline @inline(never)
 func classifyQUIC(_ p: UnsafeMutableRawPointer, headroom: Int, port: UnsafePointer<PortTables>,
                   tables: UnsafePointer<DataplaneTables>, flows: UnsafePointer<FlowTable>,
-                  counters: UnsafeMutablePointer<UInt64>, now: UInt32, flowHash frameHash: UInt64, vipIndex: Int) -> FrameOutcome {
+                  counters: UnsafeMutablePointer<UInt64>, now: UInt32, vipIndex: Int) -> FrameOutcome {
     let tagged = be16(p, 12) == 0x8100
     let l2 = tagged ? 18 : 14
     let inputTag = tagged ? Int32(be16(p, 14)) : untagged
@@ -98,7 +98,7 @@ func classifyQUIC(_ p: UnsafeMutableRawPointer, headroom: Int, port: UnsafePoint
     let src = be32(ip, 12), dst = be32(ip, 16)
     let l4 = ip + ihl
     let ports = be32(l4, 0)
-    let key = FlowKey(src: src, dst: dst, ports: ports, proto: 17, hash: frameHash)
+    let key = FlowKey(src: src, dst: dst, ports: ports, proto: 17)
     let packet = Packet(frame: p, l2: l2, inputTag: inputTag, ip: ip, ihl: ihl, total: total, headroom: headroom)
     let vip = tables.pointee.vips + vipIndex
     return deliverQUIC(packet, l4: l4, vipIndex: vipIndex, port: port, tables: tables, flows: flows, counters: counters,

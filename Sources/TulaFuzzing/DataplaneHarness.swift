@@ -95,6 +95,61 @@ public final class DataplaneHarness {
                    frameStart: start, frameLength: frame.count, guardBytes: guardBytes)
     }
 
+    /// `process` (same arguments; `tailroom` must be at least 22 bytes past a frame shorter than that, which the fast
+    /// path may read), after running `FastPath.forward` on a copy of the frame from the same flow table and
+    /// counters. Returns `process`'s run (the state stays as it left it), whether the fast path took the frame, and
+    /// what differed, if anything: a frame the fast path takes must come out of `processFrame` the same (verdict,
+    /// bytes of the whole buffer, shift and length, every counter, the flow table); a frame it declines must be left
+    /// untouched, with nothing counted.
+    public func processComparingFastPath(_ frame: [UInt8], headroom: Int, tailroom: Int, fill: UInt8 = 0xEE,
+                                         checksum: ChecksumStatus = .unknown, now: UInt32 = 1000,
+                                         port: Int = 0) -> (run: Run, fastTook: Bool, mismatch: String?) {
+        precondition(frame.count + tailroom >= 22, "the fast path reads 22 bytes of any frame")
+        let flowsBefore = [UInt8](UnsafeRawBufferPointer(start: flowMemory, count: flowBytes))
+        let countersBefore = [UInt64](UnsafeBufferPointer(start: counters, count: counterCount))
+        let size = headroom + frame.count + tailroom
+        var buffer = [UInt8](repeating: fill, count: size)
+        buffer.replaceSubrange(headroom..<(headroom + frame.count), with: frame)
+        let original = buffer
+        let out = buffer.withUnsafeMutableBytes { raw -> (shift: Int32, length: UInt32) in
+            let p = raw.baseAddress! + headroom
+            let fast = FastPath(port: port, tables: tables, counters: counters, now: now,
+                                idleTimeout: flows.pointee.idleTimeoutSeconds)
+            return fast.forward(p, length: frame.count, headroom: headroom, checksum: checksum,
+                                bucket: flows.pointee.bucket(frameFlowHash(p, length: frame.count)))
+        }
+        let fastFlows = [UInt8](UnsafeRawBufferPointer(start: flowMemory, count: flowBytes))
+        let fastCounters = [UInt64](UnsafeBufferPointer(start: counters, count: counterCount))
+        flowMemory.copyMemory(from: flowsBefore, byteCount: flowBytes)
+        counters.update(from: countersBefore, count: counterCount)
+        let run = process(frame, headroom: headroom, tailroom: tailroom, fill: fill, checksum: checksum, now: now, port: port)
+        let procFlows = [UInt8](UnsafeRawBufferPointer(start: flowMemory, count: flowBytes))
+        let procCounters = [UInt64](UnsafeBufferPointer(start: counters, count: counterCount))
+        func differing(_ a: [UInt64], _ b: [UInt64]) -> String {
+            let at = (0..<a.count).filter { a[$0] != b[$0] }.prefix(4)
+            return at.map { "counter \($0): \(a[$0]) vs \(b[$0])" }.joined(separator: ", ")
+        }
+        guard out.length != 0 else {
+            if buffer != original { return (run, false, "the fast path declined the frame but wrote to its buffer") }
+            if fastFlows != flowsBefore { return (run, false, "the fast path declined the frame but changed the flow table") }
+            if fastCounters != countersBefore {
+                return (run, false, "the fast path declined the frame but counted: \(differing(fastCounters, countersBefore))")
+            }
+            return (run, false, nil)
+        }
+        let verdict: Verdict = out.shift == 0 ? .forwardedL2 : .forwardedL3
+        if run.outcome.verdict != verdict || run.outcome.fragments != 0 {
+            return (run, true, "the fast path forwarded as \(verdict), processFrame said \(run.outcome.verdict)")
+        }
+        if run.outcome.startShift != out.shift || run.outcome.length != out.length {
+            return (run, true, "fast path output at \(out.shift), \(out.length) bytes; processFrame at \(run.outcome.startShift), \(run.outcome.length)")
+        }
+        if buffer != run.buffer { return (run, true, "the fast path's buffer differs from processFrame's") }
+        if fastFlows != procFlows { return (run, true, "the fast path left the flow table differently") }
+        if fastCounters != procCounters { return (run, true, "counters differ: \(differing(fastCounters, procCounters))") }
+        return (run, true, nil)
+    }
+
     public func process(_ frame: [UInt8], headroom: Int, guardBytes: Int = 0, tailroom: Int = 0, fill: UInt8 = 0xEE,
                         checksum: ChecksumStatus = .unknown, now: UInt32 = 1000, port: Int = 0) -> Run {
         frame.withUnsafeBytes {

@@ -195,8 +195,10 @@ final class FrameChecker {
         let before = (0..<harness.config.ports.count).flatMap { p in
             (0..<Verdict.count).map { harness.counters[layout.verdict(p, Verdict(rawValue: UInt8($0))!)] }
         }
-        let run = harness.process(frame, headroom: v.headroom, tailroom: FrameChecker.tailroom, checksum: v.checksum,
-                                  now: v.now, port: v.port)
+        // The worker tries the fast path first: what it takes must come out exactly as processFrame has it.
+        let (run, _, mismatch) = harness.processComparingFastPath(frame, headroom: v.headroom, tailroom: FrameChecker.tailroom,
+                                                                   checksum: v.checksum, now: v.now, port: v.port)
+        if let mismatch { preconditionFailure("fast path: \(mismatch)") }
         let verdict = run.outcome.verdict
         precondition(Verdict.named(verdict.name) == verdict, "verdict \(verdict.rawValue) has no name of its own")
         precondition(verdict != .noMbuf && verdict != .txFull, "processFrame gave the worker's verdict \(verdict)")

@@ -29,7 +29,9 @@ public enum FuzzTargets {
     /// IPv6, what goes out, re-derived from the input: l2 keeps the IP packet byte for byte and goes to a backend
     /// of the packet's VIP; l3 adds a valid IPv4 outer header (or outer fragments that add up to the packet) or
     /// IPv6 one (6in6, 4in6: traffic class, flow label, backend); ARP, neighbor advertisements, echo replies,
-    /// fragmentation needed and Packet Too Big have valid checksums and the right lengths, tags and MACs.
+    /// fragmentation needed and Packet Too Big have valid checksums and the right lengths, tags and MACs. Each run
+    /// also tries `FastPath.forward` first, from the same state, as the worker does: it must decline the frame
+    /// leaving everything untouched, or do exactly what `processFrame` does (bytes, counters, flow table).
     public static func frame(_ bytes: UnsafeRawBufferPointer) { frameChecker.run(bytes) }
 
     /// Config loader: the bytes as YAML text either load or are refused with a ConfigError at a line of the

@@ -167,7 +167,8 @@ public final class Appliance: @unchecked Sendable {
                 kernelRing: kernelRings.isEmpty ? nil : kernelRings[w], kernelTx: w == 0 ? kernelTxRing : nil,
                 kernelTokens: tokens, kernelRefillPerCycle: refill, kernelCapacity: capacity, kernelLastTSC: lastTSC,
                 fragmentID: UInt16(w), fragmentIDStep: UInt16(workerLcores.count),
-                rx: .allocate(capacity: burstSize), flowHashes: .allocate(capacity: burstSize), tx: .allocate(capacity: outputCapacity),
+                rx: .allocate(capacity: burstSize), flowHashes: .allocate(capacity: burstSize),
+                flowBuckets: .allocate(capacity: burstSize), tx: .allocate(capacity: outputCapacity),
                 txVerdictCounter: .allocate(capacity: outputCapacity), drop: .allocate(capacity: outputCapacity),
                 adaptive: config.adaptivePolling))
             contexts.append(context)
@@ -580,7 +581,7 @@ public final class Appliance: @unchecked Sendable {
             let c = context.pointee
             rte_free(UnsafeMutableRawPointer(c.flows.pointee.entries))
             c.flows.deallocate(); c.portIDs.deallocate(); c.checksumOffload.deallocate(); c.counters.deallocate()
-            c.rx.deallocate(); c.flowHashes.deallocate(); c.tx.deallocate(); c.txVerdictCounter.deallocate(); c.drop.deallocate()
+            c.rx.deallocate(); c.flowHashes.deallocate(); c.flowBuckets.deallocate(); c.tx.deallocate(); c.txVerdictCounter.deallocate(); c.drop.deallocate()
             c.kernelTokens.deallocate(); c.kernelRefillPerCycle.deallocate(); c.kernelCapacity.deallocate(); c.kernelLastTSC.deallocate()
             context.deallocate()
         }

@@ -30,12 +30,23 @@ extension DataplaneTables {
         return capacity
     }
 
+    /// The IPv4 index's slot count: from `minimum`, doubled while two keys share a home slot, up to 64 slots per key
+    /// (at most 65 536 slots, 1 MiB), so that a packet's lookup usually reads its key's home slot only (the fast
+    /// path probes past it out of line).
+    static func homeSlotCapacity<Keys: Sequence<UInt64>>(_ keys: Keys, minimum: Int) -> Int {
+        let keys = Array(keys)
+        let limit = max(minimum, min(64 * keys.count, 1 << 16))
+        var capacity = minimum
+        while capacity < limit && Set(keys.map { indexSlot($0, mask: capacity - 1) }).count < keys.count { capacity *= 2 }
+        return capacity
+    }
+
     /// Fills the IPv4 VIP index: ports and `*` first, then range ports no port VIP of the same address (or prefix)
     /// already holds (a port beats a range). Returns the index and its mask.
     static func buildIndex4(_ config: TulaConfig, _ vips: UnsafeMutablePointer<VIPEntry>, _ v4: [Int]) -> (UnsafeMutablePointer<VIPSlot>, Int) {
         let keys = v4.map { indexKeys4(config.vips[$0], vips[$0]) }
         let total = keys.reduce(0) { $0 + $1.count }
-        let capacity = indexCapacity(total)
+        let capacity = homeSlotCapacity(keys.joined(), minimum: indexCapacity(total))
         let index = UnsafeMutablePointer<VIPSlot>.allocate(capacity: capacity)
         index.initialize(repeating: VIPSlot(key: 0, vip: 0), count: capacity)
         for ranges in [false, true] {

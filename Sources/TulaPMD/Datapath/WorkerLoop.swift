@@ -61,6 +61,8 @@ public struct WorkerContext: @unchecked Sendable {
     public var rx: UnsafeMutablePointer<OpaquePointer?>
     /// `frameFlowHash` of each received frame of the burst.
     public var flowHashes: UnsafeMutablePointer<UInt64>
+    /// The flow-table bucket of each received frame's hash (prefetched; what `FastPath.forward` searches).
+    public var flowBuckets: UnsafeMutablePointer<UnsafeMutablePointer<FlowEntry>>
     public var tx: UnsafeMutablePointer<OpaquePointer?>
     /// For each frame queued for TX, the index of the counter of its verdict (undone if TX refuses it).
     public var txVerdictCounter: UnsafeMutablePointer<Int>
@@ -133,57 +135,42 @@ func pollPort(_ ctx: UnsafeMutablePointer<WorkerContext>, _ p: Int, _ tables: Un
     let layout = tables.pointee.layout
     let offload = c.checksumOffload[p]
     let counters = c.counters
-    var txCount = 0, dropCount = 0
-    var rxBytes: UInt64 = 0, txBytes: UInt64 = 0
+    var burst = BurstOutput()
+    var rxBytes: UInt64 = 0
     // Start every frame's flow-table miss now, so they overlap (at 100k+ flows each one is a DRAM access);
     // the hashes are kept for processFrame. This pass also brings every frame's headers into the cache.
+    let flows = c.flows.pointee
     var k = 0
     while k < n {
         let m = c.rx[k].unsafelyUnwrapped
+        rxBytes &+= UInt64(tula_mbuf_pkt_len(m))
         let hash = frameFlowHash(tula_mbuf_data(m).unsafelyUnwrapped, length: Int(tula_mbuf_data_len(m)))
+        let bucket = flows.bucket(hash)
         c.flowHashes[k] = hash
-        tula_prefetch0(c.flows.pointee.bucket(hash))
+        c.flowBuckets[k] = bucket
+        tula_prefetch0(bucket)
         k &+= 1
     }
-    var i = 0
-    while i < n {
-        let m = c.rx[i].unsafelyUnwrapped
-        let length = Int(tula_mbuf_data_len(m))
-        rxBytes &+= UInt64(tula_mbuf_pkt_len(m))
-        let outcome: FrameOutcome
-        if tula_mbuf_nb_segs(m) != 1 {
-            // Scatter is never enabled, so a chained mbuf is larger than any MTU Tula accepts.
-            counters[layout.verdict(p, .tooBig)] &+= 1
-            outcome = FrameOutcome(.tooBig)
-        } else {
-            let status = offload ? ChecksumStatus(rawValue: tula_mbuf_ip_cksum_status(m)).unsafelyUnwrapped : .unknown
-            outcome = processFrame(tula_mbuf_data(m).unsafelyUnwrapped, length: length,
-                                   headroom: Int(tula_mbuf_headroom(m)), checksum: status, port: p,
-                                   tables: tables, flows: UnsafePointer(c.flows), counters: counters, now: now,
-                                   flowHash: c.flowHashes[i])
+    let fast = FastPath(port: p, tables: tables, counters: counters, now: now, idleTimeout: flows.idleTimeoutSeconds)
+    // Two copies of the loop, so that without checksum offload (every frame's status unknown) the status is no
+    // per-frame value.
+    if offload {
+        var i = 0
+        while i < n {
+            let m = c.rx[i].unsafelyUnwrapped
+            forwardFrame(ctx, m, i, p, tables, fast, ChecksumStatus(rawValue: tula_mbuf_ip_cksum_status(m)).unsafelyUnwrapped,
+                         now, &burst)
+            i &+= 1
         }
-        if outcome.verdict.transmits {
-            if outcome.fragments > 0 {
-                emitOuterFragments(ctx, m, outcome, p, tables, &txCount, &txBytes)
-                c.drop[dropCount] = m
-                dropCount &+= 1
-            } else {
-                if outcome.startShift != 0 || Int(outcome.length) != length {
-                    tula_mbuf_reshape(m, outcome.startShift, outcome.length)
-                }
-                c.tx[txCount] = m
-                c.txVerdictCounter[txCount] = layout.verdict(p, outcome.verdict)
-                txBytes &+= UInt64(outcome.length)
-                txCount &+= 1
-            }
-        } else if outcome.verdict.isToControl, handToControl(ctx, m, outcome.verdict, p, layout) {
-            // The control plane (or the kernel thread) frees it.
-        } else {
-            c.drop[dropCount] = m
-            dropCount &+= 1
+    } else {
+        var i = 0
+        while i < n {
+            forwardFrame(ctx, c.rx[i].unsafelyUnwrapped, i, p, tables, fast, .unknown, now, &burst)
+            i &+= 1
         }
-        i &+= 1
     }
+    let txCount = burst.txCount
+    var dropCount = burst.dropCount, txBytes = burst.txBytes
     var sent = 0
     if txCount > 0 {
         sent = Int(tula_tx_burst(portID, c.queue, c.tx, UInt16(txCount)))
@@ -204,6 +191,78 @@ func pollPort(_ ctx: UnsafeMutablePointer<WorkerContext>, _ p: Int, _ tables: Un
     counters[base &+ CounterLayout.txPackets] &+= UInt64(sent)
     counters[base &+ CounterLayout.txBytes] &+= txBytes
     return n
+}
+
+/// What a burst queued so far: frames for TX (`ctx.tx`) and their bytes, frames to free (`ctx.drop`).
+struct BurstOutput {
+    var txCount = 0
+    var dropCount = 0
+    var txBytes: UInt64 = 0
+}
+
+/// Frame `i` of the burst (`m`): `FastPath.forward` when it takes it, else `declinedFrame`. Queued for TX, or
+/// left to `declinedFrame`'s verdict.
+@inline(__always)
+func forwardFrame(_ ctx: UnsafeMutablePointer<WorkerContext>, _ m: OpaquePointer, _ i: Int, _ p: Int,
+                  _ tables: UnsafePointer<DataplaneTables>, _ fast: FastPath, _ status: ChecksumStatus, _ now: UInt32,
+                  _ burst: inout BurstOutput) {
+    let c = ctx.pointee
+    // Scatter is never enabled, so a chained mbuf is larger than any MTU Tula accepts (never the fast path's).
+    if tula_mbuf_nb_segs(m) == 1 {
+        let length = Int(tula_mbuf_data_len(m))
+        let out = fast.forward(tula_mbuf_data(m).unsafelyUnwrapped, length: length, headroom: Int(tula_mbuf_headroom(m)),
+                               checksum: status, bucket: c.flowBuckets[i])
+        if out.length != 0 {
+            if out.shift != 0 || Int(out.length) != length { tula_mbuf_reshape(m, out.shift, out.length) }
+            c.tx[burst.txCount] = m
+            c.txVerdictCounter[burst.txCount] = out.shift == 0 ? fast.verdictL2 : fast.verdictL3
+            burst.txBytes &+= UInt64(out.length)
+            burst.txCount &+= 1
+            return
+        }
+    }
+    declinedFrame(ctx, m, i, p, tables, status, now, &burst)
+}
+
+/// A frame the fast path declined: `processFrame`'s verdict, then queued for TX (or its outer fragments are),
+/// handed to the control plane, or queued to be freed. Out of line, so the loop's registers serve the fast path.
+@inline(never)
+func declinedFrame(_ ctx: UnsafeMutablePointer<WorkerContext>, _ m: OpaquePointer, _ i: Int, _ p: Int,
+                   _ tables: UnsafePointer<DataplaneTables>, _ status: ChecksumStatus, _ now: UInt32,
+                   _ burst: inout BurstOutput) {
+    let c = ctx.pointee
+    let layout = tables.pointee.layout
+    let length = Int(tula_mbuf_data_len(m))
+    let outcome: FrameOutcome
+    if tula_mbuf_nb_segs(m) != 1 {
+        c.counters[layout.verdict(p, .tooBig)] &+= 1
+        outcome = FrameOutcome(.tooBig)
+    } else {
+        outcome = processFrameOutOfLine(tula_mbuf_data(m).unsafelyUnwrapped, length: length,
+                                        headroom: Int(tula_mbuf_headroom(m)), checksum: status, port: p,
+                                        tables: tables, flows: UnsafePointer(c.flows), counters: c.counters, now: now,
+                                        flowHash: c.flowHashes[i])
+    }
+    if outcome.verdict.transmits {
+        if outcome.fragments > 0 {
+            emitOuterFragments(ctx, m, outcome, p, tables, &burst.txCount, &burst.txBytes)
+            c.drop[burst.dropCount] = m
+            burst.dropCount &+= 1
+        } else {
+            if outcome.startShift != 0 || Int(outcome.length) != length {
+                tula_mbuf_reshape(m, outcome.startShift, outcome.length)
+            }
+            c.tx[burst.txCount] = m
+            c.txVerdictCounter[burst.txCount] = layout.verdict(p, outcome.verdict)
+            burst.txBytes &+= UInt64(outcome.length)
+            burst.txCount &+= 1
+        }
+    } else if outcome.verdict.isToControl, handToControl(ctx, m, outcome.verdict, p, layout) {
+        // The control plane (or the kernel thread) frees it.
+    } else {
+        c.drop[burst.dropCount] = m
+        burst.dropCount &+= 1
+    }
 }
 
 /// Queues the outer fragments of an l3 packet too big for one frame (DF clear). Only the last fragment

@@ -1,0 +1,193 @@
+// The per-frame fast path: untagged IPv4 TCP/UDP of a pinned flow of an exact or `*` VIP, forwarded l2 or by plain IP-in-IP.
+
+import TulaCore
+
+/// What the fast path reads, loaded once per burst (the port's facts, the tables' pointers and the counter
+/// offsets), so the per-frame code keeps them in registers instead of reloading them through pointers that
+/// its own counter stores might alias.
+///
+/// `forward` takes a frame only when every check `processFrame` makes passes and the flow is already pinned
+/// (the common case of established traffic); it then does exactly what `processFrame` would do (same bytes
+/// out, same counters). Anything else (ARP, IPv6, ICMP, VLAN tags, IPv4 options, fragments, new flows,
+/// QUIC, prefix VIPs, other encapsulations, unresolved next hops, any malformed or too-big frame) is declined
+/// before anything is written, and the caller hands the frame to `processFrame`, which gives it its verdict.
+public struct FastPath {
+    /// The port's MAC as the top 48 bits of a little-endian load of a frame's first 8 bytes shifted left by 16.
+    @usableFromInline let portMAC: UInt64
+    @usableFromInline let macWord0: UInt32
+    @usableFromInline let macWord1: UInt16
+    @usableFromInline let mtu: UInt32
+    /// l3 output is possible: the gateway's MAC is known and the port is untagged.
+    @usableFromInline let l3Ready: Bool
+    /// The outer Ethernet header of l3 output (gateway MAC, port MAC), as an 8-byte and a 4-byte store.
+    @usableFromInline let outerEthernet0: UInt64
+    @usableFromInline let outerEthernet1: UInt32
+    /// The port's address as stored in a header, and the part of the outer IPv4 header's ones'-complement sum
+    /// that is the same for every packet (TTL and protocol, source address), in native byte order.
+    @usableFromInline let sourceRaw: UInt32
+    @usableFromInline let outerSum: UInt64
+    @usableFromInline let vipIndex: UnsafeMutablePointer<VIPSlot>
+    @usableFromInline let vipIndexMask: Int
+    @usableFromInline let vips: UnsafeMutablePointer<VIPEntry>
+    @usableFromInline let backends: UnsafeMutablePointer<BackendEntry>
+    @usableFromInline let idleTimeout: UInt32
+    @usableFromInline let counters: UnsafeMutablePointer<UInt64>
+    @usableFromInline let vipBase: Int
+    @usableFromInline let backendBase: Int
+    /// Indexes of the port's forwarded-l2 and forwarded-l3 counters.
+    public let verdictL2: Int
+    public let verdictL3: Int
+    @usableFromInline let now: UInt32
+
+    @inlinable @inline(__always)
+    public init(port index: Int, tables: UnsafePointer<DataplaneTables>, counters: UnsafeMutablePointer<UInt64>, now: UInt32,
+                idleTimeout: UInt32) {
+        let t = tables.pointee
+        let port = t.ports[index]
+        portMAC = (UInt64(port.macWord0) | UInt64(port.macWord1) << 32) << 16
+        macWord0 = port.macWord0
+        macWord1 = port.macWord1
+        mtu = port.mtuBytes
+        l3Ready = port.gatewayResolved && port.vlan == 0
+        outerEthernet0 = UInt64(port.gatewayWord0) | UInt64(port.gatewayWord1) << 32 | UInt64(port.macWord0 & 0xFFFF) << 48
+        outerEthernet1 = port.macWord0 >> 16 | UInt32(port.macWord1) << 16
+        sourceRaw = port.address.bigEndian
+        // Bytes 8-9 (TTL 64, protocol 4) and the source address; the rest is added per packet.
+        outerSum = 0x0440 &+ UInt64(port.address.bigEndian)
+        vipIndex = t.vipIndex
+        vipIndexMask = t.vipIndexMask
+        vips = t.vips
+        backends = t.backends
+        self.idleTimeout = idleTimeout
+        self.counters = counters
+        vipBase = t.layout.vipBase
+        backendBase = t.layout.backendBase
+        verdictL2 = t.layout.verdict(index, .forwardedL2)
+        verdictL3 = t.layout.verdict(index, .forwardedL3)
+        self.now = now
+    }
+
+    /// The VIP index entry for `key`, or -1 (`DataplaneTables.probe`): the home slot inline, collisions out of line.
+    @inlinable @inline(__always)
+    func probe(_ key: UInt64) -> Int {
+        let i = DataplaneTables.indexSlot(key, mask: vipIndexMask)
+        let slot = vipIndex[i]
+        if slot.key == key { return Int(Int32(bitPattern: slot.vip)) }
+        if slot.key == 0 { return -1 }
+        return FastPath.probeOn(vipIndex, mask: vipIndexMask, key: key, from: i)
+    }
+
+    /// `probe` past a home slot that holds another key.
+    @usableFromInline @inline(never)
+    static func probeOn(_ index: UnsafeMutablePointer<VIPSlot>, mask: Int, key: UInt64, from home: Int) -> Int {
+        var i = (home &+ 1) & mask
+        while true {
+            let slot = index[i]
+            if slot.key == key { return Int(Int32(bitPattern: slot.vip)) }
+            if slot.key == 0 { return -1 }
+            i = (i &+ 1) & mask
+        }
+    }
+
+    /// Forwards the frame of `length` bytes at `p` (with `headroom` writable bytes before it) if it is fast-path
+    /// traffic; `bucket` is the flow table's bucket of its `frameFlowHash` (`FlowTable.bucket`). Returns where the output starts relative to `p` and its
+    /// length, or a length of 0 when declined (nothing was written or counted). The verdict is `forwardedL2` for
+    /// a shift of 0 and `forwardedL3` otherwise; its counter is counted here.
+    @_transparent
+    public func forward(_ p: UnsafeMutableRawPointer, length: Int, headroom: Int, checksum: ChecksumStatus,
+                        bucket: UnsafeMutablePointer<FlowEntry>) -> (shift: Int32, length: UInt32) {
+        let declined: (shift: Int32, length: UInt32) = (0, 0)
+        // Ethernet to the port's MAC, IPv4, a 20-byte header. The reads stay within the first 22 bytes until the
+        // total length is checked against `length` (the buffer holds at least that much, as `processFrame` requires).
+        guard p.loadUnaligned(as: UInt64.self) << 16 == portMAC,
+              p.loadUnaligned(fromByteOffset: 12, as: UInt16.self) == 0x0008 else { return declined }
+        let ip = p + 14
+        let head = ip.loadUnaligned(as: UInt64.self)    // version/IHL, TOS, total length, identification, flags
+        let total = Int(UInt16(truncatingIfNeeded: head >> 16).byteSwapped)
+        // Version 4 with IHL 5; not a fragment (no offset, no more-fragments flag).
+        guard head & 0xFF == 0x45, head & 0xFF3F_0000_0000_0000 == 0, total >= 28, total <= length &- 14 else {
+            return declined
+        }
+        switch checksum {
+        case .good: break
+        case .bad: return declined
+        case .unknown:
+            // The header's ones'-complement sum folds to 0xFFFF exactly when the plain sum of its 32-bit words is a
+            // non-zero multiple of 0xFFFF (2^16 and 2^32 are 1 modulo 0xFFFF); it is never zero (version 4).
+            let sum = (head & 0xFFFF_FFFF) &+ (head >> 32) &+ UInt64(ip.loadUnaligned(fromByteOffset: 8, as: UInt32.self))
+                &+ UInt64(ip.loadUnaligned(fromByteOffset: 12, as: UInt32.self))
+                &+ UInt64(ip.loadUnaligned(fromByteOffset: 16, as: UInt32.self))
+            guard sum % 0xFFFF == 0 else { return declined }
+        }
+        let proto = ip.load(fromByteOffset: 9, as: UInt8.self)
+        let l4 = ip + 20
+        let l4Length = total &- 20
+        if proto == 6 {
+            guard l4Length >= 20 else { return declined }
+            let dataOffset = Int(l4.load(fromByteOffset: 12, as: UInt8.self) >> 4) &* 4
+            guard dataOffset >= 20, dataOffset <= l4Length else { return declined }
+        } else {
+            guard proto == 17 else { return declined }
+            let udpLength = Int(be16(l4, 4))
+            guard udpLength >= 8, udpLength <= l4Length else { return declined }
+        }
+        let dstRaw = ip.loadUnaligned(fromByteOffset: 16, as: UInt32.self)
+        var code = probe(DataplaneTables.rawVIPKey(dstRaw, proto, l4.loadUnaligned(fromByteOffset: 2, as: UInt16.self)))
+        if code == -1 { code = probe(DataplaneTables.rawVIPKey(dstRaw, proto, 0)) }
+        guard code >= 0 else { return declined } // no VIP (or a prefix VIP), or a quic VIP
+        let vip = vips + code
+        guard !vip.pointee.outOfLine, UInt32(truncatingIfNeeded: total) &+ vip.pointee.overheadBytes <= mtu else {
+            return declined
+        }
+        let l3 = vip.pointee.mode == .l3
+        if l3 { guard l3Ready, headroom >= ipInIPOverheadBytes &+ 4 else { return declined } }
+
+        // The flow, pinned in its home bucket to a backend that still serves the VIP, and not idle too long.
+        let vipSlot = vip.pointee.slot
+        let src = be32(ip, 12)
+        let ports = be32(l4, 0)
+        let key = FlowEntry.key(vip: vipSlot)
+        guard let e = FlowTable.match(bucket, src: src, ports: ports, key: key),
+              now &- e.pointee.lastSeen <= idleTimeout else { return declined }
+        let backend = Int(e.pointee.backend)
+        let b = backends + backend
+        guard b.pointee.vipSlot == vipSlot else { return declined }
+        guard l3 || (b.pointee.resolved && b.pointee.vlan == 0) else { return declined }
+
+        // Taken: nothing above wrote anything.
+        if e.pointee.lastSeen != now { e.pointee.lastSeen = now }
+        let inLength = UInt64(truncatingIfNeeded: 14 &+ total)
+        let vc = vipBase &+ Int(vipSlot) &* CounterLayout.perTarget
+        let bc = backendBase &+ backend &* CounterLayout.perTarget
+        counters[vc &+ CounterLayout.packets] &+= 1
+        counters[vc &+ CounterLayout.bytes] &+= inLength
+        counters[bc &+ CounterLayout.packets] &+= 1
+        counters[bc &+ CounterLayout.bytes] &+= inLength
+        if !l3 {
+            counters[verdictL2] &+= 1
+            putMAC(p, 0, b.pointee.macWord0, b.pointee.macWord1)
+            putMAC(p, 6, macWord0, macWord1)
+            return (0, UInt32(truncatingIfNeeded: 14 &+ total))
+        }
+        counters[verdictL3] &+= 1
+        // IP-in-IP (as `encapsulate`): version/IHL, TOS, identification and DF from the inner header, the outer
+        // total length, TTL 64, protocol 4, the port's address to the backend's; the checksum from these values.
+        let outerTotal = UInt64(UInt16(truncatingIfNeeded: total &+ ipInIPOverheadBytes).byteSwapped)
+        let word0 = head & 0x0040_FFFF_0000_FFFF | outerTotal << 16
+        let destinationRaw = b.pointee.address.bigEndian
+        var sum = outerSum &+ (word0 & 0xFFFF_FFFF) &+ (word0 >> 32) &+ UInt64(destinationRaw)
+        sum = (sum & 0xFFFF) &+ (sum >> 16)
+        sum = (sum & 0xFFFF) &+ (sum >> 16)
+        sum = (sum & 0xFFFF) &+ (sum >> 16)
+        let outer = ip - ipInIPOverheadBytes
+        outer.storeBytes(of: word0, as: UInt64.self)
+        outer.storeBytes(of: 0x0440 | UInt32(truncatingIfNeeded: ~sum & 0xFFFF) << 16, toByteOffset: 8, as: UInt32.self)
+        outer.storeBytes(of: sourceRaw, toByteOffset: 12, as: UInt32.self)
+        outer.storeBytes(of: destinationRaw, toByteOffset: 16, as: UInt32.self)
+        let frame = outer - 14
+        frame.storeBytes(of: outerEthernet0, as: UInt64.self)
+        frame.storeBytes(of: outerEthernet1, toByteOffset: 8, as: UInt32.self)
+        frame.storeBytes(of: 0x0008, toByteOffset: 12, as: UInt16.self)
+        return (-Int32(ipInIPOverheadBytes), UInt32(truncatingIfNeeded: 14 &+ ipInIPOverheadBytes &+ total))
+    }
+}

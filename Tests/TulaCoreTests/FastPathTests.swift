@@ -1,0 +1,101 @@
+// The worker's fast path takes exactly the established IPv4 flows it should, and does with them what processFrame does.
+
+import Testing
+import TulaCore
+import TulaDatapath
+
+@Suite struct FastPathTests {
+    /// A frame of `TestTopology`: `client`:`srcPort` to `vip`:`dstPort`, TCP unless told.
+    static func frame(vip: String = "10.0.1.100", dstPort: UInt16 = 443, srcPort: UInt16 = 40000, udp: Bool = false,
+                      options: [UInt8] = [], flagsFragment: UInt16 = 0x4000, vlan: UInt16? = nil,
+                      checksum: UInt16? = nil, tos: UInt8 = 0) -> [UInt8] {
+        let l4 = udp ? TestFrames.udp(srcPort: srcPort, dstPort: dstPort, payload: [1, 2, 3, 4])
+                     : TestFrames.tcp(srcPort: srcPort, dstPort: dstPort, flags: 0x10, payload: [1, 2, 3, 4])
+        return TestFrames.ethernet(dst: TestTopology.portMAC, src: TestTopology.clientMAC, type: TestFrames.etherIPv4,
+                                   vlan: vlan,
+                                   payload: TestFrames.ipv4(src: TestTopology.client, dst: vip, proto: udp ? 17 : 6,
+                                                            payload: l4, tos: tos, flagsFragment: flagsFragment,
+                                                            options: options, checksum: checksum))
+    }
+
+    /// Runs `frame` through the fast path and then processFrame from the same state (the harness's comparison);
+    /// fails on any difference, and returns whether the fast path took it.
+    static func run(_ d: TestDataplane, _ frame: [UInt8], checksum: ChecksumStatus = .unknown, now: UInt32 = 1000,
+                    headroom: Int = 64, sourceLocation: SourceLocation = #_sourceLocation) -> (took: Bool, verdict: Verdict) {
+        let (run, took, mismatch) = d.harness.processComparingFastPath(frame, headroom: headroom, tailroom: 96,
+                                                                      checksum: checksum, now: now)
+        #expect(mismatch == nil, "\(mismatch ?? "")", sourceLocation: sourceLocation)
+        return (took, run.outcome.verdict)
+    }
+
+    /// A flow's first packet pins it (processFrame); its next ones take the fast path, l2 and l3 (IP-in-IP with
+    /// the inner TOS, identification and DF), TCP and UDP, exact and `*` VIPs, with the NIC's checksum or software's.
+    @Test func establishedFlowsTakeTheFastPathAndComeOutAsProcessFrameHasThem() throws {
+        let d = try TestDataplane()
+        let cases: [(String, [UInt8], Verdict)] = [
+            ("l2 tcp exact port", Self.frame(), .forwardedL2),
+            ("l2 tcp `*` port", Self.frame(dstPort: 8080), .forwardedL2),
+            ("l3 udp", Self.frame(vip: "10.0.1.101", dstPort: 53, udp: true, tos: 0xB8), .forwardedL3),
+            ("l3 tcp, DF clear", Self.frame(vip: "10.0.1.101", dstPort: 80, flagsFragment: 0), .forwardedL3),
+            ("l2 pool", Self.frame(vip: "10.0.1.103"), .forwardedL2),
+        ]
+        for (name, frame, verdict) in cases {
+            let first = Self.run(d, frame)
+            #expect(!first.took && first.verdict == verdict, "\(name): a new flow goes through processFrame")
+            for status in [ChecksumStatus.unknown, .good] {
+                let next = Self.run(d, frame, checksum: status)
+                #expect(next.took && next.verdict == verdict, "\(name), checksum \(status): the pinned flow's next packet")
+            }
+        }
+        #expect(d.verdictCount(.forwardedL2) == 9 && d.verdictCount(.forwardedL3) == 6)
+    }
+
+    /// What the fast path must leave to processFrame, pinned flow or not: each is declined untouched, and
+    /// processFrame gives it its verdict (the comparison checks nothing was written or counted).
+    @Test func everythingElseIsDeclinedUntouched() throws {
+        let d = try TestDataplane()
+        let pinned = Self.frame()
+        _ = Self.run(d, pinned)
+        #expect(Self.run(d, pinned).took)
+        var otherMAC = pinned
+        otherMAC[5] = 0x02
+        var shortLength = pinned
+        shortLength = Array(shortLength.prefix(40))
+        var badUDPLength = Self.frame(vip: "10.0.1.101", dstPort: 53, udp: true)
+        _ = Self.run(d, badUDPLength)
+        badUDPLength[14 + 20 + 5] = 200
+        let declined: [(String, [UInt8], ChecksumStatus, UInt32, Int)] = [
+            ("tagged", Self.frame(vlan: 0), .unknown, 1000, 64),
+            ("IPv4 options", Self.frame(options: [1, 1, 1, 0]), .unknown, 1000, 64),
+            ("bad header checksum", Self.frame(checksum: 0x1234), .unknown, 1000, 64),
+            ("NIC says the checksum is bad", pinned, .bad, 1000, 64),
+            ("a fragment", Self.frame(flagsFragment: 0x2000), .unknown, 1000, 64),
+            ("not our MAC", otherMAC, .unknown, 1000, 64),
+            ("cut short", shortLength, .unknown, 1000, 64),
+            ("UDP length past the packet", badUDPLength, .unknown, 1000, 64),
+            ("idle past the timeout", pinned, .unknown, 1000 + 31, 64),
+            ("new flow", Self.frame(srcPort: 40001), .unknown, 2000, 64),
+            ("l3 without headroom", Self.frame(vip: "10.0.1.101", dstPort: 80), .unknown, 2000, 23),
+            ("drained VIP", Self.frame(vip: "10.0.1.102", dstPort: 80), .unknown, 2000, 64),
+            ("no VIP", Self.frame(vip: "10.0.1.199"), .unknown, 2000, 64),
+        ]
+        for (name, frame, status, now, headroom) in declined {
+            if name == "l3 without headroom" { _ = Self.run(d, frame, now: now) } // pinned first, with headroom
+            let r = Self.run(d, frame, checksum: status, now: now, headroom: headroom)
+            #expect(!r.took, "\(name) must be declined (processFrame said \(r.verdict))")
+        }
+    }
+
+    /// A flow pinned to a backend that no longer serves its VIP (a config change moved the slot) is re-picked by
+    /// processFrame, not forwarded by the fast path.
+    @Test func aFlowWhoseBackendLeftItsVIPIsDeclined() throws {
+        let d = try TestDataplane()
+        let frame = Self.frame()
+        _ = Self.run(d, frame)
+        let slot = Int(d.tables.pointee.vips[TestTopology.webVIP].table[0])
+        let saved = d.tables.pointee.backends[slot].vipSlot
+        d.tables.pointee.backends[slot].vipSlot = 99
+        #expect(!Self.run(d, frame).took)
+        d.tables.pointee.backends[slot].vipSlot = saved
+    }
+}
