@@ -1,4 +1,4 @@
-// The per-frame fast path: untagged IPv4 TCP/UDP of a pinned flow of an exact or `*` VIP, forwarded l2 or by plain IP-in-IP.
+// The per-frame fast path: untagged IPv4 and IPv6 TCP/UDP of a pinned flow of an exact or `*` VIP, sent l2 or by IP-in-IP, 6in6 or 4in6.
 
 import TulaCore
 
@@ -8,9 +8,10 @@ import TulaCore
 ///
 /// `forward` takes a frame only when every check `processFrame` makes passes and the flow is already pinned
 /// (the common case of established traffic); it then does exactly what `processFrame` would do (same bytes
-/// out, same counters). Anything else (ARP, IPv6, ICMP, VLAN tags, IPv4 options, fragments, new flows,
-/// QUIC, prefix VIPs, other encapsulations, unresolved next hops, any malformed or too-big frame) is declined
-/// before anything is written, and the caller hands the frame to `processFrame`, which gives it its verdict.
+/// out, same counters). Anything else (ARP, neighbor discovery, ICMP, VLAN tags, IPv4 options, IPv6 extension
+/// headers, fragments, new flows, QUIC, prefix VIPs, GUE, GRE and the other `general` tunnels, IPv4 inside IPv6,
+/// unresolved next hops, any malformed or too-big frame) is declined before anything is written, and the caller
+/// hands the frame to `processFrame`, which gives it its verdict.
 public struct FastPath {
     /// The port's MAC as the top 48 bits of a little-endian load of a frame's first 8 bytes shifted left by 16.
     @usableFromInline let portMAC: UInt64
@@ -32,18 +33,24 @@ public struct FastPath {
     @usableFromInline let backends: UnsafeMutablePointer<BackendEntry>
     @usableFromInline let idleTimeout: UInt32
     @usableFromInline let counters: UnsafeMutablePointer<UInt64>
-    @usableFromInline let vipBase: Int
-    @usableFromInline let backendBase: Int
+    /// The first VIP and the first backend counter slot.
+    @usableFromInline let vipCounters: UnsafeMutablePointer<UInt64>
+    @usableFromInline let backendCounters: UnsafeMutablePointer<UInt64>
     /// Indexes of the port's forwarded-l2 and forwarded-l3 counters.
     public let verdictL2: Int
     public let verdictL3: Int
     @usableFromInline let now: UInt32
+    /// What only IPv6 frames read (out of line, `forward6`).
+    @usableFromInline let tables: UnsafePointer<DataplaneTables>
+    @usableFromInline let port: UnsafePointer<PortTables>
 
     @inlinable @inline(__always)
     public init(port index: Int, tables: UnsafePointer<DataplaneTables>, counters: UnsafeMutablePointer<UInt64>, now: UInt32,
                 idleTimeout: UInt32) {
         let t = tables.pointee
         let port = t.ports[index]
+        self.tables = tables
+        self.port = UnsafePointer(t.ports + index)
         portMAC = (UInt64(port.macWord0) | UInt64(port.macWord1) << 32) << 16
         macWord0 = port.macWord0
         macWord1 = port.macWord1
@@ -60,8 +67,8 @@ public struct FastPath {
         backends = t.backends
         self.idleTimeout = idleTimeout
         self.counters = counters
-        vipBase = t.layout.vipBase
-        backendBase = t.layout.backendBase
+        vipCounters = counters + t.layout.vipBase
+        backendCounters = counters + t.layout.backendBase
         verdictL2 = t.layout.verdict(index, .forwardedL2)
         verdictL3 = t.layout.verdict(index, .forwardedL3)
         self.now = now
@@ -89,6 +96,85 @@ public struct FastPath {
         }
     }
 
+    /// The backend the flow (`src`, `ports`) of VIP slot `vipSlot` is pinned to in its home `bucket`, if it is there,
+    /// not idle too long, the backend still serves the VIP, and (`l2`) has a known MAC and no VLAN of its own. The
+    /// flow is then seen now: the caller takes the frame (nothing may decline it after this).
+    @inlinable @inline(__always)
+    func pinnedBackend(_ bucket: UnsafeMutablePointer<FlowEntry>, src: UInt32, ports: UInt32, vipSlot: UInt32,
+                       l2: Bool) -> UnsafeMutablePointer<BackendEntry>? {
+        guard let e = FlowTable.match(bucket, src: src, ports: ports, key: FlowEntry.key(vip: vipSlot)),
+              now &- e.pointee.lastSeen <= idleTimeout else { return nil }
+        let b = backends + Int(e.pointee.backend)
+        guard b.pointee.vipSlot == vipSlot, !l2 || (b.pointee.resolved && b.pointee.vlan == 0) else { return nil }
+        if e.pointee.lastSeen != now { e.pointee.lastSeen = now }
+        return b
+    }
+
+    /// Counts a packet of `bytes` (as received) for its VIP and backend.
+    @inlinable @inline(__always)
+    func count(vipSlot: UInt32, backend b: UnsafeMutablePointer<BackendEntry>, bytes: Int) {
+        let inLength = UInt64(truncatingIfNeeded: bytes)
+        let vc = vipCounters + Int(vipSlot) &* CounterLayout.perTarget
+        let bc = backendCounters + backends.distance(to: b) &* CounterLayout.perTarget
+        vc[CounterLayout.packets] &+= 1
+        vc[CounterLayout.bytes] &+= inLength
+        bc[CounterLayout.packets] &+= 1
+        bc[CounterLayout.bytes] &+= inLength
+    }
+
+    /// l2 output: the backend's MAC to the port's.
+    @inlinable @inline(__always)
+    func rewriteL2(_ p: UnsafeMutableRawPointer, _ b: UnsafeMutablePointer<BackendEntry>) {
+        putMAC(p, 0, b.pointee.macWord0, b.pointee.macWord1)
+        putMAC(p, 6, macWord0, macWord1)
+    }
+
+    /// `forward` for an IPv6 frame to the port's MAC: a TCP or UDP header right after the IPv6 header (no extension
+    /// headers), to an exact or `*` IPv6 VIP that is not quic, l2 or l3 with an IPv6 outer header and neither GUE,
+    /// GRE, an outer source prefix nor DSCP (`encapsulate6`, its flow label from the contract hash). The checks
+    /// are `classifyIPv6`'s and `deliver`'s. Out of line: IPv4 frames pay nothing for it.
+    @usableFromInline @inline(never)
+    func forward6(_ p: UnsafeMutableRawPointer, length: Int, headroom: Int,
+                  bucket: UnsafeMutablePointer<FlowEntry>) -> (shift: Int32, length: UInt32) {
+        let declined: (shift: Int32, length: UInt32) = (0, 0)
+        let ip = p + 14
+        let available = length &- 14
+        guard available >= 44, ip.load(as: UInt8.self) >> 4 == 6 else { return declined }
+        let payload = Int(be16(ip, 4))
+        let total = 40 &+ payload
+        let proto = ip.load(fromByteOffset: 6, as: UInt8.self)
+        guard payload > 0, total <= available, proto == 6 || proto == 17 else { return declined }
+        let srcHi = be64(ip, 8), srcLo = be64(ip, 16), dstHi = be64(ip, 24), dstLo = be64(ip, 32)
+        guard srcHi >> 56 != 0xFF, srcHi | srcLo != 0 else { return declined }
+        let l4 = ip + 40
+        guard transportHeaderFits(l4, length: payload, proto: proto) else { return declined }
+        let ports = be32(l4, 0)
+        let index = tables.pointee.findVIP6(hi: dstHi, lo: dstLo, proto: proto, port: UInt16(truncatingIfNeeded: ports))
+        guard index >= 0 else { return declined }
+        let vip = vips + index
+        let l3 = vip.pointee.mode == .l3
+        guard !vip.pointee.quic, UInt32(truncatingIfNeeded: total) &+ vip.pointee.overheadBytes <= mtu,
+              l3 ? (vip.pointee.tunnel6 && !vip.pointee.tunnel.general && port.pointee.gateway6Resolved
+                    && headroom >= Int(vip.pointee.overheadBytes) &+ 4)
+                 : !vip.pointee.outOfLine else { return declined }
+        let vipSlot = vip.pointee.slot
+        guard let b = pinnedBackend(bucket, src: sourceFingerprint(srcHi, srcLo), ports: ports, vipSlot: vipSlot, l2: !l3) else {
+            return declined
+        }
+        count(vipSlot: vipSlot, backend: b, bytes: 14 &+ total)
+        if !l3 {
+            counters[verdictL2] &+= 1
+            rewriteL2(p, b)
+            return (0, UInt32(truncatingIfNeeded: 14 &+ total))
+        }
+        counters[verdictL3] &+= 1
+        let hash = flowHash6(srcHi: srcHi, srcLo: srcLo, dstHi: dstHi, dstLo: dstLo,
+                             srcPort: UInt16(truncatingIfNeeded: ports >> 16), dstPort: UInt16(truncatingIfNeeded: ports), proto: proto)
+        let start = encapsulate6(ip: ip, total: total, inner6: true, inputTag: untagged, port: port, backend: b,
+                                 label: flowLabel(hash))
+        return (Int32(truncatingIfNeeded: 14 &+ start), UInt32(truncatingIfNeeded: total &- start))
+    }
+
     /// Forwards the frame of `length` bytes at `p` (with `headroom` writable bytes before it) if it is fast-path
     /// traffic; `bucket` is the flow table's bucket of its `frameFlowHash` (`FlowTable.bucket`). Returns where the output starts relative to `p` and its
     /// length, or a length of 0 when declined (nothing was written or counted). The verdict is `forwardedL2` for
@@ -99,8 +185,11 @@ public struct FastPath {
         let declined: (shift: Int32, length: UInt32) = (0, 0)
         // Ethernet to the port's MAC, IPv4, a 20-byte header. The reads stay within the first 22 bytes until the
         // total length is checked against `length` (the buffer holds at least that much, as `processFrame` requires).
-        guard p.loadUnaligned(as: UInt64.self) << 16 == portMAC,
-              p.loadUnaligned(fromByteOffset: 12, as: UInt16.self) == 0x0008 else { return declined }
+        guard p.loadUnaligned(as: UInt64.self) << 16 == portMAC else { return declined }
+        let etherType = p.loadUnaligned(fromByteOffset: 12, as: UInt16.self)
+        guard etherType == 0x0008 else {
+            return etherType == 0xDD86 ? forward6(p, length: length, headroom: headroom, bucket: bucket) : declined
+        }
         let ip = p + 14
         let head = ip.loadUnaligned(as: UInt64.self)    // version/IHL, TOS, total length, identification, flags
         let total = Int(UInt16(truncatingIfNeeded: head >> 16).byteSwapped)
@@ -139,36 +228,19 @@ public struct FastPath {
         guard !vip.pointee.outOfLine, UInt32(truncatingIfNeeded: total) &+ vip.pointee.overheadBytes <= mtu else {
             return declined
         }
-        let l3 = vip.pointee.mode == .l3
-        if l3 { guard l3Ready, headroom >= ipInIPOverheadBytes &+ 4 else { return declined } }
-
-        // The flow, pinned in its home bucket to a backend that still serves the VIP, and not idle too long.
         let vipSlot = vip.pointee.slot
-        let src = be32(ip, 12)
-        let ports = be32(l4, 0)
-        let key = FlowEntry.key(vip: vipSlot)
-        guard let e = FlowTable.match(bucket, src: src, ports: ports, key: key),
-              now &- e.pointee.lastSeen <= idleTimeout else { return declined }
-        let backend = Int(e.pointee.backend)
-        let b = backends + backend
-        guard b.pointee.vipSlot == vipSlot else { return declined }
-        guard l3 || (b.pointee.resolved && b.pointee.vlan == 0) else { return declined }
-
-        // Taken: nothing above wrote anything.
-        if e.pointee.lastSeen != now { e.pointee.lastSeen = now }
-        let inLength = UInt64(truncatingIfNeeded: 14 &+ total)
-        let vc = vipBase &+ Int(vipSlot) &* CounterLayout.perTarget
-        let bc = backendBase &+ backend &* CounterLayout.perTarget
-        counters[vc &+ CounterLayout.packets] &+= 1
-        counters[vc &+ CounterLayout.bytes] &+= inLength
-        counters[bc &+ CounterLayout.packets] &+= 1
-        counters[bc &+ CounterLayout.bytes] &+= inLength
-        if !l3 {
+        let src = be32(ip, 12), ports = be32(l4, 0)
+        // Two tails, so neither tests the mode again.
+        if vip.pointee.mode == .l2 {
+            guard let b = pinnedBackend(bucket, src: src, ports: ports, vipSlot: vipSlot, l2: true) else { return declined }
+            count(vipSlot: vipSlot, backend: b, bytes: 14 &+ total)
             counters[verdictL2] &+= 1
-            putMAC(p, 0, b.pointee.macWord0, b.pointee.macWord1)
-            putMAC(p, 6, macWord0, macWord1)
+            rewriteL2(p, b)
             return (0, UInt32(truncatingIfNeeded: 14 &+ total))
         }
+        guard l3Ready, headroom >= ipInIPOverheadBytes &+ 4,
+              let b = pinnedBackend(bucket, src: src, ports: ports, vipSlot: vipSlot, l2: false) else { return declined }
+        count(vipSlot: vipSlot, backend: b, bytes: 14 &+ total)
         counters[verdictL3] &+= 1
         // IP-in-IP (as `encapsulate`): version/IHL, TOS, identification and DF from the inner header, the outer
         // total length, TTL 64, protocol 4, the port's address to the backend's; the checksum from these values.

@@ -157,10 +157,10 @@ public struct FlowTable: @unchecked Sendable {
 /// their own oldest flows, as any full bucket does.
 @inlinable @inline(__always)
 public func flowBucketHash(addresses: UInt64, ports: UInt32, proto: UInt8) -> UInt64 {
-    // A product's high half depends on every bit of the multiplicand, its low half only on the low bits: the
-    // rotation brings the first product's high half down, where the second multiply carries it up to the result.
+    // A product's high half depends on every bit of the multiplicand, its low half only on the low bits: folding
+    // the first product's high half down lets the second multiply carry every bit up to the result.
     let mixed = addresses &* 0x9E37_79B9_7F4A_7C15
-    return (((mixed << 32 | mixed >> 32) ^ (UInt64(ports) << 8 | UInt64(proto))) &* 0xC2B2_AE3D_27D4_EB4F) >> 32
+    return (((mixed ^ mixed >> 32) ^ (UInt64(ports) << 8 | UInt64(proto))) &* 0xC2B2_AE3D_27D4_EB4F) >> 32
 }
 
 /// `flowBucketHash` of a tuple in host order (ports as source << 16 | destination).

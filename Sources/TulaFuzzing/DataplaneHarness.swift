@@ -115,8 +115,9 @@ public final class DataplaneHarness {
             let p = raw.baseAddress! + headroom
             let fast = FastPath(port: port, tables: tables, counters: counters, now: now,
                                 idleTimeout: flows.pointee.idleTimeoutSeconds)
+            let hash = frameFlowHash(p, length: frame.count)
             return fast.forward(p, length: frame.count, headroom: headroom, checksum: checksum,
-                                bucket: flows.pointee.bucket(frameFlowHash(p, length: frame.count)))
+                                bucket: flows.pointee.bucket(hash))
         }
         let fastFlows = [UInt8](UnsafeRawBufferPointer(start: flowMemory, count: flowBytes))
         let fastCounters = [UInt64](UnsafeBufferPointer(start: counters, count: counterCount))

@@ -86,6 +86,26 @@ import TulaDatapath
         }
     }
 
+    /// IPv6 too: an established flow to an l2 VIP or a 6in6 one (the flow label from the contract hash) takes the
+    /// fast path; 4in6, extension headers and a multicast source do not.
+    @Test func establishedIPv6FlowsTakeTheFastPath() throws {
+        let d = try TestDataplane(yaml: V6.yaml)
+        let l2 = V6.frame(V6.ipv6(dst: V6.web6, next: 6, payload: V6.tcp()))
+        let sixInSix = V6.frame(V6.ipv6(dst: V6.video6, next: 17, payload: V6.udp(5353), tc: 0x28))
+        for (name, frame, verdict) in [("l2", l2, Verdict.forwardedL2), ("6in6", sixInSix, .forwardedL3)] {
+            #expect(Self.run(d, frame) == (false, verdict), "\(name): a new flow goes through processFrame")
+            #expect(Self.run(d, frame) == (true, verdict), "\(name): the pinned flow's next packet")
+        }
+        let fourInSix = Self.frame(vip: "10.0.1.150", dstPort: 443)
+        #expect(Self.run(d, fourInSix).verdict == .forwardedL3)
+        #expect(!Self.run(d, fourInSix).took, "4in6 is built out of line")
+        let hopByHop = V6.frame(V6.ipv6(dst: V6.web6, next: 0, payload: [6, 0, 1, 4, 0, 0, 0, 0] + V6.tcp()))
+        #expect(Self.run(d, hopByHop) == (false, .forwardedL2))
+        #expect(Self.run(d, hopByHop) == (false, .forwardedL2), "extension headers are processFrame's")
+        let multicastSource = V6.frame(V6.ipv6(src: "ff02::1", dst: V6.web6, next: 6, payload: V6.tcp()))
+        #expect(!Self.run(d, multicastSource).took)
+    }
+
     /// A flow pinned to a backend that no longer serves its VIP (a config change moved the slot) is re-picked by
     /// processFrame, not forwarded by the fast path.
     @Test func aFlowWhoseBackendLeftItsVIPIsDeclined() throws {

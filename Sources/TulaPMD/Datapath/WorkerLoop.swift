@@ -135,7 +135,7 @@ func pollPort(_ ctx: UnsafeMutablePointer<WorkerContext>, _ p: Int, _ tables: Un
     let layout = tables.pointee.layout
     let offload = c.checksumOffload[p]
     let counters = c.counters
-    var burst = BurstOutput()
+    var burst = BurstOutput(tx: c.tx, txVerdictCounter: c.txVerdictCounter)
     var rxBytes: UInt64 = 0
     // Start every frame's flow-table miss now, so they overlap (at 100k+ flows each one is a DRAM access);
     // the hashes are kept for processFrame. This pass also brings every frame's headers into the cache.
@@ -154,18 +154,19 @@ func pollPort(_ ctx: UnsafeMutablePointer<WorkerContext>, _ p: Int, _ tables: Un
     let fast = FastPath(port: p, tables: tables, counters: counters, now: now, idleTimeout: flows.idleTimeoutSeconds)
     // Two copies of the loop, so that without checksum offload (every frame's status unknown) the status is no
     // per-frame value.
+    let rx = c.rx, buckets = c.flowBuckets
     if offload {
         var i = 0
         while i < n {
-            let m = c.rx[i].unsafelyUnwrapped
-            forwardFrame(ctx, m, i, p, tables, fast, ChecksumStatus(rawValue: tula_mbuf_ip_cksum_status(m)).unsafelyUnwrapped,
-                         now, &burst)
+            let m = rx[i].unsafelyUnwrapped
+            forwardFrame(ctx, m, i, buckets[i], p, tables, fast,
+                         ChecksumStatus(rawValue: tula_mbuf_ip_cksum_status(m)).unsafelyUnwrapped, now, &burst)
             i &+= 1
         }
     } else {
         var i = 0
         while i < n {
-            forwardFrame(ctx, c.rx[i].unsafelyUnwrapped, i, p, tables, fast, .unknown, now, &burst)
+            forwardFrame(ctx, rx[i].unsafelyUnwrapped, i, buckets[i], p, tables, fast, .unknown, now, &burst)
             i &+= 1
         }
     }
@@ -193,29 +194,31 @@ func pollPort(_ ctx: UnsafeMutablePointer<WorkerContext>, _ p: Int, _ tables: Un
     return n
 }
 
-/// What a burst queued so far: frames for TX (`ctx.tx`) and their bytes, frames to free (`ctx.drop`).
+/// What a burst queued so far: frames for TX (`tx`, with their verdicts' counters) and their bytes, frames to free
+/// (`ctx.drop`). The arrays are the worker context's, copied here so the loop does not reload them per frame.
 struct BurstOutput {
+    let tx: UnsafeMutablePointer<OpaquePointer?>
+    let txVerdictCounter: UnsafeMutablePointer<Int>
     var txCount = 0
     var dropCount = 0
     var txBytes: UInt64 = 0
 }
 
-/// Frame `i` of the burst (`m`): `FastPath.forward` when it takes it, else `declinedFrame`. Queued for TX, or
-/// left to `declinedFrame`'s verdict.
+/// Frame `i` of the burst (`m`, its flow's `bucket`): `FastPath.forward` when it takes it, else `declinedFrame`.
+/// Queued for TX, or left to `declinedFrame`'s verdict.
 @inline(__always)
-func forwardFrame(_ ctx: UnsafeMutablePointer<WorkerContext>, _ m: OpaquePointer, _ i: Int, _ p: Int,
-                  _ tables: UnsafePointer<DataplaneTables>, _ fast: FastPath, _ status: ChecksumStatus, _ now: UInt32,
+func forwardFrame(_ ctx: UnsafeMutablePointer<WorkerContext>, _ m: OpaquePointer, _ i: Int, _ bucket: UnsafeMutablePointer<FlowEntry>,
+                  _ p: Int, _ tables: UnsafePointer<DataplaneTables>, _ fast: FastPath, _ status: ChecksumStatus, _ now: UInt32,
                   _ burst: inout BurstOutput) {
-    let c = ctx.pointee
     // Scatter is never enabled, so a chained mbuf is larger than any MTU Tula accepts (never the fast path's).
     if tula_mbuf_nb_segs(m) == 1 {
         let length = Int(tula_mbuf_data_len(m))
         let out = fast.forward(tula_mbuf_data(m).unsafelyUnwrapped, length: length, headroom: Int(tula_mbuf_headroom(m)),
-                               checksum: status, bucket: c.flowBuckets[i])
+                               checksum: status, bucket: bucket)
         if out.length != 0 {
             if out.shift != 0 || Int(out.length) != length { tula_mbuf_reshape(m, out.shift, out.length) }
-            c.tx[burst.txCount] = m
-            c.txVerdictCounter[burst.txCount] = out.shift == 0 ? fast.verdictL2 : fast.verdictL3
+            burst.tx[burst.txCount] = m
+            burst.txVerdictCounter[burst.txCount] = out.shift == 0 ? fast.verdictL2 : fast.verdictL3
             burst.txBytes &+= UInt64(out.length)
             burst.txCount &+= 1
             return
@@ -252,8 +255,8 @@ func declinedFrame(_ ctx: UnsafeMutablePointer<WorkerContext>, _ m: OpaquePointe
             if outcome.startShift != 0 || Int(outcome.length) != length {
                 tula_mbuf_reshape(m, outcome.startShift, outcome.length)
             }
-            c.tx[burst.txCount] = m
-            c.txVerdictCounter[burst.txCount] = layout.verdict(p, outcome.verdict)
+            burst.tx[burst.txCount] = m
+            burst.txVerdictCounter[burst.txCount] = layout.verdict(p, outcome.verdict)
             burst.txBytes &+= UInt64(outcome.length)
             burst.txCount &+= 1
         }
