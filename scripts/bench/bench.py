@@ -489,7 +489,7 @@ def markdown(results):
         secs = next(iter(ins.values())).get("seconds", "")
         L.append(f"- **Instructions/packet**: `scripts/bench/instructions.sh BINARY CASE {secs}` per case (`make bench BENCH_INSTRUCTIONS=1`, after the timed runs): callgrind over a preloaded capture "
                  f"of 100 000 frames over {human_flows(INSTRUCTIONS_FLOWS)} flows, the worker loop and the data path's functions, "
-                 f"the driver excluded; exact, so it does not drift with the machine. In the {human_flows(INSTRUCTIONS_FLOWS)}-flow rows: "
+                 f"the driver excluded; unlike cycles, it does not drift with the machine (a few tenths between runs). In the {human_flows(INSTRUCTIONS_FLOWS)}-flow rows: "
                  + ", ".join(f"{c} {v['instructions_per_packet']:.1f}" for c, v in ins.items()) + ".")
     else:
         L.append("- **Instructions/packet**: not measured in this run (`make bench BENCH_INSTRUCTIONS=1` adds it).")
