@@ -17,6 +17,8 @@ BENCH_SECONDS   ?= 5
 BENCH_REPS      ?= 3
 BENCH_FLOWS     ?= 1000 100000 1000000
 BENCH_ARGS      ?=
+# BENCH_INSTRUCTIONS=1: also instructions per packet per case (callgrind, scripts/bench/instructions.sh; needs valgrind).
+BENCH_INSTRUCTIONS ?=
 # matplotlib for the chart: used from $(PYTHON) when it has it, else from a venv made here on first use.
 BENCH_VENV      ?= .build-bench/venv
 
@@ -43,7 +45,7 @@ help:
 	@echo "make release       release build of tula-appliance into $(RELEASE_SCRATCH)"
 	@echo "make install       binary, systemd units, hugepages.sh and /etc/tula/tula.yaml (DESTDIR, PREFIX honoured)"
 	@echo "make uninstall     remove exactly what make install put there (an edited config stays)"
-	@echo "make bench         throughput against dpdk-testpmd -> BENCHMARKS.md, benchmarks/ (takes ~6 min)"
+	@echo "make bench         throughput against dpdk-testpmd -> BENCHMARKS.md, benchmarks/ (takes ~6 min; BENCH_INSTRUCTIONS=1 adds callgrind counts)"
 	@echo "make bench-report  rewrite BENCHMARKS.md tables and the chart from benchmarks/results.json"
 	@echo "make check-sanitizers  unit tests under AddressSanitizer, control-plane tests under ThreadSanitizer"
 	@echo "make fuzz          each libFuzzer target for FUZZ_SECONDS (60); corpora and findings into Fuzz/"
@@ -65,11 +67,11 @@ soak: release
 	$(PYTHON) scripts/soak.py --minutes $(MINUTES) --binary $(RELEASE_BIN) $(SOAK_ARGS)
 
 # The command as typed (with the knobs that were set), recorded in BENCHMARKS.md.
-BENCH_CMD = $(strip make bench $(foreach v,BENCH_SECONDS BENCH_REPS BENCH_FLOWS BENCH_ARGS,$(if $(filter command% environment%,$(origin $(v))),$(v)='$(strip $($(v)))')))
+BENCH_CMD = $(strip make bench $(foreach v,BENCH_SECONDS BENCH_REPS BENCH_FLOWS BENCH_INSTRUCTIONS BENCH_ARGS,$(if $(filter command% environment%,$(origin $(v))),$(v)='$(strip $($(v)))')))
 
 bench: release bench-venv
 	$(PYTHON) scripts/bench/bench.py --binary $(RELEASE_BIN) --seconds $(BENCH_SECONDS) --reps $(BENCH_REPS) \
-		--flows "$(BENCH_FLOWS)" --command-line "$(BENCH_CMD)" $(BENCH_ARGS)
+		--flows "$(BENCH_FLOWS)" --command-line "$(BENCH_CMD)" $(if $(filter-out 0,$(BENCH_INSTRUCTIONS)),--instructions) $(BENCH_ARGS)
 	$(MAKE) --no-print-directory bench-chart
 
 bench-report: bench-venv

@@ -3,7 +3,7 @@
 set -euo pipefail
 
 packages=(libdpdk-dev dpdk dpdk-dev libnuma-dev libpcap-dev pkg-config tshark tcpdump iproute2 python3-scapy
-          curl ethtool procps systemd prometheus bird2 iputils-ping)
+          curl ethtool procps systemd prometheus bird2 iputils-ping valgrind)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Draws benchmarks/throughput.png from benchmarks/results.json (written by bench.py): Mpps per flow count for
-testpmd macswap, Tula L2 and Tula L3 (median bars, every run as a dot), and the ratio to testpmd against the
-targets. Usage: chart.py RESULTS.json OUT.png"""
+testpmd macswap and every Tula case (median bars, every run as a dot), the ratio to testpmd against the targets,
+and Tula's own cycles per packet (its cycles minus testpmd's, same run). Usage: chart.py RESULTS.json OUT.png"""
 
 import json
 import os
@@ -29,7 +29,7 @@ def main(results_path, out_path):
     flows = sorted({r["flows"] for r in rows})
     by = {(r["case"], r["flows"]): r for r in rows}
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.8), gridspec_kw={"width_ratios": [3, 2]})
+    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(17, 4.8), gridspec_kw={"width_ratios": [3, 2, 2]})
     width = 0.8 / len(CASES)
     for i, (case, label, color) in enumerate(CASES):
         xs, ys = [], []
@@ -71,6 +71,28 @@ def main(results_path, out_path):
     ax2.set_ylabel("ratio to testpmd macswap")
     ax2.set_title("Tula / testpmd (same flows, same run)")
     ax2.legend(loc="upper right", fontsize=8)
+
+    # Own cycles per packet: what Tula's work costs above testpmd's (driver and minimal loop), the issue-14 measure.
+    for i, (case, label, color) in enumerate(CASES[1:]):
+        xs, ys = [], []
+        for j, f in enumerate(flows):
+            r = by.get((case, f))
+            if not r or r.get("own_cycles") is None:
+                continue
+            x = j + (i - (len(CASES) - 2) / 2) * width
+            xs.append(x)
+            ys.append(r["own_cycles"])
+            ax3.annotate(f"{r['own_cycles']:.0f}", (x, r["own_cycles"]), ha="center", va="bottom", fontsize=8,
+                         xytext=(0, 2), textcoords="offset points")
+        ax3.bar(xs, ys, width, label=label, color=color)
+    ax3.axhline(0, color="#7f7f7f", linewidth=0.8)
+    ax3.set_xticks(range(len(flows)), [human_flows(f) for f in flows])
+    ax3.set_ylabel("own cycles per packet (median)")
+    ax3.set_title("Tula's cycles/packet − testpmd's (same run)")
+    ax3.legend(loc="upper left", fontsize=8)
+    own = [r["own_cycles"] for r in rows if r.get("own_cycles") is not None]
+    if own:
+        ax3.set_ylim(min(0, min(own) * 1.15), max(own) * 1.18)
 
     modes = ", ".join(sorted({r["memory"] for r in results["runs"]}))
     load = statistics.median(r["other_load_cores"] for r in results["runs"])

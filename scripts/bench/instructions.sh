@@ -1,23 +1,33 @@
 #!/usr/bin/env bash
 # Instructions per packet of Tula's own per-frame work (callgrind): exact, unlike cycles, on any machine.
 #
-# Usage: scripts/bench/instructions.sh BINARY [l2|l3] [SECONDS] [4|6]     (as root; valgrind from Debian's package)
+# Usage: scripts/bench/instructions.sh [--json] BINARY CASE [SECONDS]     (as root; valgrind from Debian's package)
 #
-# Runs `BINARY run` under callgrind on a preloaded capture of 100 000 frames over 1 000 flows (synth, the bench
-# config, to its l2 or l3 VIP of family 4 (default) or 6) for SECONDS (default 20), stops it with SIGINT, and
-# divides Tula's own instructions by the frames it received: runWorker's self cost (the IPv4 per-frame code is
-# inlined into it) plus the self cost of the data path's out-of-line functions (TulaDatapath: the IPv6 path,
-# new-flow pinning); the pcap driver's functions are not counted. Valgrind 3.19 cannot read Swift's DWARF 5, so a copy stripped of debug info is measured.
-# Compare two binaries by running this on each: the figure does not drift with the machine's load.
+# CASE is a bench case of `make bench`: l2, l3, l2-v6, l3-v6 or l2-prefix, i.e. the VIP `bench-CASE` of
+# benchmarks/bench.yaml. Runs `BINARY run` under callgrind on a preloaded capture of 100 000 frames over 1 000
+# flows (synth, the bench config, to that VIP) for SECONDS (default 20), stops it with SIGINT, and divides Tula's
+# own instructions by the frames it received: runWorker's self cost (the IPv4 per-frame code is inlined into it)
+# plus the self cost of the data path's out-of-line functions (TulaDatapath: the IPv6 path, new-flow pinning); the
+# pcap driver's functions are not counted. Valgrind 3.19 cannot read Swift's DWARF 5, so a copy stripped of debug
+# info is measured. Compare two binaries by running this on each: the figure does not drift with the machine's load.
+#
+# Output: one sentence on stdout; with --json instead one JSON object on one line,
+#   {"case": "l2", "instructions_per_packet": 430.62, "frames": …, "instructions": …, "seconds": 20}
+# (what `make bench BENCH_INSTRUCTIONS=1` and the InstructionBudget test read).
 set -euo pipefail
-binary=$1 mode=${2:-l2} seconds=${3:-20} family=${4:-4}
+json=0
+[ "${1:-}" = --json ] && { json=1; shift; }
+[ $# -ge 2 ] || { echo "usage: $0 [--json] BINARY l2|l3|l2-v6|l3-v6|l2-prefix [SECONDS]" >&2; exit 2; }
+binary=$1 case=$2 seconds=${3:-20}
 root=$(cd "$(dirname "$0")/../.." && pwd)
+grep -Eq "^  - name: bench-$case( |\$)" "$root/benchmarks/bench.yaml" \
+    || { echo "instructions: no VIP bench-$case in benchmarks/bench.yaml (cases: l2 l3 l2-v6 l3-v6 l2-prefix)" >&2; exit 2; }
 command -v valgrind >/dev/null || { echo "instructions: valgrind is missing (apt-get install valgrind)" >&2; exit 1; }
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cp "$binary" "$work/tula" && strip --strip-debug "$work/tula"
 "$work/tula" synth --config "$root/benchmarks/bench.yaml" --flows 1000 --packets 100000 --payload 6 \
-    --vip "bench-$mode$([ "$family" = 6 ] && echo -v6)" --out "$work/in.pcap" >/dev/null
+    --vip "bench-$case" --out "$work/in.pcap" >/dev/null
 sed -e "s|^\(    device:\).*|\1 \"net_pcap0,rx_pcap=$work/in.pcap,infinite_rx=1\"|" \
     -e "s|^flows_per_worker:.*|flows_per_worker: 4096|" -e "s|^workers:.*|workers: 1|" \
     -e '/^stats_socket:/d' "$root/benchmarks/bench.yaml" >"$work/bench.yaml"
@@ -42,5 +52,11 @@ frames=$(grep '^{' "$work/summary.json" | tail -1 | sed -E 's/.*"rx_packets":([0
 own=$(callgrind_annotate --threshold=100 "$work/cg.out" 2>/dev/null \
     | awk '/runWorker|12TulaDatapath/ { gsub(",", "", $1); if ($1 ~ /^[0-9]+$/) sum += $1 } END { print sum + 0 }')
 [ -n "$frames" ] && [ "$frames" -gt 0 ] && [ -n "$own" ] || { echo "instructions: no frames or no runWorker in the profile" >&2; exit 1; }
-awk -v own="$own" -v frames="$frames" -v mode="$mode" \
-    -v family="$family" 'BEGIN { printf "%s IPv%s: %.1f instructions per packet in the worker loop (%.0f frames, %.0f instructions)\n", mode, family, own / frames, frames, own }'
+if [ "$json" = 1 ]; then
+    awk -v own="$own" -v frames="$frames" -v c="$case" -v s="$seconds" 'BEGIN {
+        printf "{\"case\": \"%s\", \"instructions_per_packet\": %.2f, \"frames\": %.0f, \"instructions\": %.0f, \"seconds\": %s}\n",
+            c, own / frames, frames, own, s }'
+else
+    awk -v own="$own" -v frames="$frames" -v c="$case" 'BEGIN {
+        printf "%s: %.1f instructions per packet in the worker loop (%.0f frames, %.0f instructions)\n", c, own / frames, frames, own }'
+fi

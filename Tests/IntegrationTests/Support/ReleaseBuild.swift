@@ -17,8 +17,24 @@ enum ReleaseBuild {
 
     /// `TULA_RELEASE_BINARY` when set; otherwise `.build-release/release/tula-appliance`, first running
     /// `swift build -c release --product tula-appliance --scratch-path .build-release` when the binary is missing
-    /// or older than any file under Sources/ or Package.swift.
+    /// or older than any file under Sources/ or Package.swift. Once per test process: the suites that ask
+    /// (HotLoop, InstructionBudget) run concurrently and share one check and at most one build.
     static func binary() async throws -> Outcome {
+        try await Once.shared.outcome()
+    }
+
+    /// The first caller's build task; later callers await the same one.
+    private actor Once {
+        static let shared = Once()
+        private var task: Task<Outcome, any Error>?
+
+        func outcome() async throws -> Outcome {
+            if task == nil { task = Task { try await ReleaseBuild.findOrBuild() } }
+            return try await task!.value
+        }
+    }
+
+    private static func findOrBuild() async throws -> Outcome {
         if let path = ProcessInfo.processInfo.environment["TULA_RELEASE_BINARY"] {
             return Outcome(path: path, built: false, buildSeconds: 0)
         }
