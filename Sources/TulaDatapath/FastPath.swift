@@ -1,4 +1,4 @@
-// The per-frame fast path: untagged IPv4 and IPv6 TCP/UDP of a pinned flow of an exact or `*` VIP, sent l2 or by IP-in-IP, 6in6 or 4in6.
+// The per-frame fast path: untagged IPv4 and IPv6 TCP/UDP of a pinned flow of a VIP, sent l2, by IP-in-IP or by 6in6.
 
 import TulaCore
 
@@ -9,7 +9,7 @@ import TulaCore
 /// `forward` takes a frame only when every check `processFrame` makes passes and the flow is already pinned
 /// (the common case of established traffic); it then does exactly what `processFrame` would do (same bytes
 /// out, same counters). Anything else (ARP, neighbor discovery, ICMP, VLAN tags, IPv4 options, IPv6 extension
-/// headers, fragments, new flows, QUIC, prefix VIPs, GUE, GRE and the other `general` tunnels, IPv4 inside IPv6,
+/// headers, fragments, new flows, QUIC, GUE, GRE and the other `general` tunnels, IPv4 inside IPv6,
 /// unresolved next hops, any malformed or too-big frame) is declined before anything is written, and the caller
 /// hands the frame to `processFrame`, which gives it its verdict.
 public struct FastPath {
@@ -29,9 +29,14 @@ public struct FastPath {
     @usableFromInline let outerSum: UInt64
     @usableFromInline let vipIndex: UnsafeMutablePointer<VIPSlot>
     @usableFromInline let vipIndexMask: Int
+    /// The IPv4 prefix lengths that have prefix VIPs (`VIPSteering.prefixLengths4`), 0 when none.
+    @usableFromInline let prefixLengths4: UInt64
     @usableFromInline let vips: UnsafeMutablePointer<VIPEntry>
     @usableFromInline let backends: UnsafeMutablePointer<BackendEntry>
     @usableFromInline let idleTimeout: UInt32
+    /// The flow table's entries and bucket mask, for a bucket that spilled into the next (out of line).
+    @usableFromInline let entries: UnsafeMutablePointer<FlowEntry>
+    @usableFromInline let bucketMask: UInt32
     @usableFromInline let counters: UnsafeMutablePointer<UInt64>
     /// The first VIP and the first backend counter slot.
     @usableFromInline let vipCounters: UnsafeMutablePointer<UInt64>
@@ -46,7 +51,7 @@ public struct FastPath {
 
     @inlinable @inline(__always)
     public init(port index: Int, tables: UnsafePointer<DataplaneTables>, counters: UnsafeMutablePointer<UInt64>, now: UInt32,
-                idleTimeout: UInt32) {
+                flows: FlowTable) {
         let t = tables.pointee
         let port = t.ports[index]
         self.tables = tables
@@ -63,9 +68,12 @@ public struct FastPath {
         outerSum = 0x0440 &+ UInt64(port.address.bigEndian)
         vipIndex = t.vipIndex
         vipIndexMask = t.vipIndexMask
+        prefixLengths4 = t.steering.prefixLengths4
         vips = t.vips
         backends = t.backends
-        self.idleTimeout = idleTimeout
+        idleTimeout = flows.idleTimeoutSeconds
+        entries = flows.entries
+        bucketMask = flows.bucketMask
         self.counters = counters
         vipCounters = counters + t.layout.vipBase
         backendCounters = counters + t.layout.backendBase
@@ -96,18 +104,41 @@ public struct FastPath {
         }
     }
 
-    /// The backend the flow (`src`, `ports`) of VIP slot `vipSlot` is pinned to in its home `bucket`, if it is there,
-    /// not idle too long, the backend still serves the VIP, and (`l2`) has a known MAC and no VLAN of its own. The
-    /// flow is then seen now: the caller takes the frame (nothing may decline it after this).
+    /// The VIP index entry of a destination without a VIP of its own port: its `*` VIP, else a prefix VIP's
+    /// (`DataplaneTables.findVIPCode` past the exact probe). Out of line, so port-specific VIPs pay nothing for it.
+    @usableFromInline @inline(never)
+    func otherVIP(_ dstRaw: UInt32, _ proto: UInt8, port: UInt16) -> Int {
+        let any = probe(DataplaneTables.rawVIPKey(dstRaw, proto, 0))
+        if any != -1 || prefixLengths4 == 0 { return any }
+        return DataplaneTables.findPrefixVIP(vipIndex, mask: vipIndexMask, lengths: prefixLengths4, address: dstRaw.byteSwapped,
+                                             proto: proto, port: port)
+    }
+
+    /// The backend the flow (`src`, `ports`) of VIP slot `vipSlot` is pinned to in its home `bucket` (or the next one,
+    /// if the home bucket spilled), if it is there, not idle too long, the backend still serves the VIP, and (`l2`)
+    /// has a known MAC and no VLAN of its own (`FlowTable.find`'s hit, then `deliver`'s checks). The flow is then
+    /// seen now: the caller takes the frame (nothing may decline it after this).
     @inlinable @inline(__always)
     func pinnedBackend(_ bucket: UnsafeMutablePointer<FlowEntry>, src: UInt32, ports: UInt32, vipSlot: UInt32,
                        l2: Bool) -> UnsafeMutablePointer<BackendEntry>? {
-        guard let e = FlowTable.match(bucket, src: src, ports: ports, key: FlowEntry.key(vip: vipSlot)),
-              now &- e.pointee.lastSeen <= idleTimeout else { return nil }
+        let key = FlowEntry.key(vip: vipSlot)
+        var found = FlowTable.match(bucket, src: src, ports: ports, key: key)
+        if found == nil && bucket.pointee.target & FlowEntry.spilled != 0 {
+            found = matchSpilled(bucket, src: src, ports: ports, key: key)
+        }
+        guard let e = found, now &- e.pointee.lastSeen <= idleTimeout else { return nil }
         let b = backends + Int(e.pointee.backend)
         guard b.pointee.vipSlot == vipSlot, !l2 || (b.pointee.resolved && b.pointee.vlan == 0) else { return nil }
         if e.pointee.lastSeen != now { e.pointee.lastSeen = now }
         return b
+    }
+
+    /// The flow in the bucket after `bucket` (which spilled into it), out of line: most lookups end in the home bucket.
+    @usableFromInline @inline(never)
+    func matchSpilled(_ bucket: UnsafeMutablePointer<FlowEntry>, src: UInt32, ports: UInt32,
+                      key: UInt32) -> UnsafeMutablePointer<FlowEntry>? {
+        let next = (UInt32(truncatingIfNeeded: entries.distance(to: bucket) / FlowTable.bucketSize) &+ 1) & bucketMask
+        return FlowTable.match(entries + Int(next) &* FlowTable.bucketSize, src: src, ports: ports, key: key)
     }
 
     /// Counts a packet of `bytes` (as received) for its VIP and backend.
@@ -130,7 +161,7 @@ public struct FastPath {
     }
 
     /// `forward` for an IPv6 frame to the port's MAC: a TCP or UDP header right after the IPv6 header (no extension
-    /// headers), to an exact or `*` IPv6 VIP that is not quic, l2 or l3 with an IPv6 outer header and neither GUE,
+    /// headers), to an IPv6 VIP that is not quic, l2 or l3 with an IPv6 outer header and neither GUE,
     /// GRE, an outer source prefix nor DSCP (`encapsulate6`, its flow label from the contract hash). The checks
     /// are `classifyIPv6`'s and `deliver`'s. Out of line: IPv4 frames pay nothing for it.
     @usableFromInline @inline(never)
@@ -222,8 +253,8 @@ public struct FastPath {
         }
         let dstRaw = ip.loadUnaligned(fromByteOffset: 16, as: UInt32.self)
         var code = probe(DataplaneTables.rawVIPKey(dstRaw, proto, l4.loadUnaligned(fromByteOffset: 2, as: UInt16.self)))
-        if code == -1 { code = probe(DataplaneTables.rawVIPKey(dstRaw, proto, 0)) }
-        guard code >= 0 else { return declined } // no VIP (or a prefix VIP), or a quic VIP
+        if code == -1 { code = otherVIP(dstRaw, proto, port: be16(l4, 2)) }
+        guard code >= 0 else { return declined } // no VIP, or a quic VIP
         let vip = vips + code
         guard !vip.pointee.outOfLine, UInt32(truncatingIfNeeded: total) &+ vip.pointee.overheadBytes <= mtu else {
             return declined

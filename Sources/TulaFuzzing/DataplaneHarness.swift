@@ -113,8 +113,7 @@ public final class DataplaneHarness {
         let original = buffer
         let out = buffer.withUnsafeMutableBytes { raw -> (shift: Int32, length: UInt32) in
             let p = raw.baseAddress! + headroom
-            let fast = FastPath(port: port, tables: tables, counters: counters, now: now,
-                                idleTimeout: flows.pointee.idleTimeoutSeconds)
+            let fast = FastPath(port: port, tables: tables, counters: counters, now: now, flows: flows.pointee)
             let hash = frameFlowHash(p, length: frame.count)
             return fast.forward(p, length: frame.count, headroom: headroom, checksum: checksum,
                                 bucket: flows.pointee.bucket(hash))

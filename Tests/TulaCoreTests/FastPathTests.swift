@@ -106,6 +106,24 @@ import TulaDatapath
         #expect(!Self.run(d, multicastSource).took)
     }
 
+    /// A prefix VIP's established flows take the fast path too (its lookup out of line), to any address of the prefix.
+    @Test func prefixVIPFlowsTakeTheFastPath() throws {
+        let d = try TestDataplane(yaml: """
+            ports:
+              - {name: wan, device: net_null0, address: 10.0.1.2, mac: "02:00:00:00:00:01", gateway: 10.0.1.1,
+                 gateway_mac: "02:00:00:00:00:fe"}
+            vips:
+              - {name: block, address: 10.0.4.0/24, port: 443, protocol: tcp, mode: l2, maglev_table_size: 251,
+                 backends: [{address: 10.0.1.11, mac: "02:00:00:00:01:11"}]}
+            """)
+        for host in [0, 7, 255] {
+            let frame = Self.frame(vip: "10.0.4.\(host)")
+            #expect(Self.run(d, frame) == (false, .forwardedL2))
+            #expect(Self.run(d, frame) == (true, .forwardedL2), "10.0.4.\(host)")
+        }
+        #expect(Self.run(d, Self.frame(vip: "10.0.5.1")) == (false, .noVIP))
+    }
+
     /// A flow pinned to a backend that no longer serves its VIP (a config change moved the slot) is re-picked by
     /// processFrame, not forwarded by the fast path.
     @Test func aFlowWhoseBackendLeftItsVIPIsDeclined() throws {

@@ -6,9 +6,11 @@
 # CASE is a bench case of `make bench`: l2, l3, l2-v6, l3-v6 or l2-prefix, i.e. the VIP `bench-CASE` of
 # benchmarks/bench.yaml. Runs `BINARY run` under callgrind on a preloaded capture of 100 000 frames over 1 000
 # flows (synth, the bench config, to that VIP) for SECONDS (default 20), stops it with SIGINT, and divides Tula's
-# own instructions by the frames it received: runWorker's self cost (the IPv4 per-frame code is inlined into it)
-# plus the self cost of the data path's out-of-line functions (TulaDatapath: the IPv6 path, new-flow pinning); the
-# pcap driver's functions are not counted. Valgrind 3.19 cannot read Swift's DWARF 5, so a copy stripped of debug
+# own instructions by the frames it received: the self cost of runWorker (the fast path is inlined into it) and
+# of the worker loop's out-of-line functions (declined frames, control-plane hand-offs, outer fragments, the
+# control-frame ring), plus that of the data path's out-of-line functions (TulaDatapath: processFrame for what
+# the fast path declines, the IPv6 path, new-flow pinning). Not counted: the pcap driver, and what runs once
+# (the table build, the exit summary), so the figure does not depend on how many frames a run got through. Valgrind 3.19 cannot read Swift's DWARF 5, so a copy stripped of debug
 # info is measured. Compare two binaries by running this on each: the figure does not drift with the machine's load.
 #
 # Output: one sentence on stdout; with --json instead one JSON object on one line,
@@ -48,9 +50,15 @@ fi
 wait "$pid" || { tail -20 "$work/valgrind.log" >&2; exit 1; }
 rm -rf "/var/run/dpdk/tula-cg-$$"
 frames=$(grep '^{' "$work/summary.json" | tail -1 | sed -E 's/.*"rx_packets":([0-9]+).*/\1/')
-# Self cost per function; the data path's functions are the ones whose mangled name names its module.
-own=$(callgrind_annotate --threshold=100 "$work/cg.out" 2>/dev/null \
-    | awk '/runWorker|12TulaDatapath/ { gsub(",", "", $1); if ($1 ~ /^[0-9]+$/) sum += $1 } END { print sum + 0 }')
+# Self cost per function (mangled names): the worker loop's functions (runWorker, with the fast path inlined, and
+# what it calls out of line per frame or per poll) and the data path module's, but not the ones that run once: the
+# table build (TulaTables' extension of DataplaneTables) and the verdict names the exit summary prints.
+own=$(callgrind_annotate --threshold=100 "$work/cg.out" 2>/dev/null | awk '
+    { name = ""; for (i = 2; i <= NF; i++) if ($i ~ /^[^ ]*:\$s/) { name = $i; sub(/^[^:]*:/, "", name) } }
+    name ~ /^\$s7TulaPMD(9runWorker|13declinedFrame|13handToControl|18emitOuterFragments|17sendControlFrames)/ ||
+    (name ~ /^\$s12TulaDatapath/ && name !~ /DataplaneTablesV0aD0E|VerdictO(4name|11description|6isDrop)/) {
+        gsub(",", "", $1); if ($1 ~ /^[0-9]+$/) sum += $1 }
+    END { print sum + 0 }')
 [ -n "$frames" ] && [ "$frames" -gt 0 ] && [ -n "$own" ] || { echo "instructions: no frames or no runWorker in the profile" >&2; exit 1; }
 if [ "$json" = 1 ]; then
     awk -v own="$own" -v frames="$frames" -v c="$case" -v s="$seconds" 'BEGIN {

@@ -151,7 +151,7 @@ func pollPort(_ ctx: UnsafeMutablePointer<WorkerContext>, _ p: Int, _ tables: Un
         tula_prefetch0(bucket)
         k &+= 1
     }
-    let fast = FastPath(port: p, tables: tables, counters: counters, now: now, idleTimeout: flows.idleTimeoutSeconds)
+    let fast = FastPath(port: p, tables: tables, counters: counters, now: now, flows: flows)
     // Two copies of the loop, so that without checksum offload (every frame's status unknown) the status is no
     // per-frame value.
     let rx = c.rx, buckets = c.flowBuckets
