@@ -114,8 +114,8 @@ public struct FastPath {
                                              proto: proto, port: port)
     }
 
-    /// The backend the flow (`src`, `ports`) of VIP slot `vipSlot` is pinned to in its home `bucket` (or the next one,
-    /// if the home bucket spilled), if it is there, not idle too long, the backend still serves the VIP, and (`l2`)
+    /// The backend the flow (`src`, `ports`) of VIP slot `vipSlot` is pinned to in its home `bucket` (or the two after
+    /// it, where the home bucket spilled), if it is there, not idle too long, the backend still serves the VIP, and (`l2`)
     /// has a known MAC and no VLAN of its own (`FlowTable.find`'s hit, then `deliver`'s checks). The flow is then
     /// seen now: the caller takes the frame (nothing may decline it after this).
     @inlinable @inline(__always)
@@ -123,7 +123,7 @@ public struct FastPath {
                        l2: Bool) -> UnsafeMutablePointer<BackendEntry>? {
         let key = FlowEntry.key(vip: vipSlot)
         var found = FlowTable.match(bucket, src: src, ports: ports, key: key)
-        if found == nil && bucket.pointee.target & FlowEntry.spilled != 0 {
+        if found == nil && (bucket[0].target | bucket[1].target) & FlowEntry.spilled != 0 {
             found = matchSpilled(bucket, src: src, ports: ports, key: key)
         }
         guard let e = found, now &- e.pointee.lastSeen <= idleTimeout else { return nil }
@@ -133,12 +133,17 @@ public struct FastPath {
         return b
     }
 
-    /// The flow in the bucket after `bucket` (which spilled into it), out of line: most lookups end in the home bucket.
+    /// The flow in the buckets after `bucket` that it spilled into (`FlowTable.find`), out of line: most lookups end
+    /// in the home bucket.
     @usableFromInline @inline(never)
     func matchSpilled(_ bucket: UnsafeMutablePointer<FlowEntry>, src: UInt32, ports: UInt32,
                       key: UInt32) -> UnsafeMutablePointer<FlowEntry>? {
-        let next = (UInt32(truncatingIfNeeded: entries.distance(to: bucket) / FlowTable.bucketSize) &+ 1) & bucketMask
-        return FlowTable.match(entries + Int(next) &* FlowTable.bucketSize, src: src, ports: ports, key: key)
+        let home = UInt32(truncatingIfNeeded: entries.distance(to: bucket) / FlowTable.bucketSize)
+        for distance in 1...2 where bucket[distance &- 1].target & FlowEntry.spilled != 0 {
+            let spill = entries + Int((home &+ UInt32(distance)) & bucketMask) &* FlowTable.bucketSize
+            if let e = FlowTable.match(spill, src: src, ports: ports, key: key) { return e }
+        }
+        return nil
     }
 
     /// Counts a packet of `bytes` (as received) for its VIP and backend.

@@ -126,9 +126,23 @@ import Testing
         #expect(t.touch(.client(4), hash: 1, now: 131) == (8, .hit))
     }
 
-    @Test func fullBucketAndFullNextEvictLeastRecentlySeenOfOwnBucket() {
+    @Test func fullBucketSpillsIntoTheBucketAfterNextWhenTheNextIsFull() {
         let t = Table()
         for n in 10..<14 { t.touch(.client(UInt32(n)), hash: 2, now: 100) }   // bucket 2: slots 8...11
+        for n in 0..<4 { t.touch(.client(UInt32(n)), hash: 1, now: 100) }     // bucket 1: slots 4...7
+        #expect(t.touch(.client(4), hash: 1, now: 100, backend: 5) == (12, .insertedEmpty))
+        #expect(t.table.entries[4].target & FlowEntry.spilled == 0, "nothing went to the next bucket")
+        #expect(t.table.entries[5].target & FlowEntry.spilled != 0, "the second slot marks the bucket after next")
+        #expect(t.touch(.client(4), hash: 1, now: 101) == (12, .hit))
+        #expect(t.table.entries[12].backend == 5)
+        // Bucket 2's own lookups do not read bucket 3 (bucket 2 did not spill).
+        #expect(t.touch(.client(4), hash: 2, now: 101) == (13, .insertedEmpty))
+    }
+
+    @Test func fullBucketAndFullNextTwoEvictLeastRecentlySeenOfOwnBucket() {
+        let t = Table()
+        for n in 10..<14 { t.touch(.client(UInt32(n)), hash: 2, now: 100) }   // bucket 2: slots 8...11
+        for n in 20..<24 { t.touch(.client(UInt32(n)), hash: 3, now: 100) }   // bucket 3: slots 12...15
         for n in 0..<4 { t.touch(.client(UInt32(n)), hash: 1, now: 100 + UInt32(n)) }   // slots 4...7
         #expect(t.touch(.client(0), hash: 1, now: 104) == (4, .hit))
         #expect((4..<8).map { t.table.entries[$0].lastSeen } == [104, 101, 102, 103])
