@@ -134,7 +134,10 @@ public final class Appliance: @unchecked Sendable {
         let startTSC = tula_rdtsc()
         for w in workerLcores.indices {
             let flowBytes = FlowTable.bytes(capacity: config.flowsPerWorker)
-            guard let flowMemory = rte_zmalloc_socket("tula_flows", flowBytes, 64, socket) else {
+            // On the worker's NUMA node (every lookup that misses the cache reads it), else anywhere.
+            let workerSocket = Int32(bitPattern: rte_lcore_to_socket_id(workerLcores[w].raw))
+            guard let flowMemory = rte_zmalloc_socket("tula_flows", flowBytes, 64, workerSocket)
+                    ?? rte_zmalloc_socket("tula_flows", flowBytes, 64, -1) else {
                 throw DPDKError(message: "cannot allocate \(flowBytes >> 20) MiB for the flow table of worker \(w) (flows_per_worker: \(config.flowsPerWorker))")
             }
             let flows = UnsafeMutablePointer<FlowTable>.allocate(capacity: 1)
