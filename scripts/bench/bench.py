@@ -489,8 +489,8 @@ def markdown(results):
         secs = next(iter(ins.values())).get("seconds", "")
         L.append(f"- **Instructions/packet**: `scripts/bench/instructions.sh BINARY CASE {secs}` per case (`make bench BENCH_INSTRUCTIONS=1`, after the timed runs): callgrind over a preloaded capture "
                  f"of 100 000 frames over {human_flows(INSTRUCTIONS_FLOWS)} flows, the worker loop and the data path's functions, "
-                 f"the driver excluded; unlike cycles, it does not drift with the machine (a few tenths between runs). In the {human_flows(INSTRUCTIONS_FLOWS)}-flow rows: "
-                 + ", ".join(f"{c} {v['instructions_per_packet']:.1f}" for c, v in ins.items()) + ".")
+                 f"the driver and one-time work excluded; unlike cycles, it does not drift with the machine (±0.5 between runs). In the {human_flows(INSTRUCTIONS_FLOWS)}-flow rows: "
+                 + ", ".join(f"{c} {ins[c]['instructions_per_packet']:.1f}" for c in CASES if c in ins) + ".")
     else:
         L.append("- **Instructions/packet**: not measured in this run (`make bench BENCH_INSTRUCTIONS=1` adds it).")
     L.append(f"- Each run: {env['seconds']:g} s of forwarding after the EAL worker starts; {env['reps']} repetitions, "

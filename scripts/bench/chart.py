@@ -50,20 +50,24 @@ def main(results_path, out_path):
     ax1.legend(loc="upper right", fontsize=8)
     ax1.set_ylim(0, max(max(r["runs"]) for r in rows) * 1.12)
 
-    for i, (case, label, color) in enumerate(CASES[1:]):
-        xs, ys = [], []
-        for j, f in enumerate(flows):
-            r = by.get((case, f))
-            if not r or r["ratio"] is None:
-                continue
-            x = j + (i - (len(CASES) - 2) / 2) * width
-            xs.append(x)
-            ys.append(r["ratio"])
-            ax2.annotate(f"{r['ratio']:.2f}", (x, r["ratio"]), ha="center", va="bottom", fontsize=8,
-                         xytext=(0, 2), textcoords="offset points")
-            if r["target"]:
-                ax2.hlines(r["target"], x - width / 2, x + width / 2, colors="red", linewidth=2, zorder=3)
-        ax2.bar(xs, ys, width, label=label, color=color)
+    def case_bars(ax, key, fmt, targets=False):
+        """One bar per Tula case and flow count of the row field `key`, labelled with `fmt`; red target ticks."""
+        for i, (case, label, color) in enumerate(CASES[1:]):
+            xs, ys = [], []
+            for j, f in enumerate(flows):
+                r = by.get((case, f))
+                if not r or r.get(key) is None:
+                    continue
+                x = j + (i - (len(CASES) - 2) / 2) * width
+                xs.append(x)
+                ys.append(r[key])
+                ax.annotate(fmt.format(r[key]), (x, r[key]), ha="center", va="bottom", fontsize=8,
+                            xytext=(0, 2), textcoords="offset points")
+                if targets and r["target"]:
+                    ax.hlines(r["target"], x - width / 2, x + width / 2, colors="red", linewidth=2, zorder=3)
+            ax.bar(xs, ys, width, label=label, color=color)
+
+    case_bars(ax2, "ratio", "{:.2f}", targets=True)
     ax2.plot([], [], color="red", linewidth=2, label="target")
     ax2.axhline(1.0, color="#7f7f7f", linewidth=0.8, linestyle="--")
     ax2.set_xticks(range(len(flows)), [human_flows(f) for f in flows])
@@ -73,18 +77,7 @@ def main(results_path, out_path):
     ax2.legend(loc="upper right", fontsize=8)
 
     # Own cycles per packet: what Tula's work costs above testpmd's (driver and minimal loop), the issue-14 measure.
-    for i, (case, label, color) in enumerate(CASES[1:]):
-        xs, ys = [], []
-        for j, f in enumerate(flows):
-            r = by.get((case, f))
-            if not r or r.get("own_cycles") is None:
-                continue
-            x = j + (i - (len(CASES) - 2) / 2) * width
-            xs.append(x)
-            ys.append(r["own_cycles"])
-            ax3.annotate(f"{r['own_cycles']:.0f}", (x, r["own_cycles"]), ha="center", va="bottom", fontsize=8,
-                         xytext=(0, 2), textcoords="offset points")
-        ax3.bar(xs, ys, width, label=label, color=color)
+    case_bars(ax3, "own_cycles", "{:.0f}")
     ax3.axhline(0, color="#7f7f7f", linewidth=0.8)
     ax3.set_xticks(range(len(flows)), [human_flows(f) for f in flows])
     ax3.set_ylabel("own cycles per packet (median)")
