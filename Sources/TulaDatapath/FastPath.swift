@@ -1,4 +1,4 @@
-// The per-frame fast path: untagged IPv4 and IPv6 TCP/UDP of a pinned flow of a VIP, sent l2, by IP-in-IP or by 6in6.
+// The per-frame fast path: IPv4 (tagged or not) and untagged IPv6 TCP/UDP of a pinned flow of a VIP, sent l2, by IP-in-IP or by 6in6.
 
 import TulaCore
 
@@ -8,8 +8,8 @@ import TulaCore
 ///
 /// `forward` takes a frame only when every check `processFrame` makes passes and the flow is already pinned
 /// (the common case of established traffic); it then does exactly what `processFrame` would do (same bytes
-/// out, same counters). Anything else (ARP, neighbor discovery, ICMP, VLAN tags, IPv4 options, IPv6 extension
-/// headers, fragments, new flows, QUIC, GUE, GRE and the other `general` tunnels, IPv4 inside IPv6,
+/// out, same counters). Anything else (ARP, neighbor discovery, ICMP, tagged IPv6, a change of VLAN tag, IPv4
+/// options, IPv6 extension headers, fragments, new flows, QUIC, GUE, GRE and the other `general` tunnels, IPv4 inside IPv6,
 /// unresolved next hops, any malformed or too-big frame) is declined before anything is written, and the caller
 /// hands the frame to `processFrame`, which gives it its verdict.
 public struct FastPath {
@@ -219,18 +219,43 @@ public struct FastPath {
     public func forward(_ p: UnsafeMutableRawPointer, length: Int, headroom: Int, checksum: ChecksumStatus,
                         bucket: UnsafeMutablePointer<FlowEntry>) -> (shift: Int32, length: UInt32) {
         let declined: (shift: Int32, length: UInt32) = (0, 0)
-        // Ethernet to the port's MAC, IPv4, a 20-byte header. The reads stay within the first 22 bytes until the
+        // Ethernet to the port's MAC, IPv4, a 20-byte header. The reads stay within the first 26 bytes until the
         // total length is checked against `length` (the buffer holds at least that much, as `processFrame` requires).
         guard p.loadUnaligned(as: UInt64.self) << 16 == portMAC else { return declined }
         let etherType = p.loadUnaligned(fromByteOffset: 12, as: UInt16.self)
         guard etherType == 0x0008 else {
-            return etherType == 0xDD86 ? forward6(p, length: length, headroom: headroom, bucket: bucket) : declined
+            if etherType == 0xDD86 { return forward6(p, length: length, headroom: headroom, bucket: bucket) }
+            return etherType == 0x0081 ? forwardTagged(p, length: length, headroom: headroom, checksum: checksum, bucket: bucket)
+                                       : declined
         }
-        let ip = p + 14
+        return forward4(p, l2: 14, tag: untagged, length: length, headroom: headroom, checksum: checksum, bucket: bucket)
+    }
+
+    /// `forward` for an IPv4 frame with one 802.1Q tag (TCI `tag`) that the port accepts (`classifyAndRewrite`'s
+    /// check). Out of line: untagged frames pay one compare for it.
+    @usableFromInline @inline(never)
+    func forwardTagged(_ p: UnsafeMutableRawPointer, length: Int, headroom: Int, checksum: ChecksumStatus,
+                       bucket: UnsafeMutablePointer<FlowEntry>) -> (shift: Int32, length: UInt32) {
+        let tci = be16(p, 14)
+        let vlan = port.pointee.vlan
+        // VLAN id 0 is a priority tag on an untagged frame (802.1Q), accepted on any port.
+        guard vlan == 0 || tci & 0x0FFF == vlan || tci & 0x0FFF == 0,
+              p.loadUnaligned(fromByteOffset: 16, as: UInt16.self) == 0x0008 else { return (0, 0) }
+        return forward4(p, l2: 18, tag: Int32(tci), length: length, headroom: headroom, checksum: checksum, bucket: bucket)
+    }
+
+    /// The IPv4 fast path behind an Ethernet header of `l2` bytes (14, or 18 with the tag `tag`), both constants
+    /// where it is inlined. A tagged frame keeps its tag: l2 output only to a backend without a VLAN of its own, l3
+    /// output with the tag `encapsulate` gives it (`outputTag`).
+    @inlinable @inline(__always)
+    func forward4(_ p: UnsafeMutableRawPointer, l2: Int, tag: Int32, length: Int, headroom: Int, checksum: ChecksumStatus,
+                  bucket: UnsafeMutablePointer<FlowEntry>) -> (shift: Int32, length: UInt32) {
+        let declined: (shift: Int32, length: UInt32) = (0, 0)
+        let ip = p + l2
         let head = ip.loadUnaligned(as: UInt64.self)    // version/IHL, TOS, total length, identification, flags
         let total = Int(UInt16(truncatingIfNeeded: head >> 16).byteSwapped)
         // Version 4 with IHL 5; not a fragment (no offset, no more-fragments flag).
-        guard head & 0xFF == 0x45, head & 0xFF3F_0000_0000_0000 == 0, total >= 28, total <= length &- 14 else {
+        guard head & 0xFF == 0x45, head & 0xFF3F_0000_0000_0000 == 0, total >= 28, total <= length &- l2 else {
             return declined
         }
         switch checksum {
@@ -269,14 +294,15 @@ public struct FastPath {
         // Two tails, so neither tests the mode again.
         if vip.pointee.mode == .l2 {
             guard let b = pinnedBackend(bucket, src: src, ports: ports, vipSlot: vipSlot, l2: true) else { return declined }
-            count(vipSlot: vipSlot, backend: b, bytes: 14 &+ total)
+            count(vipSlot: vipSlot, backend: b, bytes: l2 &+ total)
             counters[verdictL2] &+= 1
-            rewriteL2(p, b)
-            return (0, UInt32(truncatingIfNeeded: 14 &+ total))
+            rewriteL2(p, b)   // a tag stays as it came (the backend has no VLAN of its own)
+            return (0, UInt32(truncatingIfNeeded: l2 &+ total))
         }
-        guard l3Ready, headroom >= ipInIPOverheadBytes &+ 4,
+        // Untagged output only from an untagged port (`l3Ready`); a tagged frame's output is tagged in any case.
+        guard tag == untagged ? l3Ready : port.pointee.gatewayResolved, headroom >= ipInIPOverheadBytes &+ 4,
               let b = pinnedBackend(bucket, src: src, ports: ports, vipSlot: vipSlot, l2: false) else { return declined }
-        count(vipSlot: vipSlot, backend: b, bytes: 14 &+ total)
+        count(vipSlot: vipSlot, backend: b, bytes: l2 &+ total)
         counters[verdictL3] &+= 1
         // IP-in-IP (as `encapsulate`): version/IHL, TOS, identification and DF from the inner header, the outer
         // total length, TTL 64, protocol 4, the port's address to the backend's; the checksum from these values.
@@ -292,10 +318,17 @@ public struct FastPath {
         outer.storeBytes(of: 0x0440 | UInt32(truncatingIfNeeded: ~sum & 0xFFFF) << 16, toByteOffset: 8, as: UInt32.self)
         outer.storeBytes(of: sourceRaw, toByteOffset: 12, as: UInt32.self)
         outer.storeBytes(of: destinationRaw, toByteOffset: 16, as: UInt32.self)
-        let frame = outer - 14
+        let frame = outer - l2
         frame.storeBytes(of: outerEthernet0, as: UInt64.self)
         frame.storeBytes(of: outerEthernet1, toByteOffset: 8, as: UInt32.self)
-        frame.storeBytes(of: 0x0008, toByteOffset: 12, as: UInt16.self)
-        return (-Int32(ipInIPOverheadBytes), UInt32(truncatingIfNeeded: 14 &+ ipInIPOverheadBytes &+ total))
+        if tag == untagged {
+            frame.storeBytes(of: 0x0008, toByteOffset: 12, as: UInt16.self)
+        } else {
+            let outputTCI = UInt16(truncatingIfNeeded: outputTag(input: tag, vlan: port.pointee.vlan))
+            frame.storeBytes(of: 0x0081, toByteOffset: 12, as: UInt16.self)
+            frame.storeBytes(of: outputTCI.bigEndian, toByteOffset: 14, as: UInt16.self)
+            frame.storeBytes(of: 0x0008, toByteOffset: 16, as: UInt16.self)
+        }
+        return (-Int32(ipInIPOverheadBytes), UInt32(truncatingIfNeeded: l2 &+ ipInIPOverheadBytes &+ total))
     }
 }

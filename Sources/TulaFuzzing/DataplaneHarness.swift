@@ -95,8 +95,7 @@ public final class DataplaneHarness {
                    frameStart: start, frameLength: frame.count, guardBytes: guardBytes)
     }
 
-    /// `process` (same arguments; `tailroom` must be at least 22 bytes past a frame shorter than that, which the fast
-    /// path may read), after running `FastPath.forward` on a copy of the frame from the same flow table and
+    /// `process` (same arguments; `tailroom` must reach 26 bytes past a frame's start, which the fast path may read), after running `FastPath.forward` on a copy of the frame from the same flow table and
     /// counters. Returns `process`'s run (the state stays as it left it), whether the fast path took the frame, and
     /// what differed, if anything: a frame the fast path takes must come out of `processFrame` the same (verdict,
     /// bytes of the whole buffer, shift and length, every counter, the flow table); a frame it declines must be left
@@ -104,7 +103,7 @@ public final class DataplaneHarness {
     public func processComparingFastPath(_ frame: [UInt8], headroom: Int, tailroom: Int, fill: UInt8 = 0xEE,
                                          checksum: ChecksumStatus = .unknown, now: UInt32 = 1000,
                                          port: Int = 0) -> (run: Run, fastTook: Bool, mismatch: String?) {
-        precondition(frame.count + tailroom >= 22, "the fast path reads 22 bytes of any frame")
+        precondition(frame.count + tailroom >= 26, "the fast path reads 26 bytes of any frame")
         let flowsBefore = [UInt8](UnsafeRawBufferPointer(start: flowMemory, count: flowBytes))
         let countersBefore = [UInt64](UnsafeBufferPointer(start: counters, count: counterCount))
         let size = headroom + frame.count + tailroom

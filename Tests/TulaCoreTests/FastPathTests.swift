@@ -65,7 +65,9 @@ import TulaDatapath
         _ = Self.run(d, badUDPLength)
         badUDPLength[14 + 20 + 5] = 200
         let declined: [(String, [UInt8], ChecksumStatus, UInt32, Int)] = [
-            ("tagged", Self.frame(vlan: 0), .unknown, 1000, 64),
+            ("tagged IPv6", TestFrames.ethernet(dst: TestTopology.portMAC, src: TestTopology.clientMAC,
+                                               type: TestFrames.etherIPv6, vlan: 0, payload: [0x60] + [UInt8](repeating: 0, count: 60)),
+             .unknown, 1000, 64),
             ("IPv4 options", Self.frame(options: [1, 1, 1, 0]), .unknown, 1000, 64),
             ("bad header checksum", Self.frame(checksum: 0x1234), .unknown, 1000, 64),
             ("NIC says the checksum is bad", pinned, .bad, 1000, 64),
@@ -84,6 +86,36 @@ import TulaDatapath
             let r = Self.run(d, frame, checksum: status, now: now, headroom: headroom)
             #expect(!r.took, "\(name) must be declined (processFrame said \(r.verdict))")
         }
+    }
+
+    /// Tagged IPv4 keeps its tag: l2 to a backend without a VLAN, l3 with the tag `encapsulate` gives (the input's
+    /// on a port without a VLAN, the port's with the input's priority on a VLAN port); another VLAN, or a backend
+    /// with a VLAN of its own (a tag to rewrite), is processFrame's.
+    @Test func taggedFramesTakeTheFastPathWithTheirTag() throws {
+        let d = try TestDataplane()
+        for (name, frame, verdict) in [("l2, priority tag", Self.frame(vlan: 0x6000), Verdict.forwardedL2),
+                                       ("l2, VLAN 7", Self.frame(dstPort: 8080, vlan: 0x2007), .forwardedL2),
+                                       ("l3, VLAN 7", Self.frame(vip: "10.0.1.101", dstPort: 80, vlan: 0xA007), .forwardedL3)] {
+            #expect(Self.run(d, frame) == (false, verdict), "\(name): a new flow goes through processFrame")
+            #expect(Self.run(d, frame) == (true, verdict), "\(name): the pinned flow's next packet")
+        }
+        let vlanPort = try TestDataplane(yaml: """
+            ports:
+              - {name: wan, device: net_null0, address: 10.0.1.2, mac: "02:00:00:00:00:01", gateway: 10.0.1.1,
+                 gateway_mac: "02:00:00:00:00:fe", vlan: 100}
+            vips:
+              - {name: web, address: 10.0.1.100, port: 443, protocol: tcp, mode: l3, maglev_table_size: 251,
+                 backends: [{address: 10.0.2.21}]}
+              - {name: retag, address: 10.0.1.100, port: 80, protocol: tcp, mode: l2, maglev_table_size: 251,
+                 backends: [{address: 10.0.1.21, mac: "02:00:00:00:02:21", vlan: 300}]}
+            """)
+        let ours = Self.frame(vlan: 0xE064), other = Self.frame(srcPort: 40002, vlan: 0x00C8)
+        #expect(Self.run(vlanPort, ours) == (false, .forwardedL3))
+        #expect(Self.run(vlanPort, ours) == (true, .forwardedL3), "VLAN 100 on the VLAN-100 port, l3")
+        #expect(Self.run(vlanPort, other) == (false, .wrongVLAN))
+        let retag = Self.frame(dstPort: 80, vlan: 0x0064)
+        #expect(Self.run(vlanPort, retag) == (false, .forwardedL2))
+        #expect(Self.run(vlanPort, retag) == (false, .forwardedL2), "a backend VLAN rewrites the tag: processFrame's")
     }
 
     /// IPv6 too: an established flow to an l2 VIP or a 6in6 one (the flow label from the contract hash) takes the
