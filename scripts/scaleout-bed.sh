@@ -66,6 +66,8 @@ teardown() {
         ip netns pids "$n" 2>/dev/null | xargs -r kill -KILL 2>/dev/null || true
         ip netns del "$n" 2>/dev/null || true
     done
+    # The appliances' EAL runtime directories (--file-prefix), which EAL leaves behind.
+    rm -rf "/var/run/dpdk/$prefix-$b" "/var/run/dpdk/$prefix-$b-"*
 }
 
 down_all() {
