@@ -220,12 +220,20 @@ public struct DataplaneTables: @unchecked Sendable {
 
     @inlinable @inline(__always)
     func probe(_ key: UInt64) -> Int {
-        var i = DataplaneTables.indexSlot(key, mask: vipIndexMask)
+        DataplaneTables.probe(vipIndex, mask: vipIndexMask, key: key, from: DataplaneTables.indexSlot(key, mask: vipIndexMask))
+    }
+
+    /// The entry code of `key` in the IPv4 index `index` (`mask` + 1 slots), walking from slot `first` (its home
+    /// slot, or the one after a home slot already read) to it or to an empty slot (-1). The one probe loop of the
+    /// exact, prefix and fast-path lookups.
+    @inlinable @inline(__always)
+    public static func probe(_ index: UnsafeMutablePointer<VIPSlot>, mask: Int, key: UInt64, from first: Int) -> Int {
+        var i = first
         while true {
-            let slot = vipIndex[i]
+            let slot = index[i]
             if slot.key == key { return Int(Int32(bitPattern: slot.vip)) }
             if slot.key == 0 { return -1 }
-            i = (i + 1) & vipIndexMask
+            i = (i &+ 1) & mask
         }
     }
 

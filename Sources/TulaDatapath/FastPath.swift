@@ -33,10 +33,7 @@ public struct FastPath {
     @usableFromInline let prefixLengths4: UInt64
     @usableFromInline let vips: UnsafeMutablePointer<VIPEntry>
     @usableFromInline let backends: UnsafeMutablePointer<BackendEntry>
-    @usableFromInline let idleTimeout: UInt32
-    /// The flow table's entries and bucket mask, for a bucket that spilled into the next (out of line).
-    @usableFromInline let entries: UnsafeMutablePointer<FlowEntry>
-    @usableFromInline let bucketMask: UInt32
+    @usableFromInline let flows: FlowTable
     @usableFromInline let counters: UnsafeMutablePointer<UInt64>
     /// The first VIP and the first backend counter slot.
     @usableFromInline let vipCounters: UnsafeMutablePointer<UInt64>
@@ -71,9 +68,7 @@ public struct FastPath {
         prefixLengths4 = t.steering.prefixLengths4
         vips = t.vips
         backends = t.backends
-        idleTimeout = flows.idleTimeoutSeconds
-        entries = flows.entries
-        bucketMask = flows.bucketMask
+        self.flows = flows
         self.counters = counters
         vipCounters = counters + t.layout.vipBase
         backendCounters = counters + t.layout.backendBase
@@ -95,13 +90,7 @@ public struct FastPath {
     /// `probe` past a home slot that holds another key.
     @usableFromInline @inline(never)
     static func probeOn(_ index: UnsafeMutablePointer<VIPSlot>, mask: Int, key: UInt64, from home: Int) -> Int {
-        var i = (home &+ 1) & mask
-        while true {
-            let slot = index[i]
-            if slot.key == key { return Int(Int32(bitPattern: slot.vip)) }
-            if slot.key == 0 { return -1 }
-            i = (i &+ 1) & mask
-        }
+        DataplaneTables.probe(index, mask: mask, key: key, from: (home &+ 1) & mask)
     }
 
     /// The VIP index entry of a destination without a VIP of its own port: its `*` VIP, else a prefix VIP's
@@ -123,27 +112,19 @@ public struct FastPath {
                        l2: Bool) -> UnsafeMutablePointer<BackendEntry>? {
         let key = FlowEntry.key(vip: vipSlot)
         var found = FlowTable.match(bucket, src: src, ports: ports, key: key)
-        if found == nil && (bucket[0].target | bucket[1].target) & FlowEntry.spilled != 0 {
-            found = matchSpilled(bucket, src: src, ports: ports, key: key)
-        }
-        guard let e = found, now &- e.pointee.lastSeen <= idleTimeout else { return nil }
+        if found == nil && FlowTable.spilled(bucket) { found = matchSpilled(bucket, src: src, ports: ports, key: key) }
+        guard let e = found, now &- e.pointee.lastSeen <= flows.idleTimeoutSeconds else { return nil }
         let b = backends + Int(e.pointee.backend)
         guard b.pointee.vipSlot == vipSlot, !l2 || (b.pointee.resolved && b.pointee.vlan == 0) else { return nil }
         if e.pointee.lastSeen != now { e.pointee.lastSeen = now }
         return b
     }
 
-    /// The flow in the buckets after `bucket` that it spilled into (`FlowTable.find`), out of line: most lookups end
-    /// in the home bucket.
+    /// `FlowTable.matchSpilled`, out of line: most lookups end in the home bucket.
     @usableFromInline @inline(never)
     func matchSpilled(_ bucket: UnsafeMutablePointer<FlowEntry>, src: UInt32, ports: UInt32,
                       key: UInt32) -> UnsafeMutablePointer<FlowEntry>? {
-        let home = UInt32(truncatingIfNeeded: entries.distance(to: bucket) / FlowTable.bucketSize)
-        for distance in 1...2 where bucket[distance &- 1].target & FlowEntry.spilled != 0 {
-            let spill = entries + Int((home &+ UInt32(distance)) & bucketMask) &* FlowTable.bucketSize
-            if let e = FlowTable.match(spill, src: src, ports: ports, key: key) { return e }
-        }
-        return nil
+        flows.matchSpilled(bucket, src: src, ports: ports, key: key)
     }
 
     /// Counts a packet of `bytes` (as received) for its VIP and backend.

@@ -85,13 +85,27 @@ public struct FlowTable: @unchecked Sendable {
         let key = FlowEntry.key(vip: vip)
         let home = bucket(hash)
         if let e = FlowTable.match(home, src: src, ports: ports, key: key) { return refresh(e, now: now) }
-        if home[0].target & FlowEntry.spilled != 0, let e = FlowTable.match(spillBucket(hash, 1), src: src, ports: ports, key: key) {
-            return refresh(e, now: now)
-        }
-        if home[1].target & FlowEntry.spilled != 0, let e = FlowTable.match(spillBucket(hash, 2), src: src, ports: ports, key: key) {
-            return refresh(e, now: now)
-        }
+        if FlowTable.spilled(home), let e = matchSpilled(home, src: src, ports: ports, key: key) { return refresh(e, now: now) }
         return place(hash, home: home, now: now)
+    }
+
+    /// Some flow of the bucket at `home` was stored in one of the two buckets after it.
+    @inlinable @inline(__always)
+    static func spilled(_ home: UnsafeMutablePointer<FlowEntry>) -> Bool {
+        (home[0].target | home[1].target) & FlowEntry.spilled != 0
+    }
+
+    /// The flow's entry in the buckets the bucket at `home` spilled into (the next one, the one after, as its first
+    /// two slots say), if any. Also the fast path's (which calls it out of line: most lookups end in the home bucket).
+    @inlinable @inline(__always)
+    func matchSpilled(_ home: UnsafeMutablePointer<FlowEntry>, src: UInt32, ports: UInt32,
+                             key: UInt32) -> UnsafeMutablePointer<FlowEntry>? {
+        let index = UInt32(truncatingIfNeeded: entries.distance(to: home) / FlowTable.bucketSize)
+        for distance in 1...2 where home[distance &- 1].target & FlowEntry.spilled != 0 {
+            let spill = entries + Int((index &+ UInt32(distance)) & bucketMask) &* FlowTable.bucketSize
+            if let e = FlowTable.match(spill, src: src, ports: ports, key: key) { return e }
+        }
+        return nil
     }
 
     /// The entry of `bucket` holding the flow, if any.

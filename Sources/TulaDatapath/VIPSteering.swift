@@ -66,13 +66,7 @@ extension DataplaneTables {
     static func findPrefixVIP(_ index: UnsafeMutablePointer<VIPSlot>, mask: Int, lengths prefixLengths: UInt64,
                               address: UInt32, proto: UInt8, port: UInt16) -> Int {
         @inline(__always) func probe(_ key: UInt64) -> Int {
-            var i = indexSlot(key, mask: mask)
-            while true {
-                let slot = index[i]
-                if slot.key == key { return Int(Int32(bitPattern: slot.vip)) }
-                if slot.key == 0 { return -1 }
-                i = (i &+ 1) & mask
-            }
+            DataplaneTables.probe(index, mask: mask, key: key, from: indexSlot(key, mask: mask))
         }
         var lengths = prefixLengths
         while lengths != 0 {
