@@ -66,6 +66,15 @@ struct Mistake: Sendable, CustomTestStringConvertible {
     let reason: String
     var testDescription: String { what }
 
+    init(what: String, yaml: String, line: Int, reason: String) {
+        self.what = what; self.yaml = yaml; self.line = line; self.reason = reason
+    }
+
+    /// A mistake named by the reason it must be refused with.
+    init(yaml: String, line: Int, reason: String) {
+        self.init(what: reason, yaml: yaml, line: line, reason: reason)
+    }
+
     /// Loading `yaml` (as tula.yaml) is refused at `line` with a reason holding `reason`.
     func expectRefused(sourceLocation: SourceLocation = #_sourceLocation) {
         let error = #expect(throws: ConfigError.self, sourceLocation: sourceLocation) {
