@@ -152,9 +152,7 @@ EOF
     echo hello >"$(state)/index.html"
     start_http peer 10.0.9.1 8081 peer-health
     local t0; t0=$(now)
-    ip netns exec "$(ns tula)" "$tula" run --config "$(state)/tula.yaml" --json -- --file-prefix "$prefix-$bed" \
-        >"$(state)/tula.json" 2>"$(state)/tula.log" &
-    echo $! >"$(state)/tula.pid"
+    start_appliance tula
     wait_until 60 in_ns tula ip link show tk0 up || die "no tk0 within 60 s: $(tail -5 "$(state)/tula.log")"
     wait_until 30 test -S "$(state)/tula.sock" || die "no stats socket: $(tail -5 "$(state)/tula.log")"
     say "tula up with tk0 after $(since "$t0") s"
