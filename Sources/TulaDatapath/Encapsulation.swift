@@ -56,7 +56,7 @@ func writeOuterHeader(_ outer: UnsafeMutableRawPointer, tos: UInt8, payload: Int
 }
 
 /// Builds the IP-in-IP frame in front of the inner packet at `ip` (`total` bytes): Ethernet to the gateway
-/// tagged per `outputTag`, then the outer header (TOS, identification and DF copied from the inner one).
+/// tagged per `outputTag`, then the outer header (`writeIPInIPHeader`).
 /// Returns where the frame starts relative to `ip`.
 @inlinable @inline(__always)
 func encapsulate(ip: UnsafeMutableRawPointer, total: Int, inputTag: Int32, port: UnsafePointer<PortTables>,
@@ -66,10 +66,34 @@ func encapsulate(ip: UnsafeMutableRawPointer, total: Int, inputTag: Int32, port:
     let start = -(ipInIPOverheadBytes + l2)
     _ = writeEthernet(ip + start, dst: (port.pointee.gatewayWord0, port.pointee.gatewayWord1),
                       src: (port.pointee.macWord0, port.pointee.macWord1), tag: tag)
-    writeOuterHeader(ip - ipInIPOverheadBytes, tos: ip.load(fromByteOffset: 1, as: UInt8.self), payload: total,
-                     identification: be16(ip, 4), flagsFragment: be16(ip, 6) & 0x4000,
-                     source: port.pointee.address, destination: backend)
+    let source = port.pointee.address.bigEndian
+    writeIPInIPHeader(ip, total: total, sourceRaw: source, sourceSum: ipInIPSourceSum(source), destinationRaw: backend.bigEndian)
     return start
+}
+
+/// The part of an IP-in-IP outer header's ones'-complement sum that depends on the port only (TTL 64, protocol 4,
+/// the source address as stored), in native byte order: what `writeIPInIPHeader` adds the rest to.
+@inlinable @inline(__always)
+func ipInIPSourceSum(_ sourceRaw: UInt32) -> UInt64 { 0x0440 &+ UInt64(sourceRaw) }
+
+/// Writes the 20-byte outer IPv4 header of IP-in-IP in front of the inner packet at `ip` (`total` bytes), from
+/// values in registers: version 4, IHL 5, the inner TOS, identification and DF, the outer total length, TTL 64,
+/// protocol 4, `sourceRaw` to `destinationRaw` (addresses as stored), and the checksum summed from the same values
+/// (`sourceSum` is `ipInIPSourceSum(sourceRaw)`), so nothing written is read back.
+@inlinable @inline(__always)
+func writeIPInIPHeader(_ ip: UnsafeMutableRawPointer, total: Int, sourceRaw: UInt32, sourceSum: UInt64, destinationRaw: UInt32) {
+    let outerTotal = UInt64(UInt16(truncatingIfNeeded: total &+ ipInIPOverheadBytes).byteSwapped)
+    // Bytes 0-7: 0x45, the inner TOS, the outer total length, the inner identification, the inner DF flag.
+    let word0 = ip.loadUnaligned(as: UInt64.self) & 0x0040_FFFF_0000_FF00 | 0x45 | outerTotal << 16
+    var sum = sourceSum &+ (word0 & 0xFFFF_FFFF) &+ (word0 >> 32) &+ UInt64(destinationRaw)
+    sum = (sum & 0xFFFF) &+ (sum >> 16)
+    sum = (sum & 0xFFFF) &+ (sum >> 16)
+    sum = (sum & 0xFFFF) &+ (sum >> 16)
+    let outer = ip - ipInIPOverheadBytes
+    outer.storeBytes(of: word0, as: UInt64.self)
+    outer.storeBytes(of: 0x0440 | UInt32(truncatingIfNeeded: ~sum & 0xFFFF) << 16, toByteOffset: 8, as: UInt32.self)
+    outer.storeBytes(of: sourceRaw, toByteOffset: 12, as: UInt32.self)
+    outer.storeBytes(of: destinationRaw, toByteOffset: 16, as: UInt32.self)
 }
 
 /// Builds the IPv6-outer frame in front of the packet at `ip` (`total` bytes; IPv6 when `inner6`, else IPv4):

@@ -62,7 +62,7 @@ public struct FastPath {
         outerEthernet1 = port.macWord0 >> 16 | UInt32(port.macWord1) << 16
         sourceRaw = port.address.bigEndian
         // Bytes 8-9 (TTL 64, protocol 4) and the source address; the rest is added per packet.
-        outerSum = 0x0440 &+ UInt64(port.address.bigEndian)
+        outerSum = ipInIPSourceSum(port.address.bigEndian)
         vipIndex = t.vipIndex
         vipIndexMask = t.vipIndexMask
         prefixLengths4 = t.steering.prefixLengths4
@@ -285,20 +285,9 @@ public struct FastPath {
               let b = pinnedBackend(bucket, src: src, ports: ports, vipSlot: vipSlot, l2: false) else { return declined }
         count(vipSlot: vipSlot, backend: b, bytes: l2 &+ total)
         counters[verdictL3] &+= 1
-        // IP-in-IP (as `encapsulate`): version/IHL, TOS, identification and DF from the inner header, the outer
-        // total length, TTL 64, protocol 4, the port's address to the backend's; the checksum from these values.
-        let outerTotal = UInt64(UInt16(truncatingIfNeeded: total &+ ipInIPOverheadBytes).byteSwapped)
-        let word0 = head & 0x0040_FFFF_0000_FFFF | outerTotal << 16
-        let destinationRaw = b.pointee.address.bigEndian
-        var sum = outerSum &+ (word0 & 0xFFFF_FFFF) &+ (word0 >> 32) &+ UInt64(destinationRaw)
-        sum = (sum & 0xFFFF) &+ (sum >> 16)
-        sum = (sum & 0xFFFF) &+ (sum >> 16)
-        sum = (sum & 0xFFFF) &+ (sum >> 16)
+        // IP-in-IP (as `encapsulate`), the port's parts of the outer header loaded once per burst.
+        writeIPInIPHeader(ip, total: total, sourceRaw: sourceRaw, sourceSum: outerSum, destinationRaw: b.pointee.address.bigEndian)
         let outer = ip - ipInIPOverheadBytes
-        outer.storeBytes(of: word0, as: UInt64.self)
-        outer.storeBytes(of: 0x0440 | UInt32(truncatingIfNeeded: ~sum & 0xFFFF) << 16, toByteOffset: 8, as: UInt32.self)
-        outer.storeBytes(of: sourceRaw, toByteOffset: 12, as: UInt32.self)
-        outer.storeBytes(of: destinationRaw, toByteOffset: 16, as: UInt32.self)
         let frame = outer - l2
         frame.storeBytes(of: outerEthernet0, as: UInt64.self)
         frame.storeBytes(of: outerEthernet1, toByteOffset: 8, as: UInt32.self)
