@@ -35,3 +35,13 @@ public struct CounterLayout: Sendable, Equatable {
     /// Number of UInt64 counters in a block.
     public var count: Int { backend(backendCount) }
 }
+
+/// Counts one delivered packet of `bytes` (as received) in its VIP's and its backend's counter slots (`vip` and
+/// `backend` point at each slot's first counter): what `deliver` and the fast path count for every packet sent.
+@inlinable @inline(__always)
+public func countDelivered(vip: UnsafeMutablePointer<UInt64>, backend: UnsafeMutablePointer<UInt64>, bytes: UInt64) {
+    vip[CounterLayout.packets] &+= 1
+    vip[CounterLayout.bytes] &+= bytes
+    backend[CounterLayout.packets] &+= 1
+    backend[CounterLayout.bytes] &+= bytes
+}

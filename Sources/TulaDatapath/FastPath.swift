@@ -130,13 +130,9 @@ public struct FastPath {
     /// Counts a packet of `bytes` (as received) for its VIP and backend.
     @inlinable @inline(__always)
     func count(vipSlot: UInt32, backend b: UnsafeMutablePointer<BackendEntry>, bytes: Int) {
-        let inLength = UInt64(truncatingIfNeeded: bytes)
-        let vc = vipCounters + Int(vipSlot) &* CounterLayout.perTarget
-        let bc = backendCounters + backends.distance(to: b) &* CounterLayout.perTarget
-        vc[CounterLayout.packets] &+= 1
-        vc[CounterLayout.bytes] &+= inLength
-        bc[CounterLayout.packets] &+= 1
-        bc[CounterLayout.bytes] &+= inLength
+        countDelivered(vip: vipCounters + Int(vipSlot) &* CounterLayout.perTarget,
+                       backend: backendCounters + backends.distance(to: b) &* CounterLayout.perTarget,
+                       bytes: UInt64(truncatingIfNeeded: bytes))
     }
 
     /// l2 output: the backend's MAC to the port's.

@@ -297,11 +297,7 @@ func deliver(_ packet: Packet, vip: UnsafeMutablePointer<VIPEntry>, port: Unsafe
                    layout: layout, counters: counters, now: now)
     }
     let inLength = UInt64(packet.l2 &+ total)
-    let vc = layout.vip(Int(vipSlot)), bc = layout.backend(Int(backend))
-    counters[vc &+ CounterLayout.packets] &+= 1
-    counters[vc &+ CounterLayout.bytes] &+= inLength
-    counters[bc &+ CounterLayout.packets] &+= 1
-    counters[bc &+ CounterLayout.bytes] &+= inLength
+    countDelivered(vip: counters + layout.vip(Int(vipSlot)), backend: counters + layout.backend(Int(backend)), bytes: inLength)
 
     if mode == .l2 {
         // `remark: true` (Encapsulations.swift).
